@@ -1,0 +1,61 @@
+package world
+
+import "time"
+
+// Options control what Generate builds; the zero value gives a small default world.
+type Options struct {
+	Seed             uint64
+	ServerName       string // default "synapse.test"
+	RemoteServerName string // default "remote.test"
+	// Rooms is the number of extra ordinary rooms beyond the fixed ones (default 2; -1 for none).
+	Rooms int
+	// MessagesPerRoom is the activity (messages, edits, redactions, ...) per
+	// busy room (default 20). Ignored when TotalEvents is set.
+	MessagesPerRoom int
+	// TotalEvents, if > 0, spreads activity over the busy rooms so that the
+	// world holds at least this many events.
+	TotalEvents int
+	// Users is the number of ordinary users beyond the fixed ones (default 3; -1 for none).
+	Users int
+	// BaseTime is the origin_server_ts of the first event (default 2025-01-01T00:00:00Z).
+	BaseTime time.Time
+	// PasswordCost is the bcrypt cost of password hashes (default 4).
+	PasswordCost int
+	// OldKeyEvents, if > 0, signs the first OldKeyEvents local events with a
+	// key that is rotated out afterwards (World.OldKeys).
+	OldKeyEvents int
+	// Workers bounds how many rooms are built concurrently (default GOMAXPROCS);
+	// the output does not depend on it.
+	Workers int
+}
+
+func (o Options) withDefaults() Options {
+	if o.ServerName == "" {
+		o.ServerName = "synapse.test"
+	}
+	if o.RemoteServerName == "" {
+		o.RemoteServerName = "remote.test"
+	}
+	switch {
+	case o.Rooms == 0:
+		o.Rooms = 2
+	case o.Rooms < 0:
+		o.Rooms = 0
+	}
+	switch {
+	case o.Users == 0:
+		o.Users = 3
+	case o.Users < 0:
+		o.Users = 0
+	}
+	if o.MessagesPerRoom <= 0 {
+		o.MessagesPerRoom = 20
+	}
+	if o.BaseTime.IsZero() {
+		o.BaseTime = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	if o.PasswordCost == 0 {
+		o.PasswordCost = 4
+	}
+	return o
+}
