@@ -20,11 +20,10 @@ type oldVerifyKeyJSON struct {
 }
 
 type keyDocJSON struct {
-	ServerName    string                      `json:"server_name"`
-	ValidUntilTS  int64                       `json:"valid_until_ts"`
-	VerifyKeys    map[KeyID]verifyKeyJSON     `json:"verify_keys"`
-	OldVerifyKeys map[KeyID]oldVerifyKeyJSON  `json:"old_verify_keys"`
-	Signatures    map[string]map[KeyID]string `json:"signatures,omitempty"`
+	ServerName    string                     `json:"server_name"`
+	ValidUntilTS  int64                      `json:"valid_until_ts"`
+	VerifyKeys    map[KeyID]verifyKeyJSON    `json:"verify_keys"`
+	OldVerifyKeys map[KeyID]oldVerifyKeyJSON `json:"old_verify_keys"`
 }
 
 func (id *Identity) keyDoc(validUntil time.Time) keyDocJSON {
@@ -90,11 +89,14 @@ func (id *Identity) ConduitServerSigningKeys(validUntil time.Time) ([]byte, erro
 	if len(id.Keys) == 0 {
 		return nil, errors.New("conduit keys: no signing key")
 	}
-	doc := id.keyDoc(validUntil)
-	doc.Signatures = map[string]map[KeyID]string{}
-	raw, err := json.Marshal(doc)
+	raw, err := json.Marshal(id.keyDoc(validUntil))
 	if err != nil {
 		return nil, err
 	}
-	return CanonicalJSON(raw)
+	m, err := decodeObject(raw)
+	if err != nil {
+		return nil, err
+	}
+	m["signatures"] = map[string]any{} // Conduit re-parses the row as ServerSigningKeys, which requires it
+	return canonicalValue(m)
 }
