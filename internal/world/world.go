@@ -107,10 +107,10 @@ type Device struct {
 	LastSeenIP        string
 	LastSeenTS        int64
 	LastSeenUserAgent string
-	AccessToken       string          // "syt_..."
-	Ed25519           ed25519.PrivateKey // device signing key
-	Curve25519        string          // public identity key, unpadded base64
-	Keys              json.RawMessage // signed device keys, as in /keys/query (without "unsigned")
+	AccessToken       string                     // "syt_..."
+	Ed25519           ed25519.PrivateKey         // device signing key
+	Curve25519        string                     // public identity key, unpadded base64
+	Keys              json.RawMessage            // signed device keys, as in /keys/query (without "unsigned")
 	OneTimeKeys       map[string]json.RawMessage // "signed_curve25519:<id>" -> signed key object
 }
 
