@@ -1,0 +1,143 @@
+// Command shim moves a Matrix homeserver from Synapse to Conduit under the same server name.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := Run(ctx, os.Args[1:], &Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv})
+	stop()
+	os.Exit(code)
+}
+
+// Env is what a command may touch outside itself, so tests can run commands in-process.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+// command is one subcommand: its name, a one-line summary, and its entry point.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, env *Env, args []string) error
+}
+
+// commands lists every subcommand in the order `shim help` shows them.
+func commands() []command {
+	return []command{
+		{"keys", "print the signed key document, or the key in Conduit's form", runKeys},
+		{"help", "show this help, or a command's flags", nil},
+	}
+}
+
+// usageError is a wrong invocation: exit status 2 and a one-line hint.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// Run executes the command line args and returns the process exit status: 0 success, 1 failure,
+// 2 wrong usage.
+func Run(ctx context.Context, args []string, env *Env) int {
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	if len(args) == 0 {
+		printHelp(env.Stderr)
+		return 2
+	}
+	name := args[0]
+	if name == "help" || name == "-h" || name == "-help" || name == "--help" {
+		if len(args) > 1 && name == "help" {
+			return Run(ctx, []string{args[1], "-h"}, env)
+		}
+		printHelp(env.Stdout)
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != name || c.run == nil {
+			continue
+		}
+		err := c.run(ctx, env, args[1:])
+		var ue *usageError
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.As(err, &ue):
+			fmt.Fprintf(env.Stderr, "shim %s: %s\nRun 'shim %s -h' for usage.\n", name, ue.msg, name)
+			return 2
+		default:
+			fmt.Fprintf(env.Stderr, "shim %s: %v\n", name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(env.Stderr, "shim: unknown command %q\nRun 'shim help' for the list of commands.\n", name)
+	return 2
+}
+
+func printHelp(w io.Writer) {
+	fmt.Fprint(w, `shim moves a Matrix homeserver from Synapse to Conduit under the same server name.
+
+Usage:
+  shim <command> [flags]
+
+Commands:
+`)
+	cmds := commands()
+	width := 0
+	for _, c := range cmds {
+		width = max(width, len(c.name))
+	}
+	sort.SliceStable(cmds, func(i, j int) bool { return cmds[i].name != "help" && cmds[j].name == "help" })
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.summary)
+	}
+	fmt.Fprint(w, "\nRun 'shim <command> -h' for a command's flags.\n")
+}
+
+// flagSet is a command's flags; it prints nothing by itself: parse prints its usage for -h and
+// turns its errors into one-line usage errors.
+type flagSet struct {
+	*flag.FlagSet
+	env      *Env
+	synopsis string
+}
+
+func newFlagSet(env *Env, name, synopsis string) *flagSet {
+	fs := flag.NewFlagSet("shim "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return &flagSet{FlagSet: fs, env: env, synopsis: synopsis}
+}
+
+// parse parses args, printing usage for -h and rejecting stray arguments.
+func (fs *flagSet) parse(args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(fs.env.Stdout, "Usage: shim %s\n\n", fs.synopsis)
+			fs.SetOutput(fs.env.Stdout)
+			fs.PrintDefaults()
+			return err
+		}
+		return usagef("%s", strings.TrimSpace(err.Error()))
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}

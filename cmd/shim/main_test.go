@@ -1,0 +1,44 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+// runShim runs the command line in-process and returns its exit status and output.
+func runShim(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = Run(context.Background(), args, &Env{Stdout: &out, Stderr: &errOut, Getenv: func(k string) string { return env[k] }})
+	return code, out.String(), errOut.String()
+}
+
+func TestHelpAndUsageErrors(t *testing.T) {
+	cases := []struct {
+		args       []string
+		code       int
+		out, err   string
+		oneLineErr bool
+	}{
+		{args: []string{"help"}, code: 0, out: "Commands:"},
+		{args: []string{"-h"}, code: 0, out: "keys"},
+		{args: nil, code: 2, err: "Usage:"},
+		{args: []string{"frobnicate"}, code: 2, err: `unknown command "frobnicate"`},
+		{args: []string{"keys", "-nope"}, code: 2, err: "flag provided but not defined: -nope", oneLineErr: true},
+		{args: []string{"keys"}, code: 2, err: "-config is required", oneLineErr: true},
+		{args: []string{"keys", "-config", "x", "extra"}, code: 2, err: `unexpected argument "extra"`, oneLineErr: true},
+		{args: []string{"keys", "-h"}, code: 0, out: "Usage: shim keys"},
+		{args: []string{"help", "keys"}, code: 0, out: "-conduit"},
+	}
+	for _, c := range cases {
+		code, out, errOut := runShim(t, nil, c.args...)
+		if code != c.code || !strings.Contains(out, c.out) || !strings.Contains(errOut, c.err) {
+			t.Errorf("shim %v: code %d\nstdout %q\nstderr %q", c.args, code, out, errOut)
+		}
+		if c.oneLineErr && (strings.Count(errOut, "\n") != 2 || out != "") {
+			t.Errorf("shim %v: want a one-line error and a hint, got %q", c.args, errOut)
+		}
+	}
+}

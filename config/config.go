@@ -1,0 +1,418 @@
+// Package config loads the shim's YAML configuration, expands ${VAR} references, resolves the
+// server's signing identity (directly or from Synapse's homeserver.yaml) and reports every problem
+// at once, each with the key it concerns.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/transition-matrix/transition-matrix/signing"
+)
+
+// Secret is a string that never shows itself when printed or marshalled.
+type Secret string
+
+// String hides the value.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// MarshalJSON hides the value.
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + s.String() + `"`), nil }
+
+// Config is the shim's configuration file.
+type Config struct {
+	ServerName     string   `yaml:"server_name"`
+	SigningKeyPath string   `yaml:"signing_key_path"`
+	SynapseConfig  string   `yaml:"synapse_config"`
+	Synapse        Synapse  `yaml:"synapse"`
+	Listen         string   `yaml:"listen"`
+	TLS            TLS      `yaml:"tls"`
+	AllowCIDRs     []string `yaml:"allow_cidrs"`
+	Cache          Cache    `yaml:"cache"`
+	Log            Log      `yaml:"log"`
+
+	// Identity is the server name and its keys, resolved by Load.
+	Identity *signing.Identity `yaml:"-"`
+	// Warnings are problems that do not stop the shim, such as a key file others can read.
+	Warnings []string `yaml:"-"`
+	// dir is the folder relative paths are resolved against.
+	dir string
+}
+
+// Synapse says where the old server is and how to reach its admin API.
+type Synapse struct {
+	URL            string `yaml:"url"`
+	FederationURL  string `yaml:"federation_url"`
+	AdminToken     Secret `yaml:"admin_token"`
+	AdminTokenFile string `yaml:"admin_token_file"`
+}
+
+// TLS names a certificate and key for the shim's listener; both or neither.
+type TLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Cache says where the verified event cache lives.
+type Cache struct {
+	Path string `yaml:"path"`
+}
+
+// Log sets the log level (debug, info, warn, error) and format (json, console).
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Default returns the configuration every file starts from.
+func Default() *Config {
+	return &Config{
+		Listen: "127.0.0.1:8448",
+		Cache:  Cache{Path: "shim-cache"},
+		Log:    Log{Level: "info", Format: "console"},
+		dir:    ".",
+	}
+}
+
+// Load reads, parses, validates and resolves a configuration file; the error lists every problem.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data, filepath.Dir(path), getenv)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := c.Resolve(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type config\.(\w+)$`)
+
+// sectionOf maps the struct types of the file to their key prefixes.
+var sectionOf = map[string]string{"Config": "", "Synapse": "synapse.", "TLS": "tls.", "Cache": "cache.", "Log": "log."}
+
+// describeYAMLError turns the YAML decoder's messages into ones that name the key.
+func describeYAMLError(e string) error {
+	if m := unknownField.FindStringSubmatch(e); m != nil {
+		return fmt.Errorf("%s%s: unknown key (line %s)", sectionOf[m[3]], m[2], m[1])
+	}
+	return errors.New(strings.TrimPrefix(e, "yaml: "))
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// Parse reads YAML over the defaults, expanding ${VAR} in every string value; relative paths are
+// taken from dir. It reports unknown keys, type errors and unset variables together with Validate's findings.
+func Parse(data []byte, dir string, getenv func(string) string) (*Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	c := Default()
+	c.dir = dir
+	var problems []error
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("not valid YAML: %w", err)
+	}
+	if len(root.Content) > 0 {
+		expandEnv(&root, "", getenv, &problems)
+		expanded, err := yaml.Marshal(&root)
+		if err != nil {
+			return nil, err
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(expanded))
+		dec.KnownFields(true)
+		if err := dec.Decode(c); err != nil {
+			var te *yaml.TypeError
+			if !errors.As(err, &te) {
+				return nil, fmt.Errorf("not valid YAML: %w", err)
+			}
+			for _, e := range te.Errors {
+				problems = append(problems, describeYAMLError(e))
+			}
+		}
+	}
+	if err := c.Validate(); err != nil {
+		problems = append(problems, err)
+	}
+	if err := errors.Join(problems...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// expandEnv replaces ${VAR} in every scalar below n; key names the path for error messages.
+func expandEnv(n *yaml.Node, key string, getenv func(string) string, problems *[]error) {
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.SequenceNode:
+		for i, c := range n.Content {
+			k := key
+			if n.Kind == yaml.SequenceNode {
+				k = fmt.Sprintf("%s[%d]", key, i)
+			}
+			expandEnv(c, k, getenv, problems)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i].Value
+			if key != "" {
+				k = key + "." + k
+			}
+			expandEnv(n.Content[i+1], k, getenv, problems)
+		}
+	case yaml.ScalarNode:
+		if !strings.Contains(n.Value, "${") {
+			return
+		}
+		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+			name := envRef.FindStringSubmatch(ref)[1]
+			v := getenv(name)
+			if v == "" {
+				*problems = append(*problems, fmt.Errorf("%s: environment variable %s is not set", key, name))
+			}
+			return v
+		})
+		if n.Tag == "" || n.Tag == "!!str" {
+			n.Style = yaml.DoubleQuotedStyle
+		}
+	}
+}
+
+// Validate checks every set value and returns all problems at once, each naming its key.
+func (c *Config) Validate() error {
+	var p []error
+	add := func(key, format string, args ...any) {
+		p = append(p, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	switch {
+	case c.SynapseConfig == "" && c.SigningKeyPath == "":
+		add("signing_key_path", "set it, or synapse_config, so the shim has Synapse's signing key")
+	case c.SynapseConfig != "" && c.SigningKeyPath != "":
+		add("signing_key_path", "set either signing_key_path or synapse_config, not both")
+	}
+	if c.SynapseConfig == "" && c.ServerName == "" {
+		add("server_name", "required unless synapse_config names homeserver.yaml")
+	}
+	if c.ServerName != "" {
+		if err := checkServerName(c.ServerName); err != nil {
+			add("server_name", "%v", err)
+		}
+	}
+	checkURL := func(key, v string) {
+		if v == "" {
+			return
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add(key, "want an http:// or https:// URL, got %q", v)
+		}
+	}
+	checkURL("synapse.url", c.Synapse.URL)
+	checkURL("synapse.federation_url", c.Synapse.FederationURL)
+	if c.Synapse.AdminToken != "" && c.Synapse.AdminTokenFile != "" {
+		add("synapse.admin_token", "set either admin_token or admin_token_file, not both")
+	}
+	if c.Listen == "" {
+		add("listen", "required (host:port)")
+	} else if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+		add("listen", "want host:port, got %q", c.Listen)
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		add("tls", "set both cert and key, or neither")
+	}
+	for i, s := range c.AllowCIDRs {
+		if _, err := netip.ParsePrefix(s); err != nil {
+			if _, err2 := netip.ParseAddr(s); err2 != nil {
+				add(fmt.Sprintf("allow_cidrs[%d]", i), "want an address or CIDR, got %q", s)
+			}
+		}
+	}
+	if c.Cache.Path == "" {
+		add("cache.path", "required")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		add("log.format", "want json or console, got %q", c.Log.Format)
+	}
+	return errors.Join(p...)
+}
+
+// Require reports each named key that is unset; commands call it for what they need.
+func (c *Config) Require(keys ...string) error {
+	var p []error
+	for _, k := range keys {
+		var v string
+		switch k {
+		case "synapse.url":
+			v = c.Synapse.URL
+		case "synapse.admin_token":
+			v = string(c.Synapse.AdminToken)
+			k = "synapse.admin_token (or synapse.admin_token_file)"
+		case "listen":
+			v = c.Listen
+		case "cache.path":
+			v = c.Cache.Path
+		default:
+			panic("config.Require: unknown key " + k)
+		}
+		if v == "" {
+			p = append(p, fmt.Errorf("%s: required for this command", k))
+		}
+	}
+	return errors.Join(p...)
+}
+
+// FederationURL is where Synapse's federation API is reached: synapse.federation_url or synapse.url.
+func (c *Config) FederationURL() string {
+	if c.Synapse.FederationURL != "" {
+		return c.Synapse.FederationURL
+	}
+	return c.Synapse.URL
+}
+
+// Path resolves a path from the configuration against the configuration file's folder.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// Resolve reads the signing keys (directly or through homeserver.yaml) and the admin token file,
+// reporting every problem at once.
+func (c *Config) Resolve() error {
+	var p []error
+	var id *signing.Identity
+	var err error
+	if c.SynapseConfig != "" {
+		id, err = readSynapseConfig(c.Path(c.SynapseConfig), &c.Warnings)
+		if err != nil {
+			p = append(p, fmt.Errorf("synapse_config: %w", err))
+		} else if c.ServerName != "" && c.ServerName != id.ServerName {
+			p = append(p, fmt.Errorf("server_name: %q differs from %q in %s", c.ServerName, id.ServerName, c.SynapseConfig))
+		}
+	} else {
+		keys, warnings, err := signing.ReadKeyFile(c.Path(c.SigningKeyPath))
+		c.Warnings = append(c.Warnings, warnings...)
+		if err != nil {
+			p = append(p, fmt.Errorf("signing_key_path: %w", err))
+		} else {
+			id = &signing.Identity{ServerName: c.ServerName, Keys: keys}
+		}
+	}
+	if id != nil {
+		c.Identity = id
+		c.ServerName = id.ServerName
+	}
+	if c.Synapse.AdminTokenFile != "" {
+		path := c.Path(c.Synapse.AdminTokenFile)
+		data, err := os.ReadFile(path)
+		switch {
+		case err != nil:
+			p = append(p, fmt.Errorf("synapse.admin_token_file: %w", err))
+		case strings.TrimSpace(string(data)) == "":
+			p = append(p, fmt.Errorf("synapse.admin_token_file: %s is empty", path))
+		default:
+			c.Synapse.AdminToken = Secret(strings.TrimSpace(string(data)))
+			if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+				c.Warnings = append(c.Warnings, fmt.Sprintf("admin token file %s is readable by group or others (mode %04o): run chmod 600 on it", path, st.Mode().Perm()))
+			}
+		}
+	}
+	return errors.Join(p...)
+}
+
+// readSynapseConfig takes server_name, the signing key and old_signing_keys from homeserver.yaml;
+// signing_key_path is relative to that file's folder and defaults to <server_name>.signing.key there.
+func readSynapseConfig(path string, warnings *[]string) (*signing.Identity, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var hs struct {
+		ServerName     string         `yaml:"server_name"`
+		SigningKeyPath string         `yaml:"signing_key_path"`
+		SigningKey     string         `yaml:"signing_key"`
+		OldSigningKeys map[string]any `yaml:"old_signing_keys"`
+	}
+	if err := yaml.Unmarshal(data, &hs); err != nil {
+		return nil, fmt.Errorf("%s is not valid YAML: %w", path, err)
+	}
+	var p []error
+	if hs.ServerName == "" {
+		p = append(p, fmt.Errorf("%s has no server_name", path))
+	} else if err := checkServerName(hs.ServerName); err != nil {
+		p = append(p, fmt.Errorf("%s: server_name: %w", path, err))
+	}
+	id := &signing.Identity{ServerName: hs.ServerName}
+	switch {
+	case hs.SigningKey != "":
+		keys, err := signing.ParseKeyFile(strings.NewReader(hs.SigningKey), path+" signing_key")
+		if err != nil {
+			p = append(p, err)
+		}
+		id.Keys = keys
+	default:
+		keyPath := hs.SigningKeyPath
+		if keyPath == "" {
+			keyPath = hs.ServerName + ".signing.key"
+		}
+		if !filepath.IsAbs(keyPath) {
+			keyPath = filepath.Join(filepath.Dir(path), keyPath)
+		}
+		keys, w, err := signing.ReadKeyFile(keyPath)
+		*warnings = append(*warnings, w...)
+		if err != nil {
+			p = append(p, fmt.Errorf("%s: signing_key_path: %w", path, err))
+		}
+		id.Keys = keys
+	}
+	old, err := signing.ParseOldSigningKeys(hs.OldSigningKeys)
+	if err != nil {
+		p = append(p, fmt.Errorf("%s: %w", path, err))
+	}
+	id.OldKeys = old
+	if err := errors.Join(p...); err != nil {
+		return nil, err
+	}
+	return id, nil
+}
+
+func checkServerName(s string) error {
+	host := s
+	if h, port, err := net.SplitHostPort(s); err == nil {
+		if port == "" {
+			return fmt.Errorf("%q has an empty port", s)
+		}
+		host = h
+	}
+	if host == "" || strings.ContainsAny(host, "/ @") {
+		return fmt.Errorf("%q is not a server name (host or host:port)", s)
+	}
+	return nil
+}

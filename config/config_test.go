@@ -1,0 +1,169 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const testSeed = "nBUDYVmGp4ez3/hZi8DaOJeXvNlJ2RZ8vIqr0CM6QMQ"
+
+func writeFile(t *testing.T, dir, name, text string, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(text), mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestLoadDirectKey(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "keys/hs.key", "ed25519 a_Test "+testSeed+"\n", 0o600)
+	writeFile(t, dir, "token", "syt_admin_secret\n", 0o600)
+	path := writeFile(t, dir, "shim.yaml", `
+server_name: ${NAME}
+signing_key_path: keys/hs.key
+synapse:
+  url: http://127.0.0.1:8008
+  admin_token_file: token
+listen: 127.0.0.1:9448
+allow_cidrs: [127.0.0.1/32, "::1"]
+log: {level: debug, format: json}
+`, 0o600)
+	c, err := Load(path, env(map[string]string{"NAME": "hs.example"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ServerName != "hs.example" || c.Identity.ServerName != "hs.example" || c.Identity.SigningKey().ID != "ed25519:a_Test" {
+		t.Fatalf("identity %+v", c.Identity)
+	}
+	if c.Synapse.AdminToken != "syt_admin_secret" {
+		t.Fatal("admin token not read from file")
+	}
+	if c.FederationURL() != "http://127.0.0.1:8008" {
+		t.Fatalf("federation_url should default to synapse.url, got %q", c.FederationURL())
+	}
+	if c.Cache.Path != "shim-cache" || c.Log.Level != "debug" {
+		t.Fatalf("defaults/overrides wrong: %+v", c)
+	}
+	if len(c.Warnings) != 0 {
+		t.Fatalf("warnings for 0600 files: %v", c.Warnings)
+	}
+	if err := c.Require("synapse.url", "synapse.admin_token", "listen"); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := json.Marshal(c.Synapse)
+	if strings.Contains(string(out), "syt_admin_secret") || strings.Contains(fmt.Sprint(c.Synapse), "syt_admin_secret") {
+		t.Fatalf("secret shown: %s", out)
+	}
+}
+
+func TestLoadFromSynapseConfig(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "synapse/hs.example.signing.key", "ed25519 a_New "+testSeed+"\n", 0o644)
+	writeFile(t, dir, "synapse/homeserver.yaml", `
+server_name: "hs.example"
+old_signing_keys:
+  "ed25519:a_Old": { key: "XGX0JRS2Af3be3knz2fBiRbApjm2Dh61gXDJA8kcJNI", expired_ts: 1600000000000 }
+database: {name: sqlite3}
+`, 0o600)
+	path := writeFile(t, dir, "shim.yaml", "synapse_config: synapse/homeserver.yaml\n", 0o600)
+	c, err := Load(path, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := c.Identity
+	if id.ServerName != "hs.example" || id.SigningKey().ID != "ed25519:a_New" || len(id.OldKeys) != 1 || id.OldKeys[0].ExpiredTS != 1600000000000 {
+		t.Fatalf("identity %+v", id)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "hs.example.signing.key") {
+		t.Fatalf("want a warning for the 0644 key file, got %v", c.Warnings)
+	}
+
+	// An explicit signing_key_path is relative to homeserver.yaml's folder.
+	writeFile(t, dir, "synapse/keys/other.key", "ed25519 a_Rel "+testSeed+"\n", 0o600)
+	writeFile(t, dir, "synapse/homeserver.yaml", "server_name: hs.example\nsigning_key_path: keys/other.key\n", 0o600)
+	c, err = Load(path, env(nil))
+	if err != nil || c.Identity.SigningKey().ID != "ed25519:a_Rel" {
+		t.Fatalf("relative signing_key_path: %v", err)
+	}
+
+	// server_name in our config must agree with Synapse's.
+	path2 := writeFile(t, dir, "shim2.yaml", "synapse_config: synapse/homeserver.yaml\nserver_name: other.example\n", 0o600)
+	if _, err := Load(path2, env(nil)); err == nil || !strings.Contains(err.Error(), `server_name: "other.example" differs`) {
+		t.Fatalf("mismatched server_name: %v", err)
+	}
+}
+
+func TestEveryProblemReportedAtOnce(t *testing.T) {
+	_, err := Parse([]byte(`
+server_name: "bad/name"
+signing_key_path: x.key
+synapse_config: homeserver.yaml
+synapse:
+  url: ftp://nope
+  federation_url: "::"
+  admin_token: syt_${MISSING_TOKEN}
+  admin_token_file: token
+  colour: blue
+listen: "8448"
+tls: {cert: c.pem}
+allow_cidrs: [10.0.0.0/33, 127.0.0.1]
+cache: {path: ""}
+log: {level: loud, format: xml}
+unknown_top: 1
+`), ".", env(nil))
+	if err == nil {
+		t.Fatal("accepted a broken config")
+	}
+	for _, want := range []string{
+		"server_name:", "signing_key_path: set either", "synapse.url: want an http", "synapse.federation_url:",
+		"synapse.admin_token: environment variable MISSING_TOKEN is not set", "synapse.admin_token: set either",
+		"synapse.colour: unknown key (line 9)", "listen: want host:port", "tls: set both", "allow_cidrs[0]", "cache.path: required",
+		"log.level: want", "log.format: want", "unknown_top: unknown key",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "allow_cidrs[1]") {
+		t.Errorf("a plain address is a valid allow_cidrs entry: %v", err)
+	}
+}
+
+func TestResolveReportsAllFileProblems(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "shim.yaml", "server_name: hs.example\nsigning_key_path: missing.key\nsynapse: {admin_token_file: nope}\n", 0o600)
+	_, err := Load(path, env(nil))
+	if err == nil || !strings.Contains(err.Error(), "signing_key_path:") || !strings.Contains(err.Error(), "synapse.admin_token_file:") {
+		t.Fatalf("err = %v", err)
+	}
+	writeFile(t, dir, "bad.key", "ed25519 a_x short\n", 0o600)
+	path = writeFile(t, dir, "shim.yaml", "server_name: hs.example\nsigning_key_path: bad.key\n", 0o600)
+	_, err = Load(path, env(nil))
+	if err == nil || !strings.Contains(err.Error(), "bad.key:1: key seed is") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	if _, err := Parse([]byte("server_name: [unclosed"), ".", env(nil)); err == nil || !strings.Contains(err.Error(), "not valid YAML") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "none.yaml"), env(nil)); err == nil || !strings.Contains(err.Error(), "none.yaml") {
+		t.Fatalf("err = %v", err)
+	}
+	c := Default()
+	if err := c.Require("synapse.url", "synapse.admin_token"); err == nil || !strings.Contains(err.Error(), "synapse.url: required") || !strings.Contains(err.Error(), "synapse.admin_token (or") {
+		t.Fatalf("Require: %v", err)
+	}
+}
