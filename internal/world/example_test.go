@@ -14,5 +14,5 @@ func ExampleGenerate() {
 	r := w.RoomsOfKind(world.KindAllLeft)[0]
 	st, _ := r.StateBefore(r.Latest().ID)
 	fmt.Println(w.ServerName, len(w.Rooms), r.Version, r.LocalJoinedNow(), st.LocalJoined())
-	// Output: synapse.test 9 6 false 1
+	// Output: synapse.test 8 6 false 1
 }
