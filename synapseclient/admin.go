@@ -43,6 +43,7 @@ type AdminClient struct {
 	fedBase    *url.URL
 	token      string
 	serverName string
+	pageSize   int
 
 	mu      sync.Mutex
 	adminID string
@@ -243,7 +244,7 @@ const maxPages = 1 << 20
 func (a *AdminClient) AllUsers(ctx context.Context) ([]UserSummary, error) {
 	var all []UserSummary
 	seen := map[string]bool{}
-	opts := ListUsersOptions{Limit: 500}
+	opts := ListUsersOptions{Limit: a.pageSize}
 	for range maxPages {
 		page, err := a.ListUsers(ctx, opts)
 		if err != nil {
@@ -605,7 +606,7 @@ func (a *AdminClient) ListRooms(ctx context.Context, opts ListRoomsOptions) (*Ro
 // https://element-hq.github.io/synapse/latest/admin_api/rooms.html#list-room-api
 func (a *AdminClient) AllRooms(ctx context.Context) ([]RoomSummary, error) {
 	var all []RoomSummary
-	opts := ListRoomsOptions{Limit: 500}
+	opts := ListRoomsOptions{Limit: a.pageSize}
 	for range maxPages {
 		page, err := a.ListRooms(ctx, opts)
 		if err != nil {

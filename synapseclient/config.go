@@ -22,6 +22,7 @@ const (
 	DefaultMaxPerHost       = 8
 	DefaultMaxResponseBytes = 64 << 20
 	DefaultUserAgent        = "transition-matrix-synapseclient"
+	DefaultPageSize         = 500
 )
 
 // Config says where Synapse is and how to talk to it. Zero durations and limits take the defaults
@@ -51,6 +52,7 @@ type Config struct {
 	MaxTotalWait     time.Duration // cap of all retry delays of one request together
 	MaxPerHost       int           // requests in flight per host, all three APIs together
 	MaxResponseBytes int64         // bodies longer than this fail with ErrResponseTooLarge
+	PageSize         int           // page size of AllUsers and AllRooms
 	UserAgent        string
 
 	// HTTPClient sends the requests; http.DefaultClient's transport when nil. Its own Timeout, if
@@ -149,6 +151,9 @@ func (cfg *Config) validate() (base, fed *url.URL, err error) {
 	if cfg.MaxPerHost < 0 {
 		add("MaxPerHost: %d is negative", cfg.MaxPerHost)
 	}
+	if cfg.PageSize < 0 {
+		add("PageSize: %d is negative", cfg.PageSize)
+	}
 	if cfg.MaxResponseBytes < 0 {
 		add("MaxResponseBytes: %d is negative", cfg.MaxResponseBytes)
 	}
@@ -179,6 +184,9 @@ func (cfg *Config) applyDefaults() {
 	}
 	if cfg.MaxResponseBytes == 0 {
 		cfg.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if cfg.PageSize == 0 {
+		cfg.PageSize = DefaultPageSize
 	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = DefaultUserAgent
@@ -211,7 +219,7 @@ func New(cfg Config) (*Client, error) {
 	cfg.applyDefaults()
 	t := &transport{cfg: &cfg, hosts: map[string]chan struct{}{}}
 	c := &Client{cfg: cfg, t: t}
-	c.admin = &AdminClient{t: t, base: base, token: cfg.AdminToken, adminID: cfg.AdminUserID, fedBase: fed, serverName: cfg.ServerName}
+	c.admin = &AdminClient{t: t, base: base, token: cfg.AdminToken, adminID: cfg.AdminUserID, fedBase: fed, serverName: cfg.ServerName, pageSize: cfg.PageSize}
 	if cfg.ServerVersion != "" {
 		v, _ := ParseVersion(cfg.ServerVersion)
 		c.admin.version = &v
