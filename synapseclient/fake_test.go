@@ -244,3 +244,5 @@ func rawList(t *testing.T, body []byte, key string) []json.RawMessage {
 func ctxT(t *testing.T) context.Context {
 	return t.Context()
 }
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
