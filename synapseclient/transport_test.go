@@ -424,3 +424,56 @@ func TestBoolAcceptsSynapseInts(t *testing.T) {
 		t.Error("string accepted as Bool")
 	}
 }
+
+func TestPerAttemptTimeoutIsRetried(t *testing.T) {
+	f := newFake(t)
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	var hits atomic.Int32
+	f.handle("GET", "/_matrix/federation/v1/version", func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		select {
+		case <-r.Context().Done():
+		case <-done:
+		}
+	})
+	c, sl := newTestClient(t, f, func(cfg *Config) {
+		cfg.Timeout = 20 * time.Millisecond
+		cfg.MaxAttempts = 2
+	})
+	_, err := c.Federation().Version(ctxT(t))
+	if !errors.Is(err, ErrRetriesExhausted) || !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+	if len(sl.get()) != 1 {
+		t.Errorf("sleeps = %v, want one retry", sl.get())
+	}
+}
+
+func TestJitterSleepAndRetryAfterHelpers(t *testing.T) {
+	for range 100 {
+		if d := halfJitter(time.Second); d < 500*time.Millisecond || d > time.Second {
+			t.Fatalf("halfJitter(1s) = %s", d)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := sleepContext(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Errorf("sleepContext on a cancelled ctx = %v", err)
+	}
+	if err := sleepContext(t.Context(), 0); err != nil {
+		t.Errorf("sleepContext(0) = %v", err)
+	}
+	if d := parseRetryAfter([]byte(`{"retry_after_ms":250}`), "9"); d != 250*time.Millisecond {
+		t.Errorf("body wins: %s", d)
+	}
+	if d := parseRetryAfter([]byte(`not json`), "3"); d != 3*time.Second {
+		t.Errorf("header seconds: %s", d)
+	}
+	if d := parseRetryAfter(nil, time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)); d <= 0 {
+		t.Errorf("header date: %s", d)
+	}
+	if d := parseRetryAfter(nil, "soon"); d != 0 {
+		t.Errorf("junk header: %s", d)
+	}
+}
