@@ -31,7 +31,8 @@ type Config struct {
 	// BaseURL is Synapse's client listener (admin and client APIs), e.g. "http://127.0.0.1:8008".
 	BaseURL string
 	// FederationURL is where federation and key requests go; it defaults to BaseURL. Nothing
-	// resolves the server name: this URL is used as is.
+	// resolves the server name: this URL is used as is. Requests are signed over the path as sent,
+	// so a path prefix here must reach Synapse unchanged.
 	FederationURL string
 	// AdminToken is an access token of a server admin, needed by the admin API.
 	AdminToken string
@@ -63,7 +64,8 @@ type Config struct {
 	// Jitter turns a computed backoff d into the delay actually used (default: uniform in [d/2, d]).
 	// It does not apply to waits the server asked for.
 	Jitter func(d time.Duration) time.Duration
-	// OnRetry, when set, is told about every retry; it never sees tokens or bodies.
+	// OnRetry, when set, is told about every retry (possibly concurrently); it never sees tokens
+	// or bodies.
 	OnRetry func(RetryEvent)
 }
 
