@@ -1,0 +1,115 @@
+package kv
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+var boltBucket = []byte("kv")
+
+// Bolt is an Engine on one bbolt file: a copy-on-write B+tree, memory-mapped
+// read-only, with one fsync'd meta page switch per committed transaction.
+type Bolt struct {
+	db   *bolt.DB
+	path string
+}
+
+// OpenBolt opens or creates the bbolt file at path with the given file mode.
+func OpenBolt(path string, mode os.FileMode) (*Bolt, error) {
+	db, err := bolt.Open(path, mode, &bolt.Options{
+		Timeout:      2 * time.Second, // another process holds the file lock
+		FreelistType: bolt.FreelistMapType,
+	})
+	if err != nil {
+		switch {
+		case errors.Is(err, berrors.ErrTimeout):
+			return nil, fmt.Errorf("%s is locked by another process: %w", path, err)
+		case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum),
+			errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrInvalidMapping):
+			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+		}
+		return nil, err
+	}
+	b := &Bolt{db: db, path: path}
+	if err := b.checkSize(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(boltBucket)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// checkSize refuses a file shorter than the pages its meta page claims
+// (a truncated copy), which bbolt would otherwise fault on when reading.
+func (b *Bolt) checkSize() error {
+	fi, err := os.Stat(b.path)
+	if err != nil {
+		return err
+	}
+	return b.db.View(func(tx *bolt.Tx) error {
+		if need := tx.Size(); fi.Size() < need {
+			return fmt.Errorf("%w: %s: file is %d bytes, its header says %d (truncated)",
+				ErrCorrupt, b.path, fi.Size(), need)
+		}
+		return nil
+	})
+}
+
+func (b *Bolt) Name() string { return "bbolt" }
+
+func (b *Bolt) Close() error { return b.db.Close() }
+
+func (b *Bolt) DiskBytes() (int64, error) {
+	fi, err := os.Stat(b.path)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+func (b *Bolt) View(fn func(Reader) error) error {
+	return b.db.View(func(tx *bolt.Tx) error {
+		return fn(boltTx{tx.Bucket(boltBucket)})
+	})
+}
+
+func (b *Bolt) Update(fn func(Writer) error) error {
+	return b.db.Update(func(tx *bolt.Tx) error {
+		return fn(boltTx{tx.Bucket(boltBucket)})
+	})
+}
+
+type boltTx struct{ b *bolt.Bucket }
+
+func (t boltTx) Get(key []byte) ([]byte, error) { return t.b.Get(key), nil }
+
+func (t boltTx) Put(key, value []byte) error { return t.b.Put(key, value) }
+
+func (t boltTx) Delete(key []byte) error { return t.b.Delete(key) }
+
+func (t boltTx) Scan(prefix, start []byte, fn func(k, v []byte) (bool, error)) error {
+	if bytes.Compare(start, prefix) < 0 {
+		start = prefix
+	}
+	c := t.b.Cursor()
+	for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		more, err := fn(k, v)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
