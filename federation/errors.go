@@ -1,0 +1,56 @@
+package federation
+
+import (
+	"context"
+	"errors"
+	"net/http"
+)
+
+// Errors an EventSource returns; the handlers turn each into its Matrix error.
+var (
+	ErrNotFound            = errors.New("not found")                 // 404 M_NOT_FOUND
+	ErrHostNotInRoom       = errors.New("host not in room")          // 403 M_FORBIDDEN
+	ErrUpstreamUnavailable = errors.New("upstream is unavailable")   // 502 M_UNKNOWN
+	ErrNotVerified         = errors.New("event failed verification") // 502 M_UNKNOWN: never served as intact
+)
+
+// matrixError is an error answer: an HTTP status and the Matrix error body.
+type matrixError struct {
+	Status  int    `json:"-"`
+	ErrCode string `json:"errcode"`
+	Message string `json:"error"`
+}
+
+func (e *matrixError) Error() string { return e.ErrCode + ": " + e.Message }
+
+func errorf(status int, code, msg string) *matrixError {
+	return &matrixError{Status: status, ErrCode: code, Message: msg}
+}
+
+func badParam(msg string) *matrixError { return errorf(http.StatusBadRequest, "M_INVALID_PARAM", msg) }
+
+func missingParam(msg string) *matrixError {
+	return errorf(http.StatusBadRequest, "M_MISSING_PARAM", msg)
+}
+
+// toMatrixError maps an EventSource error to the answer the requester gets; internal details of
+// upstream failures stay in the log.
+func toMatrixError(err error) *matrixError {
+	var me *matrixError
+	switch {
+	case errors.As(err, &me):
+		return me
+	case errors.Is(err, ErrNotFound):
+		return errorf(http.StatusNotFound, "M_NOT_FOUND", "Event or room not found")
+	case errors.Is(err, ErrHostNotInRoom):
+		return errorf(http.StatusForbidden, "M_FORBIDDEN", "Host not in room.")
+	case errors.Is(err, context.DeadlineExceeded):
+		return errorf(http.StatusGatewayTimeout, "M_UNKNOWN", "Synapse did not answer in time and the cache does not hold the answer")
+	case errors.Is(err, ErrNotVerified):
+		return errorf(http.StatusBadGateway, "M_UNKNOWN", "The event failed verification and is not served")
+	case errors.Is(err, ErrUpstreamUnavailable):
+		return errorf(http.StatusBadGateway, "M_UNKNOWN", "Synapse is unavailable and the cache does not hold the answer")
+	default:
+		return errorf(http.StatusInternalServerError, "M_UNKNOWN", "Internal error")
+	}
+}
