@@ -66,7 +66,9 @@ func serving() *fakeSource {
 		missingEvents: func(context.Context, string, []string, []string, int, int64) ([]PDU, error) {
 			return one, nil
 		},
-		stateIDs:  func(context.Context, string, string) ([]string, []string, error) { return []string{"$s"}, []string{"$a"}, nil },
+		stateIDs: func(context.Context, string, string) ([]string, []string, error) {
+			return []string{"$s"}, []string{"$a"}, nil
+		},
 		state:     func(context.Context, string, string) ([]PDU, []PDU, error) { return one, one, nil },
 		eventAuth: func(context.Context, string, string) ([]PDU, error) { return one, nil },
 	}
