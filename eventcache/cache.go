@@ -222,6 +222,10 @@ func refs(room string, ids []string) []Ref {
 	return out
 }
 
+// present is the value of index and frontier entries: engines may not tell
+// an empty value from an absent key.
+var present = []byte{1}
+
 func validate(e *Event) error {
 	switch {
 	case e.ID == "":
@@ -320,7 +324,7 @@ func (b *batchWriter) putEvent(e *Event) error {
 	if err := b.w.Put(ek, encodeEvent(e)); err != nil {
 		return err
 	}
-	if err := b.w.Put(depthKey(e.RoomID, e.Depth, e.ID), nil); err != nil {
+	if err := b.w.Put(depthKey(e.RoomID, e.Depth, e.ID), present); err != nil {
 		return err
 	}
 	return b.removeFrontier(e.RoomID, e.ID)
@@ -384,7 +388,7 @@ func (c *Cache) Apply(batch Batch) error {
 			}
 			m.Frontier++
 			b.stats.Frontier++
-			if err := w.Put(k, nil); err != nil {
+			if err := w.Put(k, present); err != nil {
 				return err
 			}
 		}

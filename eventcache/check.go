@@ -100,11 +100,11 @@ func (c *Cache) CheckIntegrity() error {
 				return report("%v", err), nil
 			}
 			rc := count(room)
+			delete(counts, room)
 			if m.Events != rc.events || m.Frontier != rc.frontier {
 				return report("room %s: meta counts %d events/%d frontier, found %d/%d",
 					room, m.Events, m.Frontier, rc.events, rc.frontier), nil
 			}
-			delete(counts, room)
 			return true, nil
 		})
 		if err != nil {

@@ -12,8 +12,8 @@ import (
 //	"\x00stats"                            global counters
 //	"e" eventID                            event record
 //	"r" roomID                             room meta record
-//	"d" roomID 0x00 depth(8, BE, biased) eventID   depth index (empty value)
-//	"f" roomID 0x00 eventID                crawl frontier (empty value)
+//	"d" roomID 0x00 depth(8, BE, biased) eventID   depth index (value 0x01)
+//	"f" roomID 0x00 eventID                crawl frontier (value 0x01)
 const (
 	prefixEvent    = 'e'
 	prefixRoom     = 'r'

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -21,7 +22,18 @@ type Bolt struct {
 }
 
 // OpenBolt opens or creates the bbolt file at path with the given file mode.
-func OpenBolt(path string, mode os.FileMode) (*Bolt, error) {
+func OpenBolt(path string, mode os.FileMode) (b *Bolt, err error) {
+	if err := precheckBolt(path); err != nil {
+		return nil, err
+	}
+	// bbolt trusts page contents: turn a fault or panic while it reads a
+	// damaged file into an error instead of a crash.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			b, err = nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, r)
+		}
+	}()
 	db, err := bolt.Open(path, mode, &bolt.Options{
 		Timeout:      2 * time.Second, // another process holds the file lock
 		FreelistType: bolt.FreelistMapType,
@@ -36,11 +48,7 @@ func OpenBolt(path string, mode os.FileMode) (*Bolt, error) {
 		}
 		return nil, err
 	}
-	b := &Bolt{db: db, path: path}
-	if err := b.checkSize(); err != nil {
-		db.Close()
-		return nil, err
-	}
+	b = &Bolt{db: db, path: path}
 	err = db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(boltBucket)
 		return err
@@ -50,22 +58,6 @@ func OpenBolt(path string, mode os.FileMode) (*Bolt, error) {
 		return nil, err
 	}
 	return b, nil
-}
-
-// checkSize refuses a file shorter than the pages its meta page claims
-// (a truncated copy), which bbolt would otherwise fault on when reading.
-func (b *Bolt) checkSize() error {
-	fi, err := os.Stat(b.path)
-	if err != nil {
-		return err
-	}
-	return b.db.View(func(tx *bolt.Tx) error {
-		if need := tx.Size(); fi.Size() < need {
-			return fmt.Errorf("%w: %s: file is %d bytes, its header says %d (truncated)",
-				ErrCorrupt, b.path, fi.Size(), need)
-		}
-		return nil
-	})
 }
 
 func (b *Bolt) Name() string { return "bbolt" }
