@@ -1,0 +1,390 @@
+// Package conduitlike is a federation consumer that backfills a room the way Conduit does: it asks
+// GET /backfill?v=<oldest known event>&limit=100 again and again, fetches each missing auth event
+// with GET /event, and checks every event independently (format, every signature, content hash,
+// auth rules against the event's own auth events) before it keeps it.
+package conduitlike
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	gmsl "github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/transition-matrix/transition-matrix/signing"
+)
+
+// BackfillLimit is the limit Conduit asks for on every /backfill.
+const BackfillLimit = 100
+
+// Keys gives the public key a server signed with, valid at a time; ok is false when unknown or expired.
+type Keys interface {
+	PublicKey(server, keyID string, atTS int64) (pub ed25519.PublicKey, ok bool)
+}
+
+// StaticKeys is a fixed key set: server → key ID → key, with an optional expiry (0 = none).
+type StaticKeys map[string]map[string]StaticKey
+
+// StaticKey is one public key and the time (ms) from which it no longer verifies, or 0.
+type StaticKey struct {
+	Public    ed25519.PublicKey
+	ExpiredTS int64
+}
+
+// PublicKey implements Keys.
+func (s StaticKeys) PublicKey(server, keyID string, atTS int64) (ed25519.PublicKey, bool) {
+	k, ok := s[server][keyID]
+	if !ok || (k.ExpiredTS != 0 && atTS >= k.ExpiredTS) {
+		return nil, false
+	}
+	return k.Public, true
+}
+
+// Add records a key.
+func (s StaticKeys) Add(server, keyID string, pub ed25519.PublicKey, expiredTS int64) {
+	if s[server] == nil {
+		s[server] = map[string]StaticKey{}
+	}
+	s[server][keyID] = StaticKey{Public: pub, ExpiredTS: expiredTS}
+}
+
+// Consumer backfills rooms from one federation peer, signing its requests as Identity.
+type Consumer struct {
+	Identity    *signing.Identity // the requesting server: Conduit holding the old server name
+	Destination string            // the server name the requests are addressed to
+	BaseURL     string            // where the peer listens, e.g. the shim's URL
+	Keys        Keys
+	HTTP        *http.Client
+	// MaxRequests bounds one room's backfill, so a peer that never reaches the create event cannot
+	// keep the consumer going forever. 0 means 100,000.
+	MaxRequests int
+}
+
+// Outcome is what happened to one received event.
+type Outcome string
+
+// Outcomes of checking an event.
+const (
+	Verified Outcome = "verified" // format, signatures, content hash and auth rules all pass
+	Redacted Outcome = "redacted" // signatures and auth pass but the content hash does not: kept redacted, as Conduit does
+	Rejected Outcome = "rejected" // format, signature or auth rules fail: dropped
+)
+
+// Received is one event as the consumer took it in, in the order it was received.
+type Received struct {
+	EventID string
+	Type    string
+	Depth   int64
+	Outcome Outcome
+	Reason  string // why it was redacted or rejected
+	Via     string // "backfill" or "event" (fetched as a missing auth event)
+}
+
+// Result is the outcome of backfilling one room.
+type Result struct {
+	RoomID        string
+	Timeline      []Received // backfilled events, newest first, each at most once
+	AuthFetched   []Received // auth events fetched with /event that were not (yet) in the timeline
+	Requests      int
+	ReachedCreate bool
+}
+
+// Count returns how many timeline events had outcome o.
+func (r *Result) Count(o Outcome) int {
+	n := 0
+	for _, e := range r.Timeline {
+		if e.Outcome == o {
+			n++
+		}
+	}
+	return n
+}
+
+// room is the consumer's view of one room while it backfills.
+type room struct {
+	id       string
+	version  gmsl.IRoomVersion
+	known    map[string]gmsl.PDU // events that passed the checks (verified or redacted)
+	timeline map[string]bool     // events in the timeline; the others in known are outliers (auth events)
+	failed   map[string]string   // events that were rejected, with the reason
+	result   *Result
+}
+
+// BackfillRoom backfills a room from its newest events (the heads: Conduit's join stands on the
+// room's forward extremities, and the shim expands the join to them) until m.room.create arrives.
+// The heads are fetched with /event, the first /backfill names them all, and every later one names
+// only the oldest event kept, as Conduit does. It returns an error only when the peer cannot be
+// asked any further; per-event outcomes are in the Result.
+func (c *Consumer) BackfillRoom(ctx context.Context, roomID, roomVersion string, heads []string) (*Result, error) {
+	ver, err := gmsl.GetRoomVersion(gmsl.RoomVersion(roomVersion))
+	if err != nil {
+		return nil, fmt.Errorf("room %s: %w", roomID, err)
+	}
+	if len(heads) == 0 {
+		return nil, fmt.Errorf("room %s: no event to start from", roomID)
+	}
+	r := &room{id: roomID, version: ver, known: map[string]gmsl.PDU{}, timeline: map[string]bool{}, failed: map[string]string{}, result: &Result{RoomID: roomID}}
+	maxReq := c.MaxRequests
+	if maxReq == 0 {
+		maxReq = 100_000
+	}
+	var oldest Received
+	for _, head := range heads {
+		raw, err := c.fetchEvent(ctx, r, head)
+		if err != nil {
+			return r.result, err
+		}
+		rec := c.accept(ctx, r, raw, "event")
+		if rec.Outcome == Rejected {
+			return r.result, fmt.Errorf("room %s: the head %s is rejected: %s", roomID, head, rec.Reason)
+		}
+		r.result.Timeline = append(r.result.Timeline, rec)
+		r.timeline[rec.EventID] = true
+		if rec.Type == spec.MRoomCreate {
+			r.result.ReachedCreate = true
+		}
+		oldest = rec
+	}
+	from := heads
+	for !r.result.ReachedCreate && r.result.Requests < maxReq {
+		pdus, err := c.backfill(ctx, r, from)
+		if err != nil {
+			return r.result, err
+		}
+		added := 0
+		for _, raw := range pdus {
+			id, err := r.eventID(raw)
+			if err != nil {
+				r.result.Timeline = append(r.result.Timeline, Received{Outcome: Rejected, Reason: err.Error(), Via: "backfill"})
+				continue
+			}
+			if r.timeline[id] {
+				continue // "We already know": Conduit skips events already in its timeline
+			}
+			if _, ok := r.failed[id]; ok {
+				continue
+			}
+			// An outlier fetched earlier as an auth event is kept as it was checked then.
+			rec := c.accept(ctx, r, raw, "backfill")
+			rec.Via = "backfill"
+			r.result.Timeline = append(r.result.Timeline, rec)
+			r.timeline[id] = rec.Outcome != Rejected
+			added++
+			if rec.Outcome != Rejected {
+				oldest = rec // Conduit prepends each one, so the last kept is its oldest
+			}
+			if rec.Type == spec.MRoomCreate && rec.Outcome != Rejected {
+				r.result.ReachedCreate = true
+			}
+		}
+		if r.result.ReachedCreate {
+			return r.result, nil
+		}
+		from = []string{oldest.EventID}
+		if added == 0 {
+			return r.result, fmt.Errorf("room %s: backfill from %s brought nothing new; the create event was never reached", roomID, oldest.EventID)
+		}
+	}
+	if r.result.ReachedCreate {
+		return r.result, nil
+	}
+	return r.result, fmt.Errorf("room %s: gave up after %d requests without reaching the create event", roomID, maxReq)
+}
+
+// eventID computes the ID of a PDU in this room's version.
+func (r *room) eventID(raw json.RawMessage) (string, error) {
+	return signing.EventID(string(r.version.Version()), raw)
+}
+
+// accept checks one PDU and remembers it; missing auth events are fetched first.
+func (c *Consumer) accept(ctx context.Context, r *room, raw json.RawMessage, via string) Received {
+	rec := Received{Via: via}
+	id, err := r.eventID(raw)
+	if err != nil {
+		rec.Outcome, rec.Reason = Rejected, "no event ID: "+err.Error()
+		return rec
+	}
+	rec.EventID = id
+	if p, ok := r.known[id]; ok {
+		rec.Type, rec.Depth, rec.Outcome = p.Type(), p.Depth(), outcomeOf(p)
+		return rec
+	}
+	if reason, ok := r.failed[id]; ok {
+		rec.Outcome, rec.Reason = Rejected, reason
+		return rec
+	}
+	reject := func(reason string) Received {
+		r.failed[id] = reason
+		rec.Outcome, rec.Reason = Rejected, reason
+		return rec
+	}
+	// Format and content hash: gomatrixserverlib redacts an event whose hash does not match.
+	pdu, err := r.version.NewEventFromUntrustedJSON(raw)
+	if err != nil {
+		return reject("format: " + err.Error())
+	}
+	rec.Type, rec.Depth = pdu.Type(), pdu.Depth()
+	if pdu.RoomID().String() != r.id {
+		return reject(fmt.Sprintf("event of room %s in room %s", pdu.RoomID(), r.id))
+	}
+	if err := gmsl.VerifyEventSignatures(ctx, pdu, verifier{c.Keys}, userIDForSender); err != nil {
+		return reject("signature: " + err.Error())
+	}
+	// Auth rules against the event's own auth events, fetching those it lacks (Conduit's handle_outlier_pdu).
+	var authPDUs []gmsl.PDU
+	for _, aid := range pdu.AuthEventIDs() {
+		ap, err := c.authEvent(ctx, r, aid)
+		if err != nil {
+			return reject(fmt.Sprintf("auth event %s: %v", aid, err))
+		}
+		authPDUs = append(authPDUs, ap)
+	}
+	ae, err := gmsl.NewAuthEvents(authPDUs)
+	if err != nil {
+		return reject("auth events: " + err.Error())
+	}
+	if err := gmsl.Allowed(pdu, ae, userIDForSender); err != nil {
+		return reject("auth rules: " + err.Error())
+	}
+	r.known[id] = pdu
+	rec.Outcome = outcomeOf(pdu)
+	if rec.Outcome == Redacted {
+		rec.Reason = "content hash does not match"
+	}
+	return rec
+}
+
+func outcomeOf(p gmsl.PDU) Outcome {
+	if p.Redacted() {
+		return Redacted
+	}
+	return Verified
+}
+
+// authEvent returns a known auth event, or fetches it with /event and checks it.
+func (c *Consumer) authEvent(ctx context.Context, r *room, id string) (gmsl.PDU, error) {
+	if p, ok := r.known[id]; ok {
+		return p, nil
+	}
+	if reason, ok := r.failed[id]; ok {
+		return nil, errors.New(reason)
+	}
+	raw, err := c.fetchEvent(ctx, r, id)
+	if err != nil {
+		return nil, err
+	}
+	got, err := r.eventID(raw)
+	if err != nil || got != id {
+		r.failed[id] = fmt.Sprintf("/event returned event %s", got)
+		return nil, errors.New(r.failed[id])
+	}
+	rec := c.accept(ctx, r, raw, "event")
+	r.result.AuthFetched = append(r.result.AuthFetched, rec)
+	if rec.Outcome == Rejected {
+		return nil, errors.New(rec.Reason)
+	}
+	return r.known[id], nil
+}
+
+type transaction struct {
+	Origin string            `json:"origin"`
+	PDUs   []json.RawMessage `json:"pdus"`
+}
+
+func (c *Consumer) backfill(ctx context.Context, r *room, from []string) ([]json.RawMessage, error) {
+	q := url.Values{"v": from, "limit": {fmt.Sprint(BackfillLimit)}}
+	uri := "/_matrix/federation/v1/backfill/" + url.PathEscape(r.id) + "?" + q.Encode()
+	var txn transaction
+	if err := c.get(ctx, r, uri, &txn); err != nil {
+		return nil, err
+	}
+	return txn.PDUs, nil
+}
+
+func (c *Consumer) fetchEvent(ctx context.Context, r *room, id string) (json.RawMessage, error) {
+	var txn transaction
+	if err := c.get(ctx, r, "/_matrix/federation/v1/event/"+url.PathEscape(id), &txn); err != nil {
+		return nil, err
+	}
+	if len(txn.PDUs) != 1 {
+		return nil, fmt.Errorf("/event/%s returned %d PDUs", id, len(txn.PDUs))
+	}
+	return txn.PDUs[0], nil
+}
+
+// get sends a signed GET and decodes a 200 answer into out.
+func (c *Consumer) get(ctx context.Context, r *room, uri string, out any) error {
+	r.result.Requests++
+	x, err := signing.SignRequest(c.Identity, http.MethodGet, c.Destination, uri, nil)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.BaseURL, "/")+uri, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", x.String())
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", uri, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("GET %s: reading the answer: %w", uri, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %d %s", uri, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("GET %s: %w", uri, err)
+	}
+	return nil
+}
+
+func userIDForSender(_ spec.RoomID, s spec.SenderID) (*spec.UserID, error) {
+	return spec.NewUserID(string(s), true)
+}
+
+// verifier adapts Keys to gomatrixserverlib: every signature by the server whose key is known at
+// the event's time must verify, and at least one must (as ruma, which Conduit uses, demands).
+type verifier struct{ keys Keys }
+
+func (v verifier) VerifyJSONs(_ context.Context, reqs []gmsl.VerifyJSONRequest) ([]gmsl.VerifyJSONResult, error) {
+	out := make([]gmsl.VerifyJSONResult, len(reqs))
+	for i, req := range reqs {
+		ids, err := gmsl.ListKeyIDs(string(req.ServerName), req.Message)
+		if err != nil {
+			out[i].Error = err
+			continue
+		}
+		checked := 0
+		for _, id := range ids {
+			pub, ok := v.keys.PublicKey(string(req.ServerName), string(id), int64(req.AtTS))
+			if !ok {
+				out[i].Error = fmt.Errorf("no valid key %s for %s at %d", id, req.ServerName, req.AtTS)
+				break
+			}
+			if err := gmsl.VerifyJSON(string(req.ServerName), id, pub, req.Message); err != nil {
+				out[i].Error = err
+				break
+			}
+			checked++
+		}
+		if out[i].Error == nil && checked == 0 {
+			out[i].Error = fmt.Errorf("no signature by %s", req.ServerName)
+		}
+	}
+	return out, nil
+}
