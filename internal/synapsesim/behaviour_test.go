@@ -35,7 +35,7 @@ func busyWorld(t testing.TB) *world.World {
 func dmOf(t testing.TB, w *world.World) *world.Room {
 	t.Helper()
 	var direct map[string][]string
-	_ = json.Unmarshal(w.User("@alice:"+w.ServerName).AccountData.Global["m.direct"], &direct)
+	_ = json.Unmarshal(w.User("@alice:" + w.ServerName).AccountData.Global["m.direct"], &direct)
 	for _, rs := range direct {
 		return w.Room(rs[0])
 	}

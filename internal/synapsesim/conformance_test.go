@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 	"github.com/transition-matrix/transition-matrix/internal/fixtures"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/signing"
@@ -65,7 +66,6 @@ var optionalKeys = []allowance{
 	{"client_keys_query", "device_keys.*.*.signatures.*.*", "world devices are also signed by the self-signing key"},
 	{"admin_v1_user_pushers", "pushers[].data.format", "optional pusher data field"},
 	{"client_pushers", "pushers[].data.format", "optional pusher data field"},
-	{"client_sync_*", "rooms.join.*.account_data.events[]", "not a key"},
 }
 
 // typeChanges are places where the JSON type legitimately differs.
@@ -563,4 +563,47 @@ func compareRecording(t *testing.T, rec *fixtures.Recording, got response, s *Se
 	sh := &shape{}
 	sh.add(want, "")
 	sh.check(rec.Name, "", have, func(f string, a ...any) { t.Errorf(f, a...) })
+}
+
+// TestComparatorCatchesQuirkChanges makes sure the shape comparison notices the quirks it guards.
+func TestComparatorCatchesQuirkChanges(t *testing.T) {
+	for _, c := range []struct{ fixture, path, replacement string }{
+		{"admin_v2_users_limit2", "next_token", `2`},                // string token became an int
+		{"admin_v1_rooms_limit2", "next_batch", `"2"`},              // int token became a string
+		{"admin_v2_user_alice", "admin", `false`},                   // 0/1 ints became booleans
+		{"admin_v2_user_alice", "creation_ts", `1795330502000`},     // seconds became ms
+		{"fed_backfill_a_no_limit", "errcode", `"M_MISSING_PARAM"`}, // errcode appeared
+		{"fed_backfill_a", "pdus.0.unsigned", `{"age_ts":1}`},       // age became age_ts
+		{"fed_state_ids_a", "pdu_ids", `[]`},                        // emptied
+		{"client_whoami_puppet", "device_id", `"ABC"`},              // puppet gained a device
+		{"admin_v1_search_users", "0.password_hash", `{"x":1}`},     // type change in a bare list
+		{"admin_v1_user_accountdata", "account_data.global", `[]`},  // map became a list
+		{"client_sync_account_data_only", "device_one_time_keys_count", `[]`},
+	} {
+		rec := fixtures.Load(t, c.fixture)
+		var want any
+		_ = json.Unmarshal(rec.Response.Body, &want)
+		mutated := rec.Response.Body
+		if strings.HasPrefix(c.path, "0.") || gjson.GetBytes(mutated, c.path).Exists() || c.path == "errcode" || c.path == "device_id" {
+			mutated = []byte(sjsonSet(t, mutated, c.path, c.replacement))
+		}
+		var have any
+		_ = json.Unmarshal(mutated, &have)
+		sh := &shape{}
+		sh.add(want, "")
+		n := 0
+		sh.check(rec.Name, "", have, func(string, ...any) { n++ })
+		if n == 0 {
+			t.Errorf("%s: changing %s to %s went unnoticed", c.fixture, c.path, c.replacement)
+		}
+	}
+}
+
+func sjsonSet(t *testing.T, body []byte, path, raw string) string {
+	t.Helper()
+	out, err := sjson.SetRawBytes(body, path, []byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
 }

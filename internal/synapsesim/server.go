@@ -57,11 +57,11 @@ type Server struct {
 	routes   []route
 	admin    *world.User
 
-	mu       sync.Mutex
-	tokens   map[string]tokenInfo // access token -> owner
-	rng      *rand.Rand
-	stats    map[string]int
-	windows  map[string]*rateWindow
+	mu         sync.Mutex
+	tokens     map[string]tokenInfo // access token -> owner
+	rng        *rand.Rand
+	stats      map[string]int
+	windows    map[string]*rateWindow
 	refCache   map[string]string // v1 event ID -> reference hash
 	pruneCache map[string][]byte // event ID -> pruned JSON
 
@@ -95,7 +95,7 @@ func New(opts Options) *Server {
 		w: opts.World, opts: opts, faults: opts.Faults, now: opts.Now,
 		tokens: map[string]tokenInfo{}, stats: map[string]int{}, windows: map[string]*rateWindow{},
 		refCache: map[string]string{}, pruneCache: map[string][]byte{},
-		rng:      rand.New(rand.NewPCG(opts.Seed, 0x73796e)),
+		rng: rand.New(rand.NewPCG(opts.Seed, 0x73796e)),
 	}
 	if s.faults == nil {
 		s.faults = NewFaults(opts.Seed)
