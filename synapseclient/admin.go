@@ -302,13 +302,7 @@ type UserDetails struct {
 // UnmarshalJSON decodes the fields and keeps the raw bytes.
 func (u *UserDetails) UnmarshalJSON(b []byte) error {
 	type plain UserDetails
-	var p plain
-	if err := json.Unmarshal(b, &p); err != nil {
-		return err
-	}
-	*u = UserDetails(p)
-	u.Raw = append(json.RawMessage(nil), b...)
-	return nil
+	return decodeKeepingRaw(b, (*plain)(u), &u.Raw)
 }
 
 // User returns one local account.
@@ -435,13 +429,7 @@ type Device struct {
 // UnmarshalJSON decodes the fields and keeps the raw bytes.
 func (d *Device) UnmarshalJSON(b []byte) error {
 	type plain Device
-	var p plain
-	if err := json.Unmarshal(b, &p); err != nil {
-		return err
-	}
-	*d = Device(p)
-	d.Raw = append(json.RawMessage(nil), b...)
-	return nil
+	return decodeKeepingRaw(b, (*plain)(d), &d.Raw)
 }
 
 // Devices lists a user's devices.
@@ -474,13 +462,7 @@ type Pusher struct {
 // UnmarshalJSON decodes the fields and keeps the raw bytes.
 func (p *Pusher) UnmarshalJSON(b []byte) error {
 	type plain Pusher
-	var q plain
-	if err := json.Unmarshal(b, &q); err != nil {
-		return err
-	}
-	*p = Pusher(q)
-	p.Raw = append(json.RawMessage(nil), b...)
-	return nil
+	return decodeKeepingRaw(b, (*plain)(p), &p.Raw)
 }
 
 // Pushers lists a user's pushers.
@@ -538,13 +520,7 @@ type RoomSummary struct {
 // UnmarshalJSON decodes the fields and keeps the raw bytes.
 func (r *RoomSummary) UnmarshalJSON(b []byte) error {
 	type plain RoomSummary
-	var p plain
-	if err := json.Unmarshal(b, &p); err != nil {
-		return err
-	}
-	*r = RoomSummary(p)
-	r.Raw = append(json.RawMessage(nil), b...)
-	return nil
+	return decodeKeepingRaw(b, (*plain)(r), &r.Raw)
 }
 
 // ListRoomsOptions selects a page of rooms.
@@ -797,4 +773,14 @@ func (a *AdminClient) FetchEvent(ctx context.Context, eventID string) (*PDU, err
 		return nil, fmt.Errorf("synapseclient: %s: %w", c.endpoint, err)
 	}
 	return &p, nil
+}
+
+// decodeKeepingRaw decodes b into v (a method-less view of the value, so decoding does not recurse)
+// and keeps a copy of the bytes in raw.
+func decodeKeepingRaw(b []byte, v any, raw *json.RawMessage) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return err
+	}
+	*raw = append(json.RawMessage(nil), b...)
+	return nil
 }
