@@ -304,27 +304,36 @@ func (s *Server) eventInRoom(w http.ResponseWriter, r *http.Request, room *world
 	return ev
 }
 
+// stateBefore does what /state and /state_ids share: authentication, the event_id parameter (checked
+// before the room, as Synapse does), host-in-room, and the IDs of the state before the event.
+func (s *Server) stateBefore(w http.ResponseWriter, r *http.Request, roomID string) (*world.Room, []string, bool) {
+	if _, ok := s.fedAuth(w, r); !ok {
+		return nil, nil, false
+	}
+	if !r.URL.Query().Has("event_id") {
+		writeError(w, http.StatusBadRequest, "M_MISSING_PARAM", "Missing string query parameter 'event_id'")
+		return nil, nil, false
+	}
+	room := s.joinedRoom(w, roomID)
+	if room == nil {
+		return nil, nil, false
+	}
+	ev := s.eventInRoom(w, r, room)
+	if ev == nil {
+		return nil, nil, false
+	}
+	st, _ := room.StateBefore(ev.ID)
+	return room, st.EventIDs(), true
+}
+
 // stateIDs serves GET /_matrix/federation/v1/state_ids/{roomId}?event_id=: the state before the
 // event and its auth chain, as IDs.
 // https://spec.matrix.org/v1.3/server-server-api/#get_matrixfederationv1state_idsroomid
 func (s *Server) stateIDs(w http.ResponseWriter, r *http.Request, v []string) {
-	if _, ok := s.fedAuth(w, r); !ok {
+	room, ids, ok := s.stateBefore(w, r, v[0])
+	if !ok {
 		return
 	}
-	if !r.URL.Query().Has("event_id") {
-		writeError(w, http.StatusBadRequest, "M_MISSING_PARAM", "Missing string query parameter 'event_id'")
-		return
-	}
-	room := s.joinedRoom(w, v[0])
-	if room == nil {
-		return
-	}
-	ev := s.eventInRoom(w, r, room)
-	if ev == nil {
-		return
-	}
-	st, _ := room.StateBefore(ev.ID)
-	ids := st.EventIDs()
 	writeJSON(w, http.StatusOK, obj{{"pdu_ids", ids}, {"auth_chain_ids", nonNil(room.AuthChain(ids, false))}})
 }
 
@@ -332,23 +341,10 @@ func (s *Server) stateIDs(w http.ResponseWriter, r *http.Request, v []string) {
 // and its auth chain as full PDUs (Synapse leaves age_ts in their unsigned here).
 // https://spec.matrix.org/v1.3/server-server-api/#get_matrixfederationv1stateroomid
 func (s *Server) state(w http.ResponseWriter, r *http.Request, v []string) {
-	if _, ok := s.fedAuth(w, r); !ok {
+	room, ids, ok := s.stateBefore(w, r, v[0])
+	if !ok {
 		return
 	}
-	if !r.URL.Query().Has("event_id") {
-		writeError(w, http.StatusBadRequest, "M_MISSING_PARAM", "Missing string query parameter 'event_id'")
-		return
-	}
-	room := s.joinedRoom(w, v[0])
-	if room == nil {
-		return
-	}
-	ev := s.eventInRoom(w, r, room)
-	if ev == nil {
-		return
-	}
-	st, _ := room.StateBefore(ev.ID)
-	ids := st.EventIDs()
 	pdus := s.pdusOf(room, ids, unsignedAgeTS)
 	chain := s.pdusOf(room, room.AuthChain(ids, false), unsignedAgeTS)
 	writeJSON(w, http.StatusOK, []byte(`{"pdus":`+string(jsonArray(pdus))+`,"auth_chain":`+string(jsonArray(chain))+`}`))
