@@ -411,20 +411,30 @@ func (s *Server) roomMessages(w http.ResponseWriter, r *http.Request, v []string
 	})
 }
 
+// visibleEvent resolves the requester, a room they are in and an event in it they may see, or
+// answers the error itself.
+func (s *Server) visibleEvent(w http.ResponseWriter, r *http.Request, roomID, eventID string) (tokenInfo, *world.Room, *world.Event, bool) {
+	ti, ok := s.requester(w, r)
+	if !ok {
+		return ti, nil, nil, false
+	}
+	room := s.memberRoom(w, ti, roomID)
+	if room == nil {
+		return ti, nil, nil, false
+	}
+	ev := room.Event(eventID)
+	if ev == nil || !visibleTo(room, ev, ti.user.ID) {
+		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "Could not find event "+eventID)
+		return ti, nil, nil, false
+	}
+	return ti, room, ev, true
+}
+
 // roomEvent serves GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}.
 // https://spec.matrix.org/v1.3/client-server-api/#get_matrixclientv3roomsroomideventeventid
 func (s *Server) roomEvent(w http.ResponseWriter, r *http.Request, v []string) {
-	ti, ok := s.requester(w, r)
+	_, room, ev, ok := s.visibleEvent(w, r, v[0], v[1])
 	if !ok {
-		return
-	}
-	room := s.memberRoom(w, ti, v[0])
-	if room == nil {
-		return
-	}
-	ev := room.Event(v[1])
-	if ev == nil || !visibleTo(room, ev, ti.user.ID) {
-		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "Could not find event "+v[1])
 		return
 	}
 	writeJSON(w, http.StatusOK, s.clientEvent(room, ev))
@@ -434,17 +444,8 @@ func (s *Server) roomEvent(w http.ResponseWriter, r *http.Request, v []string) {
 // Synapse 1.67's extra original_event.
 // https://spec.matrix.org/v1.3/client-server-api/#get_matrixclientv1roomsroomidrelationseventid
 func (s *Server) relations(w http.ResponseWriter, r *http.Request, v []string) {
-	ti, ok := s.requester(w, r)
+	ti, room, target, ok := s.visibleEvent(w, r, v[0], v[1])
 	if !ok {
-		return
-	}
-	room := s.memberRoom(w, ti, v[0])
-	if room == nil {
-		return
-	}
-	target := room.Event(v[1])
-	if target == nil || !visibleTo(room, target, ti.user.ID) {
-		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "Could not find event "+v[1])
 		return
 	}
 	s.buildIndexes()
