@@ -30,7 +30,14 @@ type Config struct {
 	RequestTimeout time.Duration  // per-request deadline for the event source; default 60 s
 	Version        string         // reported by /version
 	Logger         *zap.Logger
+	Metrics        RequestObserver // counts every request, refused ones too; nil = none
 	Now            func() time.Time
+}
+
+// RequestObserver records each answered request by route name, HTTP status and duration;
+// *metrics.Metrics is one.
+type RequestObserver interface {
+	ObserveRequest(endpoint string, status int, took time.Duration)
 }
 
 // Server routes and answers federation requests.
@@ -93,15 +100,20 @@ type handlerFunc func(r *http.Request, vars map[string]string) (any, error)
 type rawJSON []byte
 
 // wrap adds what every endpoint shares: the allow-list, X-Matrix authentication, a deadline,
-// unescaped path variables, Matrix error bodies and the access log.
+// unescaped path variables, Matrix error bodies, the access log and the request metrics. The
+// access log names the path but never the query, headers or body.
 func (s *Server) wrap(endpoint string, authenticated bool, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.cfg.Now()
 		status, origin := s.serve(w, r, authenticated, h)
+		took := s.cfg.Now().Sub(start)
+		if s.cfg.Metrics != nil {
+			s.cfg.Metrics.ObserveRequest(endpoint, status, took)
+		}
 		s.cfg.Logger.Info("request",
 			zap.String("endpoint", endpoint), zap.String("method", r.Method), zap.String("path", r.URL.EscapedPath()),
 			zap.Int("status", status), zap.String("origin", origin), zap.String("remote", r.RemoteAddr),
-			zap.Duration("took", s.cfg.Now().Sub(start)))
+			zap.Duration("took", took))
 	})
 }
 
