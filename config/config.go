@@ -45,6 +45,7 @@ type Config struct {
 	AllowCIDRs     []string `yaml:"allow_cidrs"`
 	Cache          Cache    `yaml:"cache"`
 	Log            Log      `yaml:"log"`
+	Metrics        Metrics  `yaml:"metrics"`
 
 	// Identity is the server name and its keys, resolved by Load.
 	Identity *signing.Identity `yaml:"-"`
@@ -71,6 +72,11 @@ type TLS struct {
 // Cache says where the verified event cache lives.
 type Cache struct {
 	Path string `yaml:"path"`
+}
+
+// Metrics says where Prometheus metrics are served, apart from the federation listener.
+type Metrics struct {
+	Listen string `yaml:"listen"` // host:port of the /metrics listener; empty = no metrics listener
 }
 
 // Log sets the log level (debug, info, warn, error) and format (json, console).
@@ -108,7 +114,7 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type config\.(\w+)$`)
 
 // sectionOf maps the struct types of the file to their key prefixes.
-var sectionOf = map[string]string{"Config": "", "Synapse": "synapse.", "TLS": "tls.", "Cache": "cache.", "Log": "log."}
+var sectionOf = map[string]string{"Config": "", "Synapse": "synapse.", "TLS": "tls.", "Cache": "cache.", "Log": "log.", "Metrics": "metrics."}
 
 // describeYAMLError turns the YAML decoder's messages into ones that name the key.
 func describeYAMLError(e string) error {
@@ -233,8 +239,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Listen == "" {
 		add("listen", "required (host:port)")
-	} else if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+	} else if !isHostPort(c.Listen) {
 		add("listen", "want host:port, got %q", c.Listen)
+	}
+	if c.Metrics.Listen != "" {
+		switch {
+		case !isHostPort(c.Metrics.Listen):
+			add("metrics.listen", "want host:port, got %q", c.Metrics.Listen)
+		case sameListener(c.Metrics.Listen, c.Listen):
+			add("metrics.listen", "%q clashes with listen %q: metrics are served on a listener of their own", c.Metrics.Listen, c.Listen)
+		}
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		add("tls", "set both cert and key, or neither")
@@ -401,6 +415,23 @@ func readSynapseConfig(path string, warnings *[]string) (*signing.Identity, erro
 		return nil, err
 	}
 	return id, nil
+}
+
+// isHostPort reports whether s is a listen address with a port, such as 127.0.0.1:8448 or :9090.
+func isHostPort(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	return err == nil && port != ""
+}
+
+// sameListener reports whether binding both addresses would take the same port on some address.
+func sameListener(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb || pa == "0" {
+		return false
+	}
+	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || wildcard(ha) || wildcard(hb)
 }
 
 func checkServerName(s string) error {

@@ -120,6 +120,7 @@ tls: {cert: c.pem}
 allow_cidrs: [10.0.0.0/33, 127.0.0.1]
 cache: {path: ""}
 log: {level: loud, format: xml}
+metrics: {listen: "9090"}
 unknown_top: 1
 `), ".", env(nil))
 	if err == nil {
@@ -129,7 +130,7 @@ unknown_top: 1
 		"server_name:", "signing_key_path: set either", "synapse.url: want an http", "synapse.federation_url:",
 		"synapse.admin_token: environment variable MISSING_TOKEN is not set", "synapse.admin_token: set either",
 		"synapse.colour: unknown key (line 9)", "listen: want host:port", "tls: set both", "allow_cidrs[0]", "cache.path: required",
-		"log.level: want", "log.format: want", "unknown_top: unknown key",
+		"log.level: want", "log.format: want", `metrics.listen: want host:port, got "9090"`, "unknown_top: unknown key",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
@@ -165,5 +166,36 @@ func TestParseErrors(t *testing.T) {
 	c := Default()
 	if err := c.Require("synapse.url", "synapse.admin_token"); err == nil || !strings.Contains(err.Error(), "synapse.url: required") || !strings.Contains(err.Error(), "synapse.admin_token (or") {
 		t.Fatalf("Require: %v", err)
+	}
+}
+
+func TestMetricsListen(t *testing.T) {
+	const base = "server_name: hs.example\nsigning_key_path: k.key\nlisten: 127.0.0.1:8448\n"
+	c, err := Parse([]byte(base), ".", env(nil))
+	if err != nil || c.Metrics.Listen != "" {
+		t.Fatalf("default: metrics off, got %q (%v)", c.Metrics.Listen, err)
+	}
+	for _, ok := range []string{"127.0.0.1:9464", ":9464", "[::1]:9464", "127.0.0.2:8448", "${METRICS}"} {
+		c, err := Parse([]byte(base+"metrics:\n  listen: \""+ok+"\"\n"), ".", env(map[string]string{"METRICS": "localhost:9100"}))
+		if err != nil {
+			t.Errorf("metrics.listen %s: %v", ok, err)
+		} else if c.Metrics.Listen == "" || strings.Contains(c.Metrics.Listen, "$") {
+			t.Errorf("metrics.listen %s: parsed %q", ok, c.Metrics.Listen)
+		}
+	}
+	for _, c := range []struct{ yaml, want string }{
+		{"metrics: {listen: \"9464\"}", `metrics.listen: want host:port, got "9464"`},
+		{"metrics: {listen: \"localhost:\"}", `metrics.listen: want host:port, got "localhost:"`},
+		{"metrics: {listen: \"http://127.0.0.1:9464\"}", "metrics.listen: want host:port"},
+		{"metrics: {listen: 127.0.0.1:8448}", `metrics.listen: "127.0.0.1:8448" clashes with listen "127.0.0.1:8448"`},
+		{"metrics: {listen: \":8448\"}", `metrics.listen: ":8448" clashes with listen`},
+		{"metrics: {listen: 0.0.0.0:8448}", "metrics.listen: \"0.0.0.0:8448\" clashes"},
+		{"metrics: {port: 9464}", "metrics.port: unknown key (line 4)"},
+		{"metrics: {listen: \"${UNSET}\"}", "metrics.listen: environment variable UNSET is not set"},
+	} {
+		_, err := Parse([]byte(base+c.yaml+"\n"), ".", env(nil))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want %q", c.yaml, err, c.want)
+		}
 	}
 }
