@@ -73,6 +73,7 @@ func (s *Server) serverVersion(w http.ResponseWriter, r *http.Request, _ []strin
 
 // listUsers serves GET /_synapse/admin/v2/users: sorted by name, deactivated users only with
 // deactivated=true, 0/1 booleans, creation_ts in ms, next_token a string omitted on the last page.
+// From 1.93 entries carry "locked" and locked users are listed only with locked=true.
 // https://element-hq.github.io/synapse/latest/admin_api/user_admin_api.html#list-accounts
 func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, _ []string) {
 	if _, ok := s.requireAdmin(w, r); !ok {
@@ -84,9 +85,13 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, _ []string) {
 		return
 	}
 	name, userID := q.Get("name"), q.Get("user_id")
+	withLocked := s.atLeast(1, 93)
 	var users []*world.User
 	for _, u := range s.w.Users {
 		if u.Deactivated && q.Get("deactivated") != "true" {
+			continue
+		}
+		if u.Locked && withLocked && q.Get("locked") != "true" {
 			continue
 		}
 		if name != "" && !strings.Contains(u.ID, name) && !strings.Contains(u.Profile.DisplayName, name) {
@@ -101,9 +106,13 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, _ []string) {
 	page := []obj{}
 	for i := from; i < len(users) && i < from+limit; i++ {
 		u := users[i]
-		page = append(page, obj{{"name", u.ID}, {"user_type", nullable(u.UserType)}, {"is_guest", 0}, {"admin", boolInt(u.Admin)},
+		entry := obj{{"name", u.ID}, {"user_type", nullable(u.UserType)}, {"is_guest", 0}, {"admin", boolInt(u.Admin)},
 			{"deactivated", boolInt(u.Deactivated)}, {"shadow_banned", 0}, {"displayname", nullable(u.Profile.DisplayName)},
-			{"avatar_url", nullable(u.Profile.AvatarURL)}, {"creation_ts", u.CreationTS}})
+			{"avatar_url", nullable(u.Profile.AvatarURL)}, {"creation_ts", u.CreationTS}}
+		if withLocked {
+			entry = append(entry, kv{"locked", u.Locked})
+		}
+		page = append(page, entry)
 	}
 	out := obj{{"users", page}, {"total", len(users)}}
 	if from+limit < len(users) {
@@ -130,7 +139,7 @@ func pageParams(w http.ResponseWriter, fromS, limitS string, dflt int) (int, int
 	return from, limit, true
 }
 
-// getUser serves GET /_synapse/admin/v2/users/{userId} (creation_ts in seconds here).
+// getUser serves GET /_synapse/admin/v2/users/{userId} (creation_ts in seconds here; "locked" from 1.93).
 // https://element-hq.github.io/synapse/latest/admin_api/user_admin_api.html#query-user-account
 func (s *Server) getUser(w http.ResponseWriter, r *http.Request, v []string) {
 	if _, ok := s.requireAdmin(w, r); !ok {
@@ -144,11 +153,15 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request, v []string) {
 	tps = append(tps, u.Threepids...)
 	ext := []world.ExternalID{}
 	ext = append(ext, u.ExternalIDs...)
-	writeJSON(w, http.StatusOK, obj{{"name", u.ID}, {"is_guest", 0}, {"admin", boolInt(u.Admin)}, {"consent_version", nil},
+	out := obj{{"name", u.ID}, {"is_guest", 0}, {"admin", boolInt(u.Admin)}, {"consent_version", nil},
 		{"consent_server_notice_sent", nil}, {"appservice_id", nil}, {"creation_ts", u.CreationTS / 1000},
 		{"user_type", nullable(u.UserType)}, {"deactivated", boolInt(u.Deactivated)}, {"shadow_banned", 0},
 		{"displayname", nullable(u.Profile.DisplayName)}, {"avatar_url", nullable(u.Profile.AvatarURL)},
-		{"threepids", tps}, {"external_ids", ext}})
+		{"threepids", tps}, {"external_ids", ext}}
+	if s.atLeast(1, 93) {
+		out = append(out, kv{"locked", u.Locked})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // loginAs serves POST /_synapse/admin/v1/users/{userId}/login: a puppet token acting as the user,

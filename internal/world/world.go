@@ -66,6 +66,9 @@ type User struct {
 	PasswordHash string // bcrypt "$2b$", "" for no-password and deactivated users
 	Admin        bool
 	Deactivated  bool
+	// Locked marks an account an admin locked (Synapse >= 1.93 lists it only with locked=true);
+	// Generate locks nobody, tests set it.
+	Locked       bool
 	UserType     string // "" (null), "bot" or "support"
 	CreationTS   int64  // ms
 	Profile      Profile
