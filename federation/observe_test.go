@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/transition-matrix/transition-matrix/metrics"
+	"github.com/transition-matrix/transition-matrix/signing"
 )
 
 // observed is one ObserveRequest call.
@@ -211,4 +212,45 @@ func flatten(fields map[string]any) string {
 		return fmt.Sprint(fields)
 	}
 	return string(out)
+}
+
+// BenchmarkRequestMetricsOverhead answers /version (the cheapest route) and a signed /event
+// without and with Prometheus metrics, to show what observing a request adds.
+func BenchmarkRequestMetricsOverhead(b *testing.B) {
+	for _, withMetrics := range []bool{false, true} {
+		name := "none"
+		if withMetrics {
+			name = "prometheus"
+		}
+		t := &testing.T{}
+		s := newTestShim(t, serving(), func(c *Config) {
+			if withMetrics {
+				c.Metrics = metrics.New()
+			}
+		})
+		b.Run("version/"+name, func(b *testing.B) {
+			req := httptest.NewRequest("GET", "/_matrix/federation/v1/version", nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				s.srv.ServeHTTP(httptest.NewRecorder(), req)
+			}
+		})
+		b.Run("signed_event/"+name, func(b *testing.B) {
+			const uri = "/_matrix/federation/v1/event/%24a"
+			x, err := signing.SignRequest(s.id, "GET", "hs.example", uri, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			req := httptest.NewRequest("GET", uri, nil)
+			req.Header.Set("Authorization", x.String())
+			b.ReportAllocs()
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				s.srv.ServeHTTP(rec, req)
+				if rec.Code != 200 {
+					b.Fatalf("%d %s", rec.Code, rec.Body)
+				}
+			}
+		})
+	}
 }
