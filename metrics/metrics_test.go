@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -258,5 +259,33 @@ func BenchmarkObserveRequestNil(b *testing.B) {
 	var m *Metrics
 	for b.Loop() {
 		m.ObserveRequest("backfill", 200, time.Millisecond)
+	}
+}
+
+func TestConcurrentUseCountsEverything(t *testing.T) {
+	m := New()
+	const workers, each = 8, 500
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				m.ObserveRequest(fmt.Sprintf("endpoint%d", (w+i)%4), 200, time.Millisecond)
+				m.CacheLookup("event", i%2 == 0)
+				m.ObserveUpstream("event", "ok", time.Millisecond)
+				m.EventsVerified("verified", 2)
+			}
+		}()
+	}
+	wg.Wait()
+	var total float64
+	for e := range 4 {
+		total += testutil.ToFloat64(m.requests.WithLabelValues(fmt.Sprintf("endpoint%d", e), "200"))
+	}
+	if total != workers*each || testutil.ToFloat64(m.verified.WithLabelValues("verified")) != 2*workers*each ||
+		testutil.ToFloat64(m.cacheLookups.WithLabelValues("event", "hit")) != workers*each/2 {
+		t.Fatalf("requests %v, verified %v, hits %v", total, testutil.ToFloat64(m.verified.WithLabelValues("verified")),
+			testutil.ToFloat64(m.cacheLookups.WithLabelValues("event", "hit")))
 	}
 }
