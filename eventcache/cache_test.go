@@ -304,3 +304,28 @@ func TestConcurrentReadsDuringWrites(t *testing.T) {
 	}
 	mustCheck(t, c)
 }
+
+func TestRoomEventsScansOneRoomOldestFirstWithEveryStatus(t *testing.T) {
+	c, err := Open(filepath.Join(t.TempDir(), "c.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	mk := func(id, room string, depth int64, status string) Event {
+		return Event{ID: id, RoomID: room, RoomVersion: "10", Depth: depth, Type: "m.room.message", JSON: []byte(`{"id":"` + id + `"}`), Status: status}
+	}
+	if err := c.Put(mk("$b", "!r", 2, StatusVerified), mk("$a", "!r", 1, StatusVerified), mk("$c", "!r", 3, "rejected"), mk("$x", "!r2", 1, StatusVerified)); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	if err := c.RoomEvents("!r", func(e Event) bool { ids = append(ids, e.ID+":"+e.Status); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(ids, ","); got != "$a:verified,$b:verified,$c:rejected" {
+		t.Fatalf("RoomEvents = %s", got)
+	}
+	counts, err := c.StatusCounts("!r")
+	if err != nil || counts[StatusVerified] != 2 || counts["rejected"] != 1 || len(counts) != 2 {
+		t.Fatalf("StatusCounts = %v, %v", counts, err)
+	}
+}

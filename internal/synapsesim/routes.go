@@ -63,6 +63,7 @@ func (s *Server) buildRoutes() []route {
 	add("fed.version", "GET", fed+"/version", s.fedVersion)
 	add("key.server", "GET", "/_matrix/key/v2/server", s.keyServer)
 	add("key.server", "GET", "/_matrix/key/v2/server/{key}", s.keyServer)
+	add("key.query", "GET", "/_matrix/key/v2/query/{server}", s.keyQuery)
 	add("fed.backfill", "GET", fed+"/backfill/{room}", s.backfill)
 	add("fed.event", "GET", fed+"/event/{event}", s.fedEvent)
 	add("fed.get_missing_events", "POST", fed+"/get_missing_events/{room}", s.getMissingEvents)

@@ -1,0 +1,385 @@
+package eventsource
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/transition-matrix/transition-matrix/eventcache"
+	"github.com/transition-matrix/transition-matrix/federation"
+	"github.com/transition-matrix/transition-matrix/synapseclient"
+)
+
+// frontierBatch is how many frontier events one crawl step asks /backfill for.
+const frontierBatch = 20
+
+// RoomHeads names a room to archive and where its crawl starts (its forward extremities).
+type RoomHeads struct {
+	RoomID string
+	Heads  []string
+}
+
+// RoomSummary is the outcome of archiving one room.
+type RoomSummary struct {
+	RoomID      string
+	RoomVersion string
+	Events      int64    // stored, any status
+	Verified    int64    // intact, signatures and content hash checked
+	Redacted    int64    // served redacted by Synapse; signatures checked
+	Pruned      int64    // content did not match its hash: stored redacted
+	Rejected    int64    // signature failed: kept out of every answer
+	Missing     []string // referenced but Synapse does not have them
+	Complete    bool     // the crawl reached the end of every branch
+	Err         error
+}
+
+// Failed counts the events that are not served intact.
+func (r RoomSummary) Failed() int64 { return r.Pruned + r.Rejected }
+
+// progressState is what RoomMeta.Progress holds for a room being archived.
+type progressState struct {
+	Missing []string `json:"missing,omitempty"`
+}
+
+// Archive crawls rooms, parallel at a time, and returns a summary per room in the order given.
+// onEvents, when set, is told how many events each step stored (from several goroutines).
+func (s *Source) Archive(ctx context.Context, rooms []RoomHeads, parallel int, onEvents func(roomID string, n int)) []RoomSummary {
+	if parallel <= 0 {
+		parallel = 4
+	}
+	out := make([]RoomSummary, len(rooms))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(parallel, len(rooms)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(rooms) {
+					return
+				}
+				out[i] = s.ArchiveRoom(ctx, rooms[i].RoomID, rooms[i].Heads, onEvents)
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// ArchiveRoom crawls one room from heads back along prev_events and auth_events to
+// m.room.create, storing every event verified. The crawl frontier is stored with each step, so
+// a rerun after a crash or an interruption continues where it stopped.
+func (s *Source) ArchiveRoom(ctx context.Context, roomID string, heads []string, onEvents func(string, int)) RoomSummary {
+	sum := RoomSummary{RoomID: roomID}
+	err := s.archiveRoom(ctx, roomID, heads, onEvents)
+	if err != nil {
+		sum.Err = err
+	}
+	if err := s.summarise(&sum); err != nil && sum.Err == nil {
+		sum.Err = err
+	}
+	return sum
+}
+
+func (s *Source) archiveRoom(ctx context.Context, roomID string, heads []string, onEvents func(string, int)) error {
+	if s.up == nil {
+		return errors.New("archiving needs Synapse")
+	}
+	version, err := s.roomVersion(ctx, roomID, heads)
+	if err != nil {
+		return fmt.Errorf("room version: %w", err)
+	}
+	if err := s.cache.AddFrontier(roomID, heads...); err != nil {
+		return err
+	}
+	if err := s.recheckFailed(ctx, roomID, version); err != nil {
+		return err
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ids, err := s.cache.Frontier(roomID, "", frontierBatch)
+		if err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			break
+		}
+		n, err := s.crawlStep(ctx, roomID, version, ids)
+		if err != nil {
+			return err
+		}
+		if onEvents != nil && n > 0 {
+			onEvents(roomID, n)
+		}
+	}
+	return s.updateMeta(roomID, func(m *eventcache.RoomMeta, _ *progressState) { m.Complete = true })
+}
+
+// recheckFailed asks Synapse again for the room's events stored pruned or rejected, so a
+// transient corruption does not stay in the cache once Synapse answers intact.
+func (s *Source) recheckFailed(ctx context.Context, roomID, version string) error {
+	var failed []string
+	err := s.cache.RoomEvents(roomID, func(e eventcache.Event) bool {
+		if e.Status == StatusPruned || e.Status == StatusRejected {
+			failed = append(failed, e.ID)
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	var again []eventcache.Event
+	for _, id := range failed {
+		ev, err := s.fetchChecked(ctx, roomID, version, id)
+		if err == nil {
+			again = append(again, ev)
+		}
+	}
+	return s.commit(roomID, again, nil, true)
+}
+
+// crawlStep fetches the frontier events ids (and, through /backfill, their ancestors), stores
+// them with their unknown prev and auth events as the new frontier, in one atomic batch.
+func (s *Source) crawlStep(ctx context.Context, roomID, version string, ids []string) (int, error) {
+	var pdus []synapseclient.PDU
+	tx, err := s.up.Backfill(ctx, roomID, ids, federation.MaxBackfill)
+	if err != nil && !errors.Is(err, synapseclient.ErrNotFound) {
+		return 0, fmt.Errorf("backfill: %w", upstreamError(err))
+	}
+	backfilled := tx != nil && len(tx.PDUs) > 0
+	if tx != nil {
+		pdus = tx.PDUs
+	}
+	evs, err := s.checkAll(ctx, roomID, version, pdus)
+	if err != nil {
+		return 0, err
+	}
+	got := map[string]bool{}
+	for _, e := range evs {
+		got[e.ID] = true
+	}
+	var missing, single []string
+	for _, id := range ids {
+		if got[id] {
+			continue
+		}
+		ev, err := s.fetchChecked(ctx, roomID, version, id)
+		switch {
+		case err == nil:
+			evs = append(evs, ev)
+			got[id] = true
+			single = append(single, id)
+		case errors.Is(err, federation.ErrNotFound), errors.Is(err, errWrongEvent):
+			missing = append(missing, id)
+		default:
+			return 0, fmt.Errorf("event %s: %w", id, err)
+		}
+	}
+	if !backfilled && len(single) > 0 { // /backfill gave nothing: walk with get_missing_events
+		more, err := s.up.GetMissingEvents(ctx, roomID, synapseclient.MissingEventsRequest{LatestEvents: single, Limit: federation.MaxBackfill})
+		if err != nil && !errors.Is(err, synapseclient.ErrNotFound) {
+			return 0, fmt.Errorf("get_missing_events: %w", upstreamError(err))
+		}
+		extra, err := s.checkAll(ctx, roomID, version, more)
+		if err != nil {
+			return 0, err
+		}
+		for _, e := range extra {
+			if !got[e.ID] {
+				got[e.ID] = true
+				evs = append(evs, e)
+			}
+		}
+	}
+	return len(evs), s.commit(roomID, evs, missing, true)
+}
+
+// checkAll verifies PDUs of a room; PDUs of other rooms are dropped, and events that fail their
+// hash or signature are fetched once more on their own before the verdict stands.
+func (s *Source) checkAll(ctx context.Context, roomID, version string, pdus []synapseclient.PDU) ([]eventcache.Event, error) {
+	out := make([]eventcache.Event, 0, len(pdus))
+	seen := map[string]bool{}
+	for _, p := range pdus {
+		ev, _, err := s.checker.check(ctx, roomID, version, p.Raw, "")
+		if errors.Is(err, errWrongEvent) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if seen[ev.ID] {
+			continue
+		}
+		seen[ev.ID] = true
+		switch ev.Status {
+		case StatusPruned: // the signature holds, so the ID is right: ask for the event on its own once
+			if again, err := s.fetchChecked(ctx, roomID, version, ev.ID); err == nil && better(again.Status, ev.Status) {
+				ev = again
+			}
+		case StatusRejected: // the ID was computed from bytes that fail their signature: trust only /event
+			again, err := s.fetchChecked(ctx, roomID, version, ev.ID)
+			if err != nil {
+				s.log.Warn("dropped an event that fails its signature", zap.String("room_id", roomID), zap.String("computed_id", ev.ID), zap.Error(err))
+				continue
+			}
+			ev = again
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// fetchChecked fetches one event with /event and verifies it, without storing it.
+func (s *Source) fetchChecked(ctx context.Context, roomID, version, id string) (eventcache.Event, error) {
+	tx, err := s.up.Event(ctx, id)
+	if err != nil {
+		return eventcache.Event{}, upstreamError(err)
+	}
+	ev, _, err := s.checker.check(ctx, roomID, version, tx.PDUs[0].Raw, id)
+	return ev, err
+}
+
+// better reports whether status a is a better verdict than b.
+func better(a, b string) bool { return rank(a) > rank(b) }
+
+func rank(status string) int {
+	switch status {
+	case eventcache.StatusVerified:
+		return 3
+	case StatusRedacted:
+		return 2
+	case StatusPruned:
+		return 1
+	}
+	return 0
+}
+
+// commit stores checked events of a room atomically: those not yet stored (or stored with a worse
+// verdict), with frontier their unknown prev and auth events as the crawl's frontier, and the IDs
+// Synapse lacks in the room's archive record.
+func (s *Source) commit(roomID string, evs []eventcache.Event, missing []string, frontier bool) error {
+	ids := make([]string, len(evs))
+	for i := range evs {
+		ids[i] = evs[i].ID
+	}
+	have, _, err := s.cache.GetMany(ids)
+	if err != nil {
+		return err
+	}
+	old := map[string]string{}
+	for _, h := range have {
+		old[h.ID] = h.Status
+	}
+	var batch eventcache.Batch
+	counts := map[string]int{}
+	for _, e := range evs {
+		if st, ok := old[e.ID]; ok && !better(e.Status, st) {
+			continue
+		}
+		if e.Status != eventcache.StatusVerified {
+			s.log.Warn("event failed verification", zap.String("event_id", e.ID), zap.String("room_id", roomID), zap.String("status", e.Status))
+		}
+		counts[e.Status]++
+		batch.Events = append(batch.Events, e)
+		for _, ref := range slices.Concat(e.PrevEvents, e.AuthEvents) {
+			if !frontier {
+				break
+			}
+			batch.FrontierAdd = append(batch.FrontierAdd, eventcache.Ref{RoomID: roomID, EventID: ref})
+		}
+	}
+	for _, id := range missing {
+		batch.FrontierRemove = append(batch.FrontierRemove, eventcache.Ref{RoomID: roomID, EventID: id})
+	}
+	s.metaMu.Lock()
+	defer s.metaMu.Unlock()
+	if len(missing) > 0 {
+		m, ok, err := s.cache.RoomMeta(roomID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			m.RoomID = roomID
+		}
+		var p progressState
+		if len(m.Progress) > 0 {
+			if err := json.Unmarshal(m.Progress, &p); err != nil {
+				return fmt.Errorf("room %s: archive progress record: %w", roomID, err)
+			}
+		}
+		for _, id := range missing {
+			if !slices.Contains(p.Missing, id) {
+				p.Missing = append(p.Missing, id)
+			}
+		}
+		slices.Sort(p.Missing)
+		if m.Progress, err = json.Marshal(p); err != nil {
+			return err
+		}
+		batch.Rooms = append(batch.Rooms, m)
+	}
+	if len(batch.Events) == 0 && len(missing) == 0 {
+		// Nothing new: the frontier IDs were stored meanwhile (e.g. by the serve path).
+		return nil
+	}
+	if err := s.cache.Apply(batch); err != nil {
+		return err
+	}
+	for st, n := range counts {
+		s.metrics.EventsVerified(st, n)
+	}
+	return nil
+}
+
+// updateMeta changes a room's meta under the meta lock.
+func (s *Source) updateMeta(roomID string, fn func(*eventcache.RoomMeta, *progressState)) error {
+	s.metaMu.Lock()
+	defer s.metaMu.Unlock()
+	m, ok, err := s.cache.RoomMeta(roomID)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		m.RoomID = roomID
+	}
+	var p progressState
+	if len(m.Progress) > 0 {
+		if err := json.Unmarshal(m.Progress, &p); err != nil {
+			return fmt.Errorf("room %s: archive progress record: %w", roomID, err)
+		}
+	}
+	fn(&m, &p)
+	return s.cache.SetRoomMeta(m)
+}
+
+// summarise fills a summary from the cache.
+func (s *Source) summarise(sum *RoomSummary) error {
+	m, ok, err := s.cache.RoomMeta(sum.RoomID)
+	if err != nil || !ok {
+		return err
+	}
+	sum.RoomVersion, sum.Events, sum.Complete = m.RoomVersion, m.Events, m.Complete && m.Frontier == 0
+	if len(m.Progress) > 0 {
+		var p progressState
+		if err := json.Unmarshal(m.Progress, &p); err != nil {
+			return fmt.Errorf("room %s: archive progress record: %w", sum.RoomID, err)
+		}
+		sum.Missing = p.Missing
+	}
+	counts, err := s.cache.StatusCounts(sum.RoomID)
+	if err != nil {
+		return err
+	}
+	sum.Verified, sum.Redacted = counts[eventcache.StatusVerified], counts[StatusRedacted]
+	sum.Pruned, sum.Rejected = counts[StatusPruned], counts[StatusRejected]
+	return nil
+}

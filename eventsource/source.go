@@ -1,0 +1,558 @@
+// Package eventsource answers the shim's federation questions from the verified event cache and,
+// for what the cache lacks, from the still-running Synapse: every event fetched is verified
+// (signatures of every server that must sign, content hash, event ID) before it is stored.
+package eventsource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"go.uber.org/zap"
+
+	"github.com/transition-matrix/transition-matrix/eventcache"
+	"github.com/transition-matrix/transition-matrix/federation"
+	"github.com/transition-matrix/transition-matrix/signing"
+	"github.com/transition-matrix/transition-matrix/synapseclient"
+)
+
+// Metrics receives what the source observes; a nil Metrics in Config records nothing.
+type Metrics interface {
+	CacheLookup(endpoint string, hit bool)
+	ObserveUpstream(endpoint, outcome string, took time.Duration)
+	EventsVerified(outcome string, n int)
+}
+
+// Config holds what a Source needs; New fills the zero values with defaults.
+type Config struct {
+	Identity *signing.Identity // the server the shim is; its current and old keys verify its events
+	Cache    *eventcache.Cache // opened with Options{ServeStatuses: ServeStatuses}
+	// Upstream is Synapse's federation API (asked as Synapse itself); nil answers from the cache alone.
+	Upstream synapseclient.FederationAPI
+	// Keys gives other servers' keys (NotaryKeys asks Synapse); nil knows only Identity's keys.
+	Keys    KeyFetcher
+	Metrics Metrics
+	Logger  *zap.Logger
+	// MaxRounds caps the upstream fetch rounds one request may trigger; default 8.
+	MaxRounds int
+	// FetchParallel caps concurrent single-event fetches; default 8.
+	FetchParallel int
+}
+
+// Source implements federation.EventSource over an event cache and Synapse.
+type Source struct {
+	cfg     Config
+	cache   *eventcache.Cache
+	up      synapseclient.FederationAPI
+	checker checker
+	log     *zap.Logger
+	metrics Metrics
+
+	metaMu   sync.Mutex
+	versions sync.Map // room ID → room version
+}
+
+var _ federation.EventSource = (*Source)(nil)
+
+// New checks cfg and builds a Source.
+func New(cfg Config) (*Source, error) {
+	if cfg.Identity == nil {
+		return nil, errors.New("eventsource: Config.Identity is required")
+	}
+	if cfg.Cache == nil {
+		return nil, errors.New("eventsource: Config.Cache is required")
+	}
+	if cfg.MaxRounds <= 0 {
+		cfg.MaxRounds = 8
+	}
+	if cfg.FetchParallel <= 0 {
+		cfg.FetchParallel = 8
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	s := &Source{cfg: cfg, cache: cfg.Cache, up: cfg.Upstream, log: cfg.Logger, metrics: cfg.Metrics,
+		checker: checker{keys: withIdentity{id: cfg.Identity, next: cfg.Keys}}}
+	if s.metrics == nil {
+		s.metrics = noMetrics{}
+	}
+	return s, nil
+}
+
+type noMetrics struct{}
+
+func (noMetrics) CacheLookup(string, bool)                      {}
+func (noMetrics) ObserveUpstream(string, string, time.Duration) {}
+func (noMetrics) EventsVerified(string, int)                    {}
+
+// Event returns one servable event from the cache, or fetches and verifies it upstream.
+func (s *Source) Event(ctx context.Context, eventID string) (federation.PDU, error) {
+	ev, err := s.cache.Get(eventID)
+	if err == nil {
+		s.metrics.CacheLookup("event", true)
+		return ev.JSON, nil
+	}
+	if !errors.Is(err, eventcache.ErrNotFound) {
+		return nil, err
+	}
+	s.metrics.CacheLookup("event", false)
+	ev, err = s.fetchEvent(ctx, "", eventID)
+	if errors.Is(err, errWrongEvent) {
+		return nil, fmt.Errorf("%w: %v", federation.ErrNotVerified, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !servable(ev.Status) {
+		return nil, fmt.Errorf("%w: %s", federation.ErrNotVerified, eventID)
+	}
+	return ev.JSON, nil
+}
+
+// Backfill walks the cache newest first from seeds; whatever the walk reaches that the cache
+// lacks is fetched upstream (Synapse's /backfill, then /event and /get_missing_events for what it
+// omits) and the walk is repeated, so the answer is in the right order.
+func (s *Source) Backfill(ctx context.Context, roomID string, seeds []string, limit int) ([]federation.PDU, error) {
+	return s.walk(ctx, "backfill", roomID, func() ([]eventcache.Event, []string, error) {
+		return s.cache.Backfill(roomID, seeds, limit)
+	})
+}
+
+// MissingEvents answers get_missing_events from the cache, fetching what it lacks upstream.
+func (s *Source) MissingEvents(ctx context.Context, roomID string, earliest, latest []string, limit int, minDepth int64) ([]federation.PDU, error) {
+	return s.walk(ctx, "get_missing_events", roomID, func() ([]eventcache.Event, []string, error) {
+		return s.cache.MissingEvents(roomID, earliest, latest, limit, minDepth)
+	})
+}
+
+// walk runs a cache walk, fetches the events it reports missing, and walks again, until nothing
+// is missing, nothing more can be fetched, or MaxRounds is reached. When Synapse fails it serves
+// what the cache holds, and fails only when that is nothing.
+func (s *Source) walk(ctx context.Context, endpoint, roomID string, run func() ([]eventcache.Event, []string, error)) ([]federation.PDU, error) {
+	tried := map[string]bool{}
+	var upErr error
+	for round := 0; ; round++ {
+		evs, missing, err := run()
+		if err != nil {
+			return nil, err
+		}
+		missing = slices.DeleteFunc(missing, func(id string) bool { return tried[id] })
+		if round == 0 {
+			s.metrics.CacheLookup(endpoint, len(missing) == 0)
+		}
+		if len(missing) == 0 || s.up == nil || upErr != nil || round >= s.cfg.MaxRounds {
+			if len(evs) == 0 {
+				if upErr != nil {
+					return nil, upErr
+				}
+				if s.up == nil && len(missing) > 0 {
+					return nil, fmt.Errorf("%w: the cache does not hold these events and no Synapse is configured", federation.ErrUpstreamUnavailable)
+				}
+			}
+			out := make([]federation.PDU, len(evs))
+			for i := range evs {
+				out[i] = evs[i].JSON
+			}
+			return out, nil
+		}
+		for _, id := range missing {
+			tried[id] = true
+		}
+		if err := s.fetchMissing(ctx, roomID, missing); err != nil {
+			upErr = err
+			s.log.Warn("fetching from Synapse failed; answering from the cache", zap.String("endpoint", endpoint),
+				zap.String("room_id", roomID), zap.Error(err))
+		}
+	}
+}
+
+// fetchMissing fetches events of roomID upstream: /backfill from them (which also brings their
+// ancestors), /event for each one it did not return, and /get_missing_events behind those when
+// /backfill returned nothing (Dendrite answers its own name nothing there).
+func (s *Source) fetchMissing(ctx context.Context, roomID string, ids []string) error {
+	version, err := s.roomVersion(ctx, roomID, ids)
+	if err != nil {
+		return err
+	}
+	seeds := ids[:min(len(ids), 20)]
+	start := time.Now()
+	tx, err := s.up.Backfill(ctx, roomID, seeds, federation.MaxBackfill)
+	s.observe("backfill", start, err)
+	got := map[string]bool{}
+	backfilled := 0
+	if err != nil {
+		if !errors.Is(err, synapseclient.ErrNotFound) {
+			return upstreamError(err)
+		}
+	} else {
+		stored, err := s.store(ctx, roomID, version, tx.PDUs)
+		if err != nil {
+			return err
+		}
+		backfilled = len(stored)
+		for _, id := range stored {
+			got[id] = true
+		}
+	}
+	var rest []string
+	for _, id := range ids {
+		if !got[id] {
+			rest = append(rest, id)
+		}
+	}
+	fetched, err := s.fetchEach(ctx, roomID, rest)
+	if err != nil {
+		return err
+	}
+	if backfilled == 0 && len(fetched) > 0 {
+		start := time.Now()
+		pdus, err := s.up.GetMissingEvents(ctx, roomID, synapseclient.MissingEventsRequest{LatestEvents: fetched, Limit: federation.MaxBackfill})
+		s.observe("get_missing_events", start, err)
+		if err != nil {
+			if errors.Is(err, synapseclient.ErrNotFound) {
+				return nil
+			}
+			return upstreamError(err)
+		}
+		if _, err := s.store(ctx, roomID, version, pdus); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fetchEach fetches events one by one with /event, a few at a time; it returns the IDs stored.
+// Events Synapse does not have are skipped.
+func (s *Source) fetchEach(ctx context.Context, roomID string, ids []string) ([]string, error) {
+	var (
+		mu     sync.Mutex
+		stored []string
+		first  error
+		wg     sync.WaitGroup
+		sem    = make(chan struct{}, s.cfg.FetchParallel)
+	)
+	for _, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			_, err := s.fetchEvent(ctx, roomID, id)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				stored = append(stored, id)
+			case errors.Is(err, federation.ErrNotFound) || errors.Is(err, errWrongEvent):
+				s.log.Warn("event not available from Synapse", zap.String("room_id", roomID), zap.String("event_id", id), zap.Error(err))
+			case first == nil:
+				first = err
+			}
+		}()
+	}
+	wg.Wait()
+	slices.Sort(stored)
+	return stored, first
+}
+
+// fetchEvent fetches one event with /event, verifies and stores it; roomID, when set, must match.
+func (s *Source) fetchEvent(ctx context.Context, roomID, eventID string) (eventcache.Event, error) {
+	if s.up == nil {
+		return eventcache.Event{}, fmt.Errorf("%w: event %s is not in the cache and no Synapse is configured", federation.ErrNotFound, eventID)
+	}
+	start := time.Now()
+	tx, err := s.up.Event(ctx, eventID)
+	s.observe("event", start, err)
+	if err != nil {
+		return eventcache.Event{}, upstreamError(err)
+	}
+	room := tx.PDUs[0].RoomID
+	if roomID != "" && room != roomID {
+		return eventcache.Event{}, fmt.Errorf("%w: %s is in room %q, not %q", errWrongEvent, eventID, room, roomID)
+	}
+	version, err := s.roomVersionFrom(ctx, room, tx.PDUs[0])
+	if err != nil {
+		return eventcache.Event{}, err
+	}
+	evs, err := s.checkAll(ctx, room, version, []synapseclient.PDU{tx.PDUs[0]})
+	if err != nil {
+		return eventcache.Event{}, err
+	}
+	if len(evs) != 1 || evs[0].ID != eventID {
+		return eventcache.Event{}, fmt.Errorf("%w: asked Synapse for %s", errWrongEvent, eventID)
+	}
+	if err := s.commit(room, evs, nil, false); err != nil {
+		return eventcache.Event{}, err
+	}
+	return evs[0], nil
+}
+
+// store verifies PDUs of one room and stores them; it returns the IDs stored (any status).
+func (s *Source) store(ctx context.Context, roomID, version string, pdus []synapseclient.PDU) ([]string, error) {
+	evs, err := s.checkAll(ctx, roomID, version, pdus)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.commit(roomID, evs, nil, false); err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(evs))
+	for i := range evs {
+		ids[i] = evs[i].ID
+	}
+	return ids, nil
+}
+
+// EventAuth returns the auth chain of eventID from the cache, fetching the links it lacks.
+func (s *Source) EventAuth(ctx context.Context, roomID, eventID string) ([]federation.PDU, error) {
+	start, err := s.cachedOrFetched(ctx, roomID, eventID)
+	if err != nil {
+		return nil, err
+	}
+	return s.authChain(ctx, roomID, start.AuthEvents)
+}
+
+// authChain returns the events reachable through auth_events from ids, ids included.
+func (s *Source) authChain(ctx context.Context, roomID string, ids []string) ([]federation.PDU, error) {
+	seen := map[string]bool{}
+	queue := slices.Clone(ids)
+	var out []federation.PDU
+	for len(queue) > 0 {
+		id := queue[0]
+		queue = queue[1:]
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		ev, err := s.cachedOrFetched(ctx, roomID, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev.JSON)
+		queue = append(queue, ev.AuthEvents...)
+	}
+	return out, nil
+}
+
+func (s *Source) cachedOrFetched(ctx context.Context, roomID, id string) (eventcache.Event, error) {
+	ev, err := s.cache.Get(id)
+	if err == nil {
+		if ev.RoomID != roomID {
+			return eventcache.Event{}, fmt.Errorf("%w: %s is not in %s", federation.ErrNotFound, id, roomID)
+		}
+		return ev, nil
+	}
+	if !errors.Is(err, eventcache.ErrNotFound) {
+		return eventcache.Event{}, err
+	}
+	ev, err = s.fetchEvent(ctx, roomID, id)
+	if errors.Is(err, errWrongEvent) {
+		return eventcache.Event{}, fmt.Errorf("%w: %v", federation.ErrNotFound, err)
+	}
+	if err != nil {
+		return eventcache.Event{}, err
+	}
+	if !servable(ev.Status) {
+		return eventcache.Event{}, fmt.Errorf("%w: %s", federation.ErrNotVerified, id)
+	}
+	return ev, nil
+}
+
+// StateIDs asks Synapse for the state before eventID (state needs Synapse's state resolution).
+func (s *Source) StateIDs(ctx context.Context, roomID, eventID string) ([]string, []string, error) {
+	if s.up == nil {
+		return nil, nil, fmt.Errorf("%w: state needs Synapse", federation.ErrUpstreamUnavailable)
+	}
+	start := time.Now()
+	r, err := s.up.StateIDs(ctx, roomID, eventID)
+	s.observe("state_ids", start, err)
+	if err != nil {
+		return nil, nil, upstreamError(err)
+	}
+	return r.PDUIDs, r.AuthChainIDs, nil
+}
+
+// State asks Synapse for the state before eventID and serves each event verified, as stored.
+func (s *Source) State(ctx context.Context, roomID, eventID string) ([]federation.PDU, []federation.PDU, error) {
+	if s.up == nil {
+		return nil, nil, fmt.Errorf("%w: state needs Synapse", federation.ErrUpstreamUnavailable)
+	}
+	version, err := s.roomVersion(ctx, roomID, []string{eventID})
+	if err != nil {
+		return nil, nil, err
+	}
+	start := time.Now()
+	r, err := s.up.State(ctx, roomID, eventID)
+	s.observe("state", start, err)
+	if err != nil {
+		return nil, nil, upstreamError(err)
+	}
+	state, err := s.storeAndServe(ctx, roomID, version, r.PDUs)
+	if err != nil {
+		return nil, nil, err
+	}
+	chain, err := s.storeAndServe(ctx, roomID, version, r.AuthChain)
+	if err != nil {
+		return nil, nil, err
+	}
+	return state, chain, nil
+}
+
+// storeAndServe verifies and stores pdus and returns them as the cache serves them; any that
+// fails verification fails the whole answer.
+func (s *Source) storeAndServe(ctx context.Context, roomID, version string, pdus []synapseclient.PDU) ([]federation.PDU, error) {
+	ids, err := s.store(ctx, roomID, version, pdus)
+	if err != nil {
+		return nil, err
+	}
+	found, missing, err := s.cache.GetMany(ids)
+	if err != nil {
+		return nil, err
+	}
+	if len(missing) > 0 || len(ids) != len(pdus) {
+		return nil, fmt.Errorf("%w: %d state events", federation.ErrNotVerified, len(pdus)-len(found))
+	}
+	out := make([]federation.PDU, len(found))
+	for i := range found {
+		out[i] = found[i].JSON
+	}
+	return out, nil
+}
+
+// roomVersion returns a room's version from memory, the cache, or Synapse (through the
+// m.room.create event in the auth events of one of known).
+func (s *Source) roomVersion(ctx context.Context, roomID string, known []string) (string, error) {
+	if v, ok := s.knownVersion(roomID); ok {
+		return v, nil
+	}
+	if s.up == nil {
+		return "", fmt.Errorf("%w: room %s is not in the cache", federation.ErrNotFound, roomID)
+	}
+	var lastErr error = fmt.Errorf("%w: no event of room %s to start from", federation.ErrNotFound, roomID)
+	for _, id := range known {
+		start := time.Now()
+		tx, err := s.up.Event(ctx, id)
+		s.observe("event", start, err)
+		if err != nil {
+			lastErr = upstreamError(err)
+			if errors.Is(err, synapseclient.ErrNotFound) {
+				continue
+			}
+			return "", lastErr
+		}
+		if tx.PDUs[0].RoomID != roomID {
+			continue
+		}
+		return s.roomVersionFrom(ctx, roomID, tx.PDUs[0])
+	}
+	return "", lastErr
+}
+
+func (s *Source) knownVersion(roomID string) (string, bool) {
+	if v, ok := s.versions.Load(roomID); ok {
+		return v.(string), true
+	}
+	m, ok, err := s.cache.RoomMeta(roomID)
+	if err == nil && ok && m.RoomVersion != "" {
+		s.versions.Store(roomID, m.RoomVersion)
+		return m.RoomVersion, true
+	}
+	return "", false
+}
+
+// roomVersionFrom finds the room's version starting from one of its events: the event itself
+// when it is the m.room.create, otherwise the create event among its auth events.
+func (s *Source) roomVersionFrom(ctx context.Context, roomID string, p synapseclient.PDU) (string, error) {
+	if v, ok := s.knownVersion(roomID); ok {
+		return v, nil
+	}
+	create := p
+	if p.Type != "m.room.create" {
+		found := false
+		for _, id := range p.AuthEvents {
+			start := time.Now()
+			tx, err := s.up.Event(ctx, id)
+			s.observe("event", start, err)
+			if err != nil {
+				if errors.Is(err, synapseclient.ErrNotFound) {
+					continue
+				}
+				return "", upstreamError(err)
+			}
+			if tx.PDUs[0].Type == "m.room.create" && tx.PDUs[0].RoomID == roomID {
+				create, found = tx.PDUs[0], true
+				break
+			}
+		}
+		if !found {
+			return "", fmt.Errorf("%w: the m.room.create event of %s is not among the auth events of an event of it", federation.ErrNotFound, roomID)
+		}
+	}
+	version := "1"
+	if v := gjson.GetBytes(create.Raw, "content.room_version"); v.Exists() {
+		version = v.String()
+	}
+	if err := s.rememberVersion(roomID, version); err != nil {
+		return "", err
+	}
+	if _, err := s.store(ctx, roomID, version, []synapseclient.PDU{create}); err != nil {
+		return "", err
+	}
+	return version, nil
+}
+
+// rememberVersion records a room's version in its cache meta, keeping the rest of the meta.
+func (s *Source) rememberVersion(roomID, version string) error {
+	s.metaMu.Lock()
+	defer s.metaMu.Unlock()
+	m, ok, err := s.cache.RoomMeta(roomID)
+	if err != nil {
+		return err
+	}
+	if ok && m.RoomVersion != "" {
+		if m.RoomVersion != version {
+			return fmt.Errorf("room %s: the cache says room version %q, Synapse %q", roomID, m.RoomVersion, version)
+		}
+	} else {
+		m.RoomID, m.RoomVersion = roomID, version
+		if err := s.cache.SetRoomMeta(m); err != nil {
+			return err
+		}
+	}
+	s.versions.Store(roomID, version)
+	return nil
+}
+
+func (s *Source) observe(endpoint string, start time.Time, err error) {
+	outcome := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, synapseclient.ErrNotFound):
+		outcome = "not_found"
+	case errors.Is(err, context.DeadlineExceeded):
+		outcome = "timeout"
+	default:
+		outcome = "error"
+	}
+	s.metrics.ObserveUpstream(endpoint, outcome, time.Since(start))
+}
+
+// upstreamError maps a synapseclient error to the federation package's errors, keeping the cause.
+func upstreamError(err error) error {
+	switch {
+	case errors.Is(err, synapseclient.ErrNotFound):
+		return fmt.Errorf("%w: %v", federation.ErrNotFound, err)
+	case errors.Is(err, synapseclient.ErrHostNotInRoom):
+		return fmt.Errorf("%w: %v", federation.ErrHostNotInRoom, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return err
+	default:
+		return fmt.Errorf("%w: %v", federation.ErrUpstreamUnavailable, err)
+	}
+}
+
+func servable(status string) bool { return slices.Contains(ServeStatuses, status) }
