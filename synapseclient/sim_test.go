@@ -416,6 +416,7 @@ func TestSimCoversEveryClientMethod(t *testing.T) {
 		"FederationClient.EventAuth":        "TestSimFederationReads",
 		"FederationClient.MakeJoin":         "TestSimFederationReads",
 		"FederationClient.ServerKeys":       "TestSimServerKeysAndVersion",
+		"FederationClient.QueryServerKeys":  "TestSimQueryServerKeys",
 		"FederationClient.Version":          "TestSimServerKeysAndVersion, TestSimVersionGating",
 	}
 	for _, typ := range []reflect.Type{
