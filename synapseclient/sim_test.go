@@ -6,6 +6,7 @@ package synapseclient_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -254,6 +255,11 @@ func checkPDU(w *world.World, p synapseclient.PDU, filtered bool) (*world.Event,
 	if err != nil {
 		return nil, err
 	}
+	key := fmt.Sprintf("%t %s", filtered, core)
+	if id, ok := checkedPDUs.Load(key); ok {
+		ev := room.Event(id.(string))
+		return ev, checkParsed(p, ev)
+	}
 	var signed struct {
 		Signatures map[string]map[string]string `json:"signatures"`
 		Hashes     struct {
@@ -315,6 +321,19 @@ func checkPDU(w *world.World, p synapseclient.PDU, filtered bool) (*world.Event,
 	if string(core) != string(wantC) {
 		return nil, fmt.Errorf("event %s (pruned=%t) differs from the world:\n got %s\nwant %s", id, pruned, core, wantC)
 	}
+	if err := checkParsed(p, ev); err != nil {
+		return nil, err
+	}
+	checkedPDUs.Store(key, ev.ID)
+	return ev, nil
+}
+
+// checkedPDUs remembers the PDUs checkPDU passed (keyed by filtering and canonical bytes), as the
+// same bytes come back from several endpoints and checking them again would only cost time.
+var checkedPDUs sync.Map
+
+// checkParsed compares the fields the client parsed from a PDU with the world's event.
+func checkParsed(p synapseclient.PDU, ev *world.Event) error {
 	sk := ""
 	if p.StateKey != nil {
 		sk = *p.StateKey
@@ -326,9 +345,9 @@ func checkPDU(w *world.World, p synapseclient.PDU, filtered bool) (*world.Event,
 	if p.Type != ev.Type || p.Sender != ev.Sender || p.Depth != ev.Depth || p.OriginServerTS != ev.OriginServerTS ||
 		(p.StateKey == nil) != (ev.StateKey == nil) || sk != wantSK ||
 		!slices.Equal(p.PrevEvents, ev.PrevEvents) || !slices.Equal(p.AuthEvents, ev.AuthEvents) {
-		return nil, fmt.Errorf("event %s: parsed fields %+v differ from the world's", id, p)
+		return fmt.Errorf("event %s: parsed fields %+v differ from the world's", ev.ID, p)
 	}
-	return ev, nil
+	return nil
 }
 
 // checkPDUs checks every PDU and returns their event IDs in order.
@@ -893,4 +912,539 @@ func TestSimRoomDetails(t *testing.T) {
 	if _, err := a.Room(ctx, "!nowhere:"+r.w.ServerName); !errors.Is(err, synapseclient.ErrNotFound) {
 		t.Fatalf("unknown room: %v", err)
 	}
+}
+
+// TestSimVersionGating checks that a 1.67 server is never asked for endpoints it lacks, and how
+// the version is found: admin server_version once, Config.ServerVersion without a request, or
+// federation /version without an admin token.
+func TestSimVersionGating(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, synapsesim.Options{}, nil)
+	ctx := t.Context()
+	a := r.c.Admin()
+	room := r.w.Rooms[0]
+	info, err := a.ServerVersion(ctx)
+	if err != nil || info.ServerVersion != "1.67.0" || info.PythonVersion == "" {
+		t.Fatalf("server_version: %+v, %v", info, err)
+	}
+	_, err = a.RoomMessages(ctx, room.ID, synapseclient.MessagesOptions{Dir: "f"})
+	var ue *synapseclient.UnsupportedError
+	if !errors.Is(err, synapseclient.ErrUnsupported) || !errors.As(err, &ue) ||
+		ue.Need != synapseclient.VersionAdminRoomMessages || ue.Have.String() != "1.67.0" ||
+		!strings.Contains(err.Error(), "/_synapse/admin/v1/rooms/{roomId}/messages") {
+		t.Fatalf("room messages on 1.67: %v", err)
+	}
+	_, err = a.FetchEvent(ctx, room.Latest().ID)
+	if !errors.Is(err, synapseclient.ErrUnsupported) || !errors.As(err, &ue) || ue.Need != synapseclient.VersionFetchEvent {
+		t.Fatalf("fetch_event on 1.67: %v", err)
+	}
+	v, err := a.Version(ctx)
+	if err != nil || v.String() != "1.67.0" {
+		t.Fatalf("Version = %v, %v", v, err)
+	}
+	stats := r.s.Stats()
+	if stats["admin.room_messages"] != 0 || stats["admin.fetch_event"] != 0 || stats["unrecognized"] != 0 {
+		t.Fatalf("gated endpoints were asked: %v", stats)
+	}
+	if stats["admin.server_version"] != 2 {
+		t.Fatalf("%d server_version requests, want 2 (one by ServerVersion, one cached by Version)", stats["admin.server_version"])
+	}
+
+	pinned := startRig(t, synapsesim.Options{}, func(c *synapseclient.Config) { c.ServerVersion = "1.67.0" })
+	if _, err := pinned.c.Admin().FetchEvent(ctx, room.Latest().ID); !errors.Is(err, synapseclient.ErrUnsupported) {
+		t.Fatalf("pinned 1.67: %v", err)
+	}
+	if n := len(pinned.s.Stats()); n != 0 {
+		t.Fatalf("a pinned version still sent requests: %v", pinned.s.Stats())
+	}
+
+	noToken := startRig(t, synapsesim.Options{Version: "1.140.0"}, func(c *synapseclient.Config) { c.AdminToken = "" })
+	v, err = noToken.c.Admin().Version(ctx)
+	if err != nil || v.String() != "1.140.0" || noToken.s.Count("fed.version") != 1 {
+		t.Fatalf("version via federation: %v, %v, %v", v, err, noToken.s.Stats())
+	}
+	if _, err := noToken.c.Admin().AllUsers(ctx); !errors.Is(err, synapseclient.ErrNotConfigured) {
+		t.Fatalf("admin call without a token: %v", err)
+	}
+}
+
+// TestSimRoomMessagesAndFetchEventOnNewSynapse pages every room through the admin messages API
+// and fetches events one by one on a server new enough for both; nothing is filtered there.
+func TestSimRoomMessagesAndFetchEventOnNewSynapse(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, synapsesim.Options{Version: "1.140.0"}, nil)
+	ctx := t.Context()
+	a := r.c.Admin()
+	const limit = 7
+	for _, room := range r.w.Rooms {
+		var ids []string
+		opts := synapseclient.MessagesOptions{Dir: "f", Limit: limit}
+		pages := 0
+		for {
+			page, err := a.RoomMessages(ctx, room.ID, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pages++
+			for _, p := range page.Chunk {
+				if p.EventID == "" {
+					t.Fatalf("room %s: admin raw event without event_id", room.ID)
+				}
+			}
+			ids = append(ids, checkPDUs(t, r.w, "messages of "+room.ID, page.Chunk, false)...)
+			if page.End == "" || pages > len(room.Events) {
+				break
+			}
+			opts.From = page.End
+		}
+		var want []string
+		for _, ev := range room.Events {
+			want = append(want, ev.ID)
+		}
+		if !slices.Equal(ids, want) {
+			t.Fatalf("room %s: paged %d events, want the room's %d in order", room.ID, len(ids), len(want))
+		}
+		if wantPages := (len(room.Events) + limit - 1) / limit; pages != wantPages {
+			t.Fatalf("room %s: %d pages, want %d", room.ID, pages, wantPages)
+		}
+		for _, ev := range []*world.Event{room.Create(), room.Latest()} {
+			p, err := a.FetchEvent(ctx, ev.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := checkPDUs(t, r.w, "fetch_event", []synapseclient.PDU{*p}, false); got[0] != ev.ID {
+				t.Fatalf("fetch_event %s returned %s", ev.ID, got[0])
+			}
+		}
+	}
+	redacted := 0
+	for _, room := range r.w.Rooms {
+		for _, ev := range room.Events {
+			if !ev.Redacted {
+				continue
+			}
+			redacted++
+			p, err := a.FetchEvent(ctx, ev.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkPDUs(t, r.w, "fetch_event of a redacted event", []synapseclient.PDU{*p}, false)
+		}
+	}
+	if redacted == 0 {
+		t.Fatal("the world has no redacted event")
+	}
+	if _, err := a.FetchEvent(ctx, "$nope"); !errors.Is(err, synapseclient.ErrNotFound) {
+		t.Fatalf("unknown event: %v", err)
+	}
+}
+
+// TestSimUserAPI reads every user's client-API data with a login-as token (the admin's with the
+// admin token) and compares it with the world.
+func TestSimUserAPI(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, synapsesim.Options{}, nil)
+	ctx := t.Context()
+	w := r.w
+	alice := w.User("@alice:" + w.ServerName)
+	var checked, backups, tagged int
+	for _, u := range w.Users {
+		uc := r.c.AdminAsUser()
+		if !u.Admin {
+			uc = r.loginAs(t, u.ID)
+		}
+		who, err := uc.WhoAmI(ctx)
+		if err != nil || who.UserID != u.ID {
+			t.Fatalf("%s: whoami %+v, %v", u.ID, who, err)
+		}
+		prof, err := uc.Profile(ctx, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ptrEq(prof.DisplayName, strOrNil(u.Profile.DisplayName)) || !ptrEq(prof.AvatarURL, strOrNil(u.Profile.AvatarURL)) {
+			t.Errorf("%s: profile %s", u.ID, prof.Raw)
+		}
+
+		sync, err := uc.SyncAccountData(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantGlobal := map[string]string{"m.push_rules": canon(t, u.PushRules)}
+		for typ, c := range u.AccountData.Global {
+			wantGlobal[typ] = canon(t, c)
+		}
+		gotGlobal := map[string]string{}
+		for _, e := range sync.Global {
+			gotGlobal[e.Type] = canon(t, e.Content)
+		}
+		if !maps.Equal(gotGlobal, wantGlobal) || sync.NextBatch == "" {
+			t.Errorf("%s: sync global account data %v, want %v", u.ID, slices.Sorted(maps.Keys(gotGlobal)), slices.Sorted(maps.Keys(wantGlobal)))
+		}
+		wantRooms := map[string]map[string]string{}
+		for _, rid := range w.JoinedRooms(u.ID) {
+			m := map[string]string{}
+			for typ, c := range u.AccountData.Rooms[rid] {
+				m[typ] = canon(t, c)
+			}
+			if tags := u.Tags[rid]; len(tags) > 0 {
+				m["m.tag"] = canon(t, mustMarshal(t, map[string]any{"tags": tags}))
+			}
+			if len(m) > 0 {
+				wantRooms[rid] = m
+			}
+		}
+		gotRooms := map[string]map[string]string{}
+		for rid, evs := range sync.Rooms {
+			m := map[string]string{}
+			for _, e := range evs {
+				m[e.Type] = canon(t, e.Content)
+			}
+			gotRooms[rid] = m
+		}
+		if !maps.EqualFunc(gotRooms, wantRooms, maps.Equal) {
+			t.Errorf("%s: sync room account data %v, want %v", u.ID, gotRooms, wantRooms)
+		}
+
+		devs, err := uc.Devices(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var devIDs, wantDevIDs []string
+		for _, d := range devs {
+			devIDs = append(devIDs, d.DeviceID)
+			if d.UserID != u.ID || d.LastSeenUserAgent != nil {
+				t.Errorf("%s: client device %s", u.ID, d.Raw)
+			}
+		}
+		for _, d := range u.Devices {
+			wantDevIDs = append(wantDevIDs, d.ID)
+		}
+		if !slices.Equal(devIDs, wantDevIDs) {
+			t.Errorf("%s: devices %v, want %v", u.ID, devIDs, wantDevIDs)
+		}
+		ps, err := uc.Pushers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ps) != len(u.Pushers) || (len(ps) > 0 && ps[0].Pushkey != u.Pushers[0].Pushkey) {
+			t.Errorf("%s: %d pushers, want %d", u.ID, len(ps), len(u.Pushers))
+		}
+		rules, err := uc.PushRules(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if canon(t, rules) != canon(t, u.PushRules) {
+			t.Errorf("%s: push rules differ", u.ID)
+		}
+		for rid, want := range u.Tags {
+			tags, err := uc.RoomTags(ctx, u.ID, rid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if canon(t, mustMarshal(t, tags)) != canon(t, mustMarshal(t, want)) {
+				t.Errorf("%s: tags of %s: %v", u.ID, rid, tags)
+			}
+			tagged++
+		}
+		tps, err := uc.ThreePIDs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wantTPs []synapseclient.ThreePID
+		for _, tp := range u.Threepids {
+			wantTPs = append(wantTPs, synapseclient.ThreePID(tp))
+		}
+		if !slices.Equal(tps, wantTPs) && (len(tps) != 0 || len(wantTPs) != 0) {
+			t.Errorf("%s: threepids %v, want %v", u.ID, tps, wantTPs)
+		}
+
+		keys, err := uc.QueryKeys(ctx, u.ID, alice.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkKeys(t, u, keys, true)
+		if u != alice {
+			checkKeys(t, alice, keys, false)
+		}
+
+		bv, err := uc.RoomKeysVersion(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kb := u.KeyBackup
+		if (bv == nil) != (kb == nil) {
+			t.Fatalf("%s: backup version %v, world backup %v", u.ID, bv, kb)
+		}
+		if kb != nil {
+			backups++
+			if bv.Version != kb.Version || bv.Algorithm != kb.Algorithm || bv.ETag != kb.ETag || bv.Count != int64(kb.Count()) ||
+				canon(t, bv.AuthData) != canon(t, kb.AuthData) {
+				t.Errorf("%s: backup version %s", u.ID, bv.Raw)
+			}
+			rk, err := uc.RoomKeys(ctx, bv.Version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if canon(t, mustMarshal(t, rk.Rooms)) != canon(t, mustMarshal(t, kb.Rooms)) {
+				t.Errorf("%s: backed-up sessions differ", u.ID)
+			}
+			if _, err := uc.RoomKeys(ctx, "999"); !errors.Is(err, synapseclient.ErrNotFound) {
+				t.Errorf("%s: keys of an unknown backup version: %v", u.ID, err)
+			}
+		}
+		checked++
+	}
+	if checked != len(w.Users) || backups == 0 || tagged == 0 {
+		t.Fatalf("checked %d users, %d backups, %d tagged rooms", checked, backups, tagged)
+	}
+	if _, err := r.c.User("syt_bm9ib2R5_notatoken_000000").WhoAmI(ctx); !errors.Is(err, synapseclient.ErrUnauthorized) {
+		t.Fatalf("unknown token: %v", err)
+	}
+}
+
+// checkKeys compares u's keys in a /keys/query answer with the world: every device that
+// uploaded keys, its own signature valid, and the cross-signing keys (user-signing only for self).
+func checkKeys(t *testing.T, u *world.User, q *synapseclient.KeysQuery, self bool) {
+	t.Helper()
+	got := q.DeviceKeys[u.ID]
+	n := 0
+	for _, d := range u.Devices {
+		if d.Keys == nil {
+			continue
+		}
+		n++
+		raw, ok := got[d.ID]
+		if !ok {
+			t.Errorf("%s: device %s missing from keys/query", u.ID, d.ID)
+			continue
+		}
+		core, err := pduCore(raw, "10")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(core) != canon(t, d.Keys) {
+			t.Errorf("%s: device %s keys differ", u.ID, d.ID)
+		}
+		if err := signing.VerifyJSON(u.ID, signing.KeyID("ed25519:"+d.ID), d.Ed25519.Public().(ed25519.PublicKey), raw); err != nil {
+			t.Errorf("%s: device %s self-signature: %v", u.ID, d.ID, err)
+		}
+	}
+	if len(got) != n {
+		t.Errorf("%s: %d devices in keys/query, %d uploaded keys", u.ID, len(got), n)
+	}
+	cs := u.CrossSigning
+	_, hasMaster := q.MasterKeys[u.ID]
+	_, hasUserSigning := q.UserSigningKeys[u.ID]
+	if hasMaster != (cs != nil) || hasUserSigning != (cs != nil && self) {
+		t.Errorf("%s: master key %t, user-signing key %t; cross-signing %t, self %t", u.ID, hasMaster, hasUserSigning, cs != nil, self)
+	}
+	if cs != nil && (canon(t, q.MasterKeys[u.ID]) != canon(t, cs.Master) || canon(t, q.SelfSigningKeys[u.ID]) != canon(t, cs.SelfSigning)) {
+		t.Errorf("%s: cross-signing keys differ", u.ID)
+	}
+}
+
+// TestSimServerKeysAndVersion checks the key document (self-signed, current and old keys) and
+// the federation version.
+func TestSimServerKeysAndVersion(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, synapsesim.Options{}, nil)
+	ctx := t.Context()
+	f := r.c.Federation()
+	keys, err := f.ServerKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := r.w.SigningKey
+	if keys.ServerName != r.w.ServerName || keys.VerifyKeys[signing.KeyID(cur.KeyID)].Key != cur.PublicBase64() {
+		t.Fatalf("key document %s", keys.Raw)
+	}
+	if err := signing.VerifyJSON(r.w.ServerName, signing.KeyID(cur.KeyID), cur.Public, keys.Raw); err != nil {
+		t.Fatalf("key document self-signature: %v", err)
+	}
+	if len(r.w.OldKeys) == 0 {
+		t.Fatal("the world has no old key")
+	}
+	for _, old := range r.w.OldKeys {
+		if keys.OldVerifyKeys[signing.KeyID(old.KeyID)].Key != old.PublicBase64() {
+			t.Fatalf("old key %s missing: %s", old.KeyID, keys.Raw)
+		}
+	}
+	v, err := f.Version(ctx)
+	if err != nil || v.Server.Name != "Synapse" || v.Server.Version != "1.67.0" {
+		t.Fatalf("version %+v, %v", v, err)
+	}
+}
+
+// TestSimFederationReads runs every federation read over every room as the server itself and
+// checks each PDU's bytes and signatures against the world.
+func TestSimFederationReads(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, synapsesim.Options{}, nil)
+	ctx := t.Context()
+	f := r.c.Federation()
+	joined, left := roomsByHost(r.w)
+	if len(left) == 0 || len(joined) < 5 {
+		t.Fatalf("world has %d joined and %d left rooms", len(joined), len(left))
+	}
+	pruned := 0
+	for _, room := range joined {
+		what := fmt.Sprintf("room %s (v%s, %s)", room.ID, room.Version, room.Kind)
+		ext := room.ForwardExtremities()
+		tx, err := f.Backfill(ctx, room.ID, ext, 500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := checkPDUs(t, r.w, what+" backfill", tx.PDUs, true)
+		if tx.Origin != r.w.ServerName || len(ids) != min(100, len(room.Events)) {
+			t.Fatalf("%s: backfill of %d events from %s, want %d", what, len(ids), tx.Origin, min(100, len(room.Events)))
+		}
+		if len(room.Events) <= 100 && !sameSet(ids, eventIDs(room.Events)) {
+			t.Fatalf("%s: backfill is not the whole room", what)
+		}
+		for i := 1; i < len(tx.PDUs); i++ {
+			if tx.PDUs[i].Depth > tx.PDUs[i-1].Depth {
+				t.Fatalf("%s: backfill not newest first at %d", what, i)
+			}
+		}
+		// A second page, seeded by the oldest event's prev_events, continues where the first stopped.
+		small, err := f.Backfill(ctx, room.ID, ext, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		oldest := small.PDUs[len(small.PDUs)-1]
+		next, err := f.Backfill(ctx, room.ID, oldest.PrevEvents, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		two := append(checkPDUs(t, r.w, what+" backfill page 1", small.PDUs, true), checkPDUs(t, r.w, what+" backfill page 2", next.PDUs, true)...)
+		if !slices.Equal(two, ids[:len(two)]) {
+			t.Fatalf("%s: two backfill pages %v are not the first %d of the whole backfill", what, two, len(two))
+		}
+
+		// /event for every event where visibility matters, and the ends and redactions elsewhere
+		// (backfill above already brought every event of the room).
+		for _, ev := range room.Events {
+			if room.Kind != world.KindJoinedVisibility && ev != room.Create() && ev != room.Latest() && !ev.Redacted && ev.Redacts == "" {
+				continue
+			}
+			tx, err := f.Event(ctx, ev.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := checkPDUs(t, r.w, what+" event", tx.PDUs, true); got[0] != ev.ID {
+				t.Fatalf("%s: /event/%s returned %s", what, ev.ID, got[0])
+			}
+			if !ev.Redacted && hiddenFromServer(r.w, room, ev) {
+				pruned++
+			}
+		}
+
+		latest := room.Latest()
+		missing, err := f.GetMissingEvents(ctx, room.ID, synapseclient.MissingEventsRequest{
+			EarliestEvents: []string{room.Create().ID}, LatestEvents: []string{latest.ID}, Limit: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mids := checkPDUs(t, r.w, what+" get_missing_events", missing, true)
+		if len(mids) != min(20, len(room.Events)-2) || slices.Contains(mids, latest.ID) || slices.Contains(mids, room.Create().ID) {
+			t.Fatalf("%s: get_missing_events gave %d events (latest included %t), want %d", what, len(mids), slices.Contains(mids, latest.ID), min(20, len(room.Events)-2))
+		}
+		for i := 1; i < len(missing); i++ {
+			if missing[i].Depth < missing[i-1].Depth {
+				t.Fatalf("%s: get_missing_events not oldest first", what)
+			}
+		}
+
+		before, _ := room.StateBefore(latest.ID)
+		wantState := before.EventIDs()
+		wantChain := room.AuthChain(wantState, false)
+		sids, err := f.StateIDs(ctx, room.ID, latest.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sameSet(sids.PDUIDs, wantState) || !sameSet(sids.AuthChainIDs, wantChain) {
+			t.Fatalf("%s: state_ids %d/%d, want %d/%d", what, len(sids.PDUIDs), len(sids.AuthChainIDs), len(wantState), len(wantChain))
+		}
+		st, err := f.State(ctx, room.ID, latest.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sameSet(checkPDUs(t, r.w, what+" state", st.PDUs, false), wantState) ||
+			!sameSet(checkPDUs(t, r.w, what+" state auth chain", st.AuthChain, false), wantChain) {
+			t.Fatalf("%s: /state differs from the world's state before the latest event", what)
+		}
+		auth, err := f.EventAuth(ctx, room.ID, latest.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sameSet(checkPDUs(t, r.w, what+" event_auth", auth, true), room.AuthChain(latest.AuthEvents, true)) {
+			t.Fatalf("%s: event_auth differs from the auth chain", what)
+		}
+
+		joiner := "@newcomer:" + r.w.ServerName
+		mj, err := f.MakeJoin(ctx, room.ID, joiner, []string{"1", "6", "10", "11"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl, err := synapseclient.ParsePDU(mj.Event)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mj.RoomVersion != room.Version || tmpl.Type != "m.room.member" || tmpl.StateKey == nil || *tmpl.StateKey != joiner ||
+			tmpl.RoomID != room.ID || !sameSet(tmpl.PrevEvents, ext) || len(tmpl.AuthEvents) < 3 {
+			t.Fatalf("%s: make_join %s", what, mj.Event)
+		}
+		_, err = f.MakeJoin(ctx, room.ID, joiner, []string{"9"})
+		var e *synapseclient.Error
+		if !errors.As(err, &e) || e.Status != 400 || e.ErrCode != "M_INCOMPATIBLE_ROOM_VERSION" {
+			t.Fatalf("%s: make_join with an unsupported version: %v", what, err)
+		}
+	}
+	if pruned == 0 {
+		t.Fatal("no event was hidden from the server; the joined-visibility room should have some")
+	}
+
+	for _, room := range left {
+		ev := room.Latest()
+		errs := map[string]error{}
+		_, errs["backfill"] = f.Backfill(ctx, room.ID, []string{ev.ID}, 10)
+		_, errs["event"] = f.Event(ctx, ev.ID)
+		_, errs["get_missing_events"] = f.GetMissingEvents(ctx, room.ID, synapseclient.MissingEventsRequest{LatestEvents: []string{ev.ID}})
+		_, errs["state_ids"] = f.StateIDs(ctx, room.ID, ev.ID)
+		_, errs["state"] = f.State(ctx, room.ID, ev.ID)
+		_, errs["event_auth"] = f.EventAuth(ctx, room.ID, ev.ID)
+		_, errs["make_join"] = f.MakeJoin(ctx, room.ID, "@newcomer:"+r.w.ServerName, []string{room.Version})
+		for name, err := range errs {
+			if !errors.Is(err, synapseclient.ErrHostNotInRoom) {
+				t.Errorf("%s of a room no local user is in: %v", name, err)
+			}
+		}
+	}
+
+	_, err := f.Event(ctx, "$unknown")
+	var e *synapseclient.Error
+	if !errors.Is(err, synapseclient.ErrNotFound) || !errors.As(err, &e) || string(e.Body) != `""` {
+		t.Fatalf("unknown event: %v", err)
+	}
+	_, err = f.MakeJoin(ctx, joined[0].ID, r.w.RemoteUsers[0], []string{joined[0].Version})
+	if !errors.Is(err, synapseclient.ErrForbidden) || errors.Is(err, synapseclient.ErrHostNotInRoom) {
+		t.Fatalf("make_join for another server's user: %v", err)
+	}
+
+	// Synapse accepts its own name only with its current key.
+	old := r.w.OldKeys[0]
+	stale := startRig(t, synapsesim.Options{}, func(c *synapseclient.Config) {
+		c.Identity = &signing.Identity{ServerName: r.w.ServerName, Keys: []signing.Key{{ID: signing.KeyID(old.KeyID), Seed: old.Private.Seed()}}}
+	})
+	if _, err := stale.c.Federation().Event(ctx, joined[0].Latest().ID); !errors.Is(err, synapseclient.ErrUnauthorized) {
+		t.Fatalf("request signed with the old key: %v", err)
+	}
+}
+
+func eventIDs(evs []*world.Event) []string {
+	out := make([]string, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.ID
+	}
+	return out
 }
