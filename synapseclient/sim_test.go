@@ -1448,3 +1448,317 @@ func eventIDs(evs []*world.Event) []string {
 	}
 	return out
 }
+
+// retries records the client's OnRetry reports.
+type retries struct {
+	mu     sync.Mutex
+	events []synapseclient.RetryEvent
+}
+
+func (r *retries) add(e synapseclient.RetryEvent) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+}
+
+func (r *retries) all() []synapseclient.RetryEvent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]synapseclient.RetryEvent(nil), r.events...)
+}
+
+// noKeepAlive makes every attempt use a new connection, so Go's transport never replays a
+// request on its own after a dropped connection and the attempt counts are exact.
+func noKeepAlive(c *synapseclient.Config) {
+	c.HTTPClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+}
+
+const backfillEndpoint = "GET /_matrix/federation/v1/backfill/{roomId}"
+
+// TestSimRetryAfter429 runs into the simulator's per-origin rate limit and checks that the client
+// waits exactly the retry_after_ms Synapse asked for (the recorded wait moves the simulator's
+// clock, which opens a new window) and then succeeds.
+func TestSimRetryAfter429(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	var rs retries
+	r := startRig(t, synapsesim.Options{Now: clk.Now, RateLimit: &synapsesim.RateLimit{Requests: 2, Window: 1500 * time.Millisecond}},
+		func(c *synapseclient.Config) { c.OnRetry = rs.add })
+	r.sleeps.clock = clk
+	ctx := t.Context()
+	room := roomOfKind(t, r.w, world.KindRemoteMembers)
+	for i := range 3 {
+		tx, err := r.c.Federation().Backfill(ctx, room.ID, room.ForwardExtremities(), 10)
+		if err != nil {
+			t.Fatalf("backfill %d: %v", i, err)
+		}
+		checkPDUs(t, r.w, "backfill after 429", tx.PDUs, true)
+	}
+	if got := r.sleeps.all(); !slices.Equal(got, []time.Duration{1500 * time.Millisecond}) {
+		t.Fatalf("waits %v, want the 1.5 s Synapse asked for", got)
+	}
+	ev := rs.all()
+	if len(ev) != 1 || ev[0].Status != 429 || ev[0].Endpoint != backfillEndpoint || ev[0].Attempt != 1 ||
+		ev[0].Wait != 1500*time.Millisecond || !errors.Is(ev[0].Err, synapseclient.ErrRateLimited) {
+		t.Fatalf("retry reports %+v", ev)
+	}
+	if n := r.s.Count("fed.backfill"); n != 4 {
+		t.Fatalf("%d backfill requests, want 4 (3 calls, one retried)", n)
+	}
+}
+
+// TestSimGiveUpNamesEndpoint spends the retry budget, by attempts and by total wait, on 429s and
+// on 500s, and checks the error names the endpoint (and no room ID) and wraps the last answer.
+func TestSimGiveUpNamesEndpoint(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const stateIDs = "GET /_matrix/federation/v1/state_ids/{roomId}"
+	limited := func(maxWait time.Duration) *rig {
+		return startRig(t, synapsesim.Options{Now: newClock().Now, RateLimit: &synapsesim.RateLimit{Requests: 1, Window: time.Minute}},
+			func(c *synapseclient.Config) { c.MaxTotalWait = maxWait })
+	}
+	room := roomOfKind(t, sharedWorld(t), world.KindOrdinary)
+
+	r := limited(time.Hour)
+	f := r.c.Federation()
+	if _, err := f.StateIDs(ctx, room.ID, room.Latest().ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.StateIDs(ctx, room.ID, room.Latest().ID)
+	var re *synapseclient.RetryError
+	var last *synapseclient.Error
+	if !errors.As(err, &re) || re.Endpoint != stateIDs || re.Attempts != rigAttempts ||
+		!errors.Is(err, synapseclient.ErrRetriesExhausted) || !errors.Is(err, synapseclient.ErrRateLimited) ||
+		!errors.As(err, &last) || last.RetryAfter != time.Minute {
+		t.Fatalf("rate limited until the attempts ran out: %v", err)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, stateIDs) || !strings.Contains(msg, fmt.Sprintf("gave up after %d attempts", rigAttempts)) ||
+		strings.Contains(msg, room.ID) {
+		t.Fatalf("message %q should name the endpoint template and the attempts, not the room", msg)
+	}
+	if got := r.sleeps.all(); !slices.Equal(got, []time.Duration{time.Minute, time.Minute, time.Minute}) {
+		t.Fatalf("waits %v, want three of the minute Synapse asked for", got)
+	}
+	if n := r.s.Count("fed.state_ids"); n != 1+rigAttempts {
+		t.Fatalf("%d requests, want %d", n, 1+rigAttempts)
+	}
+
+	r = limited(90 * time.Second)
+	if _, err := r.c.Federation().StateIDs(ctx, room.ID, room.Latest().ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.c.Federation().StateIDs(ctx, room.ID, room.Latest().ID)
+	if !errors.As(err, &re) || re.Attempts != 2 || !strings.Contains(err.Error(), stateIDs) ||
+		!strings.Contains(re.Reason, "max total wait") || re.Waited != time.Minute {
+		t.Fatalf("total wait budget: %v", err)
+	}
+
+	r = startRig(t, synapsesim.Options{}, nil)
+	r.s.Faults().FailNext("admin.users", 100, 0)
+	_, err = r.c.Admin().AllUsers(ctx)
+	if !errors.As(err, &re) || re.Endpoint != "GET /_synapse/admin/v2/users" || !errors.As(err, &last) || last.Status != 500 ||
+		!strings.Contains(err.Error(), "GET /_synapse/admin/v2/users") {
+		t.Fatalf("500s until the attempts ran out: %v", err)
+	}
+	if got, want := r.sleeps.all(), []time.Duration{rigBaseBackoff, 2 * rigBaseBackoff, 4 * rigBaseBackoff}; !slices.Equal(got, want) {
+		t.Fatalf("backoffs %v, want %v", got, want)
+	}
+}
+
+// TestSim500sThenSuccess checks that 5xx answers are retried with doubling backoff on reads, and
+// that a login-as POST (not idempotent) is not retried.
+func TestSim500sThenSuccess(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, synapsesim.Options{}, nil)
+	ctx := t.Context()
+	room := roomOfKind(t, r.w, world.KindV1)
+	rule := r.s.Faults().FailNext("fed.state_ids", 2, 0)
+	sids, err := r.c.Federation().StateIDs(ctx, room.ID, room.Latest().ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := room.StateBefore(room.Latest().ID)
+	if !sameSet(sids.PDUIDs, before.EventIDs()) {
+		t.Fatal("state_ids after retries differs from the world")
+	}
+	if rule.Hits() != 2 || r.s.Count("fed.state_ids") != 3 {
+		t.Fatalf("%d faults, %d requests", rule.Hits(), r.s.Count("fed.state_ids"))
+	}
+	if got := r.sleeps.all(); !slices.Equal(got, []time.Duration{rigBaseBackoff, 2 * rigBaseBackoff}) {
+		t.Fatalf("backoffs %v", got)
+	}
+
+	r.s.Faults().FailNext("client.sync", 1, 503)
+	alice := r.w.User("@alice:" + r.w.ServerName)
+	uc := r.loginAs(t, alice.ID)
+	if _, err := uc.SyncAccountData(ctx); err != nil || r.s.Count("client.sync") != 2 {
+		t.Fatalf("sync after a 503: %v, %d requests", err, r.s.Count("client.sync"))
+	}
+
+	waits := len(r.sleeps.all())
+	r.s.Faults().FailNext("admin.login", 1, 0)
+	logins := r.s.Count("admin.login")
+	_, err = r.c.Admin().LoginAsUser(ctx, alice.ID, time.Time{})
+	var e *synapseclient.Error
+	var re *synapseclient.RetryError
+	if !errors.As(err, &e) || e.Status != 500 || errors.As(err, &re) {
+		t.Fatalf("login-as on a 500: %v", err)
+	}
+	if r.s.Count("admin.login") != logins+1 || len(r.sleeps.all()) != waits {
+		t.Fatal("login-as was retried")
+	}
+}
+
+// TestSimDroppedConnectionsRetried drops connections without an answer: reads are retried and
+// succeed, the login-as POST is not retried.
+func TestSimDroppedConnectionsRetried(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, synapsesim.Options{}, noKeepAlive)
+	ctx := t.Context()
+	room := roomOfKind(t, r.w, world.KindJoinedVisibility)
+	r.s.Faults().DropNext("fed.event", 2)
+	tx, err := r.c.Federation().Event(ctx, room.Latest().ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPDUs(t, r.w, "event after dropped connections", tx.PDUs, true)
+	if n := r.s.Count("fed.event"); n != 3 {
+		t.Fatalf("%d requests, want 3", n)
+	}
+	if got := r.sleeps.all(); !slices.Equal(got, []time.Duration{rigBaseBackoff, 2 * rigBaseBackoff}) {
+		t.Fatalf("backoffs %v", got)
+	}
+
+	r.s.Faults().DropNext("fed.get_missing_events", 1)
+	missing, err := r.c.Federation().GetMissingEvents(ctx, room.ID, synapseclient.MissingEventsRequest{LatestEvents: []string{room.Latest().ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPDUs(t, r.w, "get_missing_events after a dropped connection", missing, true)
+
+	alice := r.w.User("@alice:" + r.w.ServerName)
+	if _, err := r.c.Admin().AdminUserID(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.s.Faults().DropNext("admin.login", 1)
+	if _, err := r.c.Admin().LoginAsUser(ctx, alice.ID, time.Time{}); err == nil ||
+		!strings.Contains(err.Error(), "POST /_synapse/admin/v1/users/{userId}/login") || r.s.Count("admin.login") != 1 {
+		t.Fatalf("login-as over a dropped connection: %v, %d requests", err, r.s.Count("admin.login"))
+	}
+}
+
+// TestSimTruncatedBodyRetried cuts an answer in half and closes the connection; the read is retried.
+func TestSimTruncatedBodyRetried(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, synapsesim.Options{}, noKeepAlive)
+	ctx := t.Context()
+	alice := r.w.User("@alice:" + r.w.ServerName)
+	uc := r.loginAs(t, alice.ID)
+	r.s.Faults().TruncateNext("client.pushrules", 1)
+	rules, err := uc.PushRules(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if canon(t, rules) != canon(t, alice.PushRules) || r.s.Count("client.pushrules") != 2 {
+		t.Fatalf("push rules after a truncated answer: %d requests", r.s.Count("client.pushrules"))
+	}
+}
+
+// TestSimTamperedBodyDetected has the simulator corrupt event contents: the client returns the
+// bytes as received, and the caller's verification (content hash, signatures) catches them.
+func TestSimTamperedBodyDetected(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, synapsesim.Options{}, nil)
+	ctx := t.Context()
+	room := roomOfKind(t, r.w, world.KindRemoteMembers)
+	r.s.Faults().TamperNext("fed.backfill", 1)
+	tx, err := r.c.Federation().Backfill(ctx, room.ID, room.ForwardExtremities(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caught := 0
+	for i, p := range tx.PDUs {
+		if _, err := checkPDU(r.w, p, true); err != nil {
+			caught++
+			if msg := err.Error(); !strings.Contains(msg, "content hash mismatch") && !strings.Contains(msg, "signature") {
+				t.Fatalf("PDU %d: tampering caught by the wrong check: %v", i, err)
+			}
+		}
+	}
+	if caught == 0 {
+		t.Fatal("no tampered PDU was caught")
+	}
+	clean, err := r.c.Federation().Backfill(ctx, room.ID, room.ForwardExtremities(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := checkPDUs(t, r.w, "backfill after tampering", clean.PDUs, true); len(ids) != len(tx.PDUs) {
+		t.Fatalf("%d events after tampering, %d with it", len(ids), len(tx.PDUs))
+	}
+	t.Logf("tampering caught in %d of %d PDUs", caught, len(tx.PDUs))
+}
+
+// waitFor receives from ch, failing the test if nothing comes: a guard against hanging, not a
+// timing assertion.
+func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(30 * time.Second):
+		t.Fatalf("gave up waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// TestSimCancelInFlight cancels a request the simulator holds: the call returns context.Canceled
+// without retrying; released, the same call then succeeds. Cancelling during a retry wait ends
+// the wait too.
+func TestSimCancelInFlight(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, synapsesim.Options{}, nil)
+	room := roomOfKind(t, r.w, world.KindOrdinary)
+	hold := r.s.Faults().Hold("fed.backfill")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.c.Federation().Backfill(ctx, room.ID, room.ForwardExtremities(), 10)
+		done <- err
+	}()
+	waitFor(t, hold.Arrived(), "the held backfill to arrive")
+	select {
+	case err := <-done:
+		t.Fatalf("held call returned early: %v", err)
+	default:
+	}
+	cancel()
+	err := waitFor(t, done, "the cancelled call to return")
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), backfillEndpoint) {
+		t.Fatalf("cancelled call: %v", err)
+	}
+	if n := r.s.Count("fed.backfill"); n != 1 || len(r.sleeps.all()) != 0 {
+		t.Fatalf("cancelled call retried: %d requests, waits %v", n, r.sleeps.all())
+	}
+	hold.Release()
+	tx, err := r.c.Federation().Backfill(t.Context(), room.ID, room.ForwardExtremities(), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPDUs(t, r.w, "backfill after release", tx.PDUs, true)
+
+	wctx, wcancel := context.WithCancel(t.Context())
+	waiting := startRig(t, synapsesim.Options{}, func(c *synapseclient.Config) {
+		c.Sleep = func(ctx context.Context, d time.Duration) error {
+			wcancel()
+			<-ctx.Done()
+			return ctx.Err()
+		}
+	})
+	waiting.s.Faults().FailNext("fed.event", 1, 0)
+	_, err = waiting.c.Federation().Event(wctx, room.Latest().ID)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "waiting to retry") ||
+		!strings.Contains(err.Error(), "GET /_matrix/federation/v1/event/{eventId}") || waiting.s.Count("fed.event") != 1 {
+		t.Fatalf("cancelled during the retry wait: %v (%d requests)", err, waiting.s.Count("fed.event"))
+	}
+}
