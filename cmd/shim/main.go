@@ -25,6 +25,9 @@ func main() {
 type Env struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
+	// Ready, when set, is told each listener's address once it accepts connections ("federation",
+	// "metrics"), so tests and the demo wait on readiness instead of guessing.
+	Ready func(what, addr string)
 }
 
 // command is one subcommand: its name, a one-line summary, and its entry point.
@@ -38,6 +41,9 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"keys", "print the signed key document, or the key in Conduit's form", runKeys},
+		{"archive", "crawl every room's history from Synapse into the verified event cache", runArchive},
+		{"serve", "run the federation sidecar Conduit backfills history from", runServe},
+		{"demo", "run archive and serve against a simulated Synapse and backfill every room through the shim", runDemo},
 		{"help", "show this help, or a command's flags", nil},
 	}
 }

@@ -182,6 +182,9 @@ func (g *gen) planRooms() {
 	for _, q := range busy {
 		q.activity(n, true)
 	}
+	if g.opts.BigRoomActivity > 0 {
+		g.lobby.activity(g.opts.BigRoomActivity, true)
+	}
 
 	g.lobby.member(dave, dave, "leave") // deactivation parts the user
 	remoteMembers.fork(true)            // two forward extremities remain

@@ -15,6 +15,9 @@ type Options struct {
 	// TotalEvents, if > 0, spreads activity over the busy rooms so that the
 	// world holds at least this many events.
 	TotalEvents int
+	// BigRoomActivity, if > 0, adds this much more activity to the lobby room, making one room
+	// far bigger than the others (e.g. 20,000 events for the shim's acceptance test).
+	BigRoomActivity int
 	// Users is the number of ordinary users beyond the fixed ones (default 3; -1 for none).
 	Users int
 	// BaseTime is the origin_server_ts of the first event (default 2025-01-01T00:00:00Z).

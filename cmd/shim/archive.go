@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/term"
+
+	"github.com/transition-matrix/transition-matrix/eventsource"
+	"github.com/transition-matrix/transition-matrix/synapseclient"
+)
+
+// defaultArchiveParallel is how many rooms are crawled at once: enough to hide latency, few
+// enough to stay inside Synapse's default federation rate limits.
+const defaultArchiveParallel = 4
+
+// runArchive crawls every room with a joined local user into the event cache, resumably.
+func runArchive(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "archive", "archive -config FILE [-j N] [-room ROOM_ID]...")
+	configPath := fs.String("config", "", "the shim's configuration `file` (required)")
+	parallel := fs.Int("j", defaultArchiveParallel, "rooms crawled at once")
+	var only stringList
+	fs.Var(&only, "room", "archive only this `room ID` (repeatable)")
+	progressEvery := fs.Duration("log-every", 10*time.Second, "interval of progress log lines when stderr is not a terminal")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if *parallel < 1 {
+		return usagef("-j must be at least 1")
+	}
+	cfg, err := loadConfig(env, *configPath, "synapse.url", "synapse.admin_token", "cache.path")
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(env, cfg)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	parts, err := openShim(cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	defer parts.Close()
+
+	rooms, skipped, err := roomsToArchive(ctx, parts.client.Admin(), only)
+	if err != nil {
+		return err
+	}
+	for _, s := range skipped {
+		log.Warn("room skipped: no local user is joined, so Synapse will not serve its history over federation", zap.String("room_id", s))
+	}
+	prog := newProgress(env.Stderr, len(rooms), *progressEvery, log)
+	defer prog.stop()
+	sums := parts.source.Archive(ctx, rooms, *parallel, prog.add)
+	prog.stop()
+	if err := printArchiveSummary(env.Stdout, sums, skipped); err != nil {
+		return err
+	}
+	failed := 0
+	for _, s := range sums {
+		if s.Err != nil || !s.Complete {
+			failed++
+		}
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted: rerun the same command to continue where it stopped")
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d rooms are not complete; rerun to continue (what is archived is kept)", failed, len(sums))
+	}
+	return nil
+}
+
+// roomsToArchive lists the rooms with a joined local user and their forward extremities; the
+// others are returned as skipped.
+func roomsToArchive(ctx context.Context, admin *synapseclient.AdminClient, only []string) ([]eventsource.RoomHeads, []string, error) {
+	all, err := admin.AllRooms(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing rooms: %w", err)
+	}
+	var rooms []eventsource.RoomHeads
+	var skipped []string
+	for _, r := range all {
+		if len(only) > 0 && !slices.Contains(only, r.RoomID) {
+			continue
+		}
+		if r.JoinedLocalMembers == 0 {
+			skipped = append(skipped, r.RoomID)
+			continue
+		}
+		fx, err := admin.ForwardExtremities(ctx, r.RoomID)
+		if err != nil {
+			return nil, nil, fmt.Errorf("forward extremities of %s: %w", r.RoomID, err)
+		}
+		heads := make([]string, len(fx))
+		for i, f := range fx {
+			heads[i] = f.EventID
+		}
+		rooms = append(rooms, eventsource.RoomHeads{RoomID: r.RoomID, Heads: heads})
+	}
+	for _, id := range only {
+		if !containsRoom(rooms, id) && !slices.Contains(skipped, id) {
+			return nil, nil, fmt.Errorf("room %s: Synapse does not know it", id)
+		}
+	}
+	return rooms, skipped, nil
+}
+
+func printArchiveSummary(w io.Writer, sums []eventsource.RoomSummary, skipped []string) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "ROOM\tVERSION\tEVENTS\tVERIFIED\tREDACTED\tFAILED\tMISSING\tCOMPLETE\t")
+	var total, verified, failed, missing int64
+	for _, s := range sums {
+		done := "yes"
+		if !s.Complete {
+			done = "no"
+		}
+		if s.Err != nil {
+			done = "error"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t\n", s.RoomID, s.RoomVersion, s.Events, s.Verified, s.Redacted, s.Failed(), len(s.Missing), done)
+		total, verified, failed, missing = total+s.Events, verified+s.Verified, failed+s.Failed(), missing+int64(len(s.Missing))
+	}
+	fmt.Fprintf(tw, "%d rooms\t\t%d\t%d\t\t%d\t%d\t\t\n", len(sums), total, verified, failed, missing)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, s := range sums {
+		if s.Err != nil {
+			fmt.Fprintf(w, "room %s: %v\n", s.RoomID, s.Err)
+		}
+	}
+	for _, id := range skipped {
+		fmt.Fprintf(w, "room %s: skipped, no local user is joined (Synapse will not serve its history)\n", id)
+	}
+	return nil
+}
+
+// progress reports archived events: one rewritten line on a terminal, a log line every interval
+// otherwise.
+type progress struct {
+	rooms  int
+	events atomic.Int64
+	done   chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+}
+
+func newProgress(w io.Writer, rooms int, every time.Duration, log *zap.Logger) *progress {
+	p := &progress{rooms: rooms, done: make(chan struct{})}
+	f, isFile := w.(*os.File)
+	tty := isFile && term.IsTerminal(int(f.Fd()))
+	if tty {
+		every = 200 * time.Millisecond
+	}
+	start := time.Now()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.done:
+				if tty {
+					fmt.Fprintf(w, "\rarchive: %d events in %s%s\n", p.events.Load(), time.Since(start).Round(time.Second), strings.Repeat(" ", 10))
+				}
+				return
+			case <-t.C:
+				n := p.events.Load()
+				rate := float64(n) / time.Since(start).Seconds()
+				if tty {
+					fmt.Fprintf(w, "\rarchive: %d rooms, %d events, %.0f events/s ", p.rooms, n, rate)
+				} else {
+					log.Info("archive progress", zap.Int("rooms", p.rooms), zap.Int64("events", n), zap.Float64("events_per_s", rate))
+				}
+			}
+		}
+	}()
+	return p
+}
+
+func (p *progress) add(_ string, n int) { p.events.Add(int64(n)) }
+
+func (p *progress) stop() {
+	p.once.Do(func() { close(p.done) })
+	p.wg.Wait()
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func containsRoom(rooms []eventsource.RoomHeads, id string) bool {
+	for _, r := range rooms {
+		if r.RoomID == id {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/transition-matrix/transition-matrix/config"
+	"github.com/transition-matrix/transition-matrix/eventcache"
+	"github.com/transition-matrix/transition-matrix/eventsource"
+	"github.com/transition-matrix/transition-matrix/logging"
+	"github.com/transition-matrix/transition-matrix/synapseclient"
+)
+
+// loadConfig reads the configuration named by -config, checks the keys the command needs, and
+// prints its warnings.
+func loadConfig(env *Env, path string, required ...string) (*config.Config, error) {
+	if path == "" {
+		return nil, usagef("-config is required")
+	}
+	cfg, err := config.Load(path, env.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Require(required...); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(env.Stderr, "warning: %s\n", w)
+	}
+	return cfg, nil
+}
+
+// newLogger builds the command's logger from the configuration, writing to stderr.
+func newLogger(env *Env, cfg *config.Config) (*zap.Logger, error) {
+	log, err := logging.New(env.Stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		return nil, err
+	}
+	logging.BridgeLogrus(log)
+	return log, nil
+}
+
+// shimParts is what serve and archive share: the Synapse client, the cache, and the event source.
+type shimParts struct {
+	client *synapseclient.Client // nil when no Synapse is configured
+	cache  *eventcache.Cache
+	source *eventsource.Source
+}
+
+func (p *shimParts) Close() error { return p.cache.Close() }
+
+// openShim opens the event cache and builds the event source over Synapse's federation API
+// (signed as the server itself), or over the cache alone when no Synapse URL is configured.
+func openShim(cfg *config.Config, log *zap.Logger, m eventsource.Metrics) (*shimParts, error) {
+	p := &shimParts{}
+	var up synapseclient.FederationAPI
+	var keys eventsource.KeyFetcher
+	if cfg.FederationURL() != "" {
+		c, err := synapseclient.New(synapseclient.Config{BaseURL: cfg.Synapse.URL, FederationURL: cfg.Synapse.FederationURL,
+			AdminToken: string(cfg.Synapse.AdminToken), ServerName: cfg.ServerName, Identity: cfg.Identity,
+			Timeout: 30 * time.Second, MaxTotalWait: 30 * time.Second,
+			OnRetry: func(e synapseclient.RetryEvent) {
+				log.Warn("retrying a Synapse request", zap.String("endpoint", e.Endpoint), zap.Int("attempt", e.Attempt),
+					zap.Int("status", e.Status), zap.Duration("wait", e.Wait), zap.Error(e.Err))
+			}})
+		if err != nil {
+			return nil, err
+		}
+		p.client = c
+		up = c.Federation()
+		keys = &eventsource.NotaryKeys{Client: c.Federation(), Identity: cfg.Identity}
+	}
+	cache, err := eventcache.Open(cfg.Path(cfg.Cache.Path), eventcache.Options{ServeStatuses: eventsource.ServeStatuses})
+	if err != nil {
+		return nil, fmt.Errorf("opening the event cache: %w", err)
+	}
+	p.cache = cache
+	src, err := eventsource.New(eventsource.Config{Identity: cfg.Identity, Cache: cache, Upstream: up, Keys: keys, Metrics: m, Logger: log})
+	if err != nil {
+		cache.Close()
+		return nil, err
+	}
+	p.source = src
+	return p, nil
+}
