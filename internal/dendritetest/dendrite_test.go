@@ -5,12 +5,19 @@ package dendritetest
 import (
 	"context"
 	"errors"
+	"net/http/httptest"
+	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/tidwall/gjson"
 
+	"github.com/transition-matrix/transition-matrix/eventcache"
+	"github.com/transition-matrix/transition-matrix/eventsource"
+	"github.com/transition-matrix/transition-matrix/federation"
+	"github.com/transition-matrix/transition-matrix/internal/conduitlike"
 	"github.com/transition-matrix/transition-matrix/signing"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 )
@@ -297,5 +304,139 @@ func TestDendriteFederationAsItself(t *testing.T) {
 		}
 		t.Logf("state before the newest event: %d events, auth chain %d (of the state alone: %d); event_auth: %d",
 			len(wantState), len(wantChain), len(authClosure(dag, wantState)), len(auth))
+	})
+}
+
+// countingUpstream counts the shim's calls to Dendrite by endpoint.
+type countingUpstream struct {
+	synapseclient.FederationAPI
+	mu    sync.Mutex
+	calls map[string]int
+	pdus  map[string]int
+}
+
+func (c *countingUpstream) count(endpoint string, pdus int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls[endpoint]++
+	c.pdus[endpoint] += pdus
+}
+
+func (c *countingUpstream) Backfill(ctx context.Context, roomID string, ids []string, limit int) (*synapseclient.Transaction, error) {
+	tx, err := c.FederationAPI.Backfill(ctx, roomID, ids, limit)
+	n := 0
+	if tx != nil {
+		n = len(tx.PDUs)
+	}
+	c.count("backfill", n)
+	return tx, err
+}
+
+func (c *countingUpstream) Event(ctx context.Context, id string) (*synapseclient.Transaction, error) {
+	tx, err := c.FederationAPI.Event(ctx, id)
+	n := 0
+	if tx != nil {
+		n = len(tx.PDUs)
+	}
+	c.count("event", n)
+	return tx, err
+}
+
+func (c *countingUpstream) GetMissingEvents(ctx context.Context, roomID string, req synapseclient.MissingEventsRequest) ([]synapseclient.PDU, error) {
+	pdus, err := c.FederationAPI.GetMissingEvents(ctx, roomID, req)
+	c.count("get_missing_events", len(pdus))
+	return pdus, err
+}
+
+// TestDendriteRoomBackfilledWholeThroughTheShim has the Conduit-like consumer backfill a room
+// created on Dendrite through the shim with Dendrite as the upstream (cold cache), then again with
+// Dendrite stopped (from the cache alone): both times from the newest event to m.room.create,
+// every event verified, newest → oldest, each once, exactly the room's DAG.
+func TestDendriteRoomBackfilledWholeThroughTheShim(t *testing.T) {
+	f := setup(t)
+	room, id := f.room, f.s.Identity
+	cache, err := eventcache.Open(filepath.Join(t.TempDir(), "cache.db"), eventcache.Options{ServeStatuses: eventsource.ServeStatuses})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.Close() })
+	up := &countingUpstream{FederationAPI: f.fed, calls: map[string]int{}, pdus: map[string]int{}}
+	src, err := eventsource.New(eventsource.Config{Identity: id, Cache: cache, Upstream: up})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := federation.New(federation.Config{Identity: id, Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shim := httptest.NewServer(srv)
+	t.Cleanup(shim.Close)
+	keys := conduitlike.StaticKeys{}
+	keys.Add(id.ServerName, string(id.SigningKey().ID), id.SigningKey().PublicKey(), 0)
+
+	backfill := func(t *testing.T) {
+		c := &conduitlike.Consumer{Identity: id, Destination: id.ServerName, BaseURL: shim.URL, Keys: keys}
+		start := time.Now()
+		res, err := c.BackfillRoom(context.Background(), room.ID, room.Version, []string{room.Newest})
+		if err != nil {
+			t.Fatalf("backfill through the shim: %v", err)
+		}
+		took := time.Since(start)
+		if !res.ReachedCreate {
+			t.Errorf("m.room.create not reached after %d events", len(res.Timeline))
+		}
+		if v, r, x := res.Count(conduitlike.Verified), res.Count(conduitlike.Redacted), res.Count(conduitlike.Rejected); v != len(f.dag) || r != 0 || x != 0 {
+			t.Errorf("verified %d, redacted %d, rejected %d; want all %d verified", v, r, x, len(f.dag))
+		}
+		seen := map[string]bool{}
+		for i, e := range res.Timeline {
+			if seen[e.EventID] {
+				t.Fatalf("event %s received twice", e.EventID)
+			}
+			seen[e.EventID] = true
+			if _, ok := f.dag[e.EventID]; !ok {
+				t.Fatalf("event %s is not in the room's DAG", e.EventID)
+			}
+			if i > 0 && e.Depth > res.Timeline[i-1].Depth {
+				t.Fatalf("not newest → oldest: depth %d after %d", e.Depth, res.Timeline[i-1].Depth)
+			}
+		}
+		if len(res.Timeline) != len(f.dag) {
+			t.Fatalf("received %d events, the room's DAG holds %d", len(res.Timeline), len(f.dag))
+		}
+		if res.Timeline[0].EventID != room.Newest || res.Timeline[len(res.Timeline)-1].Type != "m.room.create" {
+			t.Fatalf("timeline runs from %s to a %s, want from the newest event to m.room.create", res.Timeline[0].EventID, res.Timeline[len(res.Timeline)-1].Type)
+		}
+		t.Logf("%d events, all verified, in %d requests to the shim, %s", len(res.Timeline), res.Requests, took.Round(time.Millisecond))
+	}
+
+	t.Run("Dendrite up, cold cache", func(t *testing.T) {
+		backfill(t)
+		up.mu.Lock()
+		defer up.mu.Unlock()
+		t.Logf("calls to Dendrite: %v; PDUs received: %v", up.calls, up.pdus)
+		// Dendrite answers its own name nothing on /backfill, so the shim must have walked the
+		// room with /event and /get_missing_events.
+		if up.pdus["backfill"] != 0 {
+			t.Errorf("Dendrite's /backfill answered %d events to its own name; the facts say 0", up.pdus["backfill"])
+		}
+		if up.pdus["get_missing_events"]+up.pdus["event"] < len(f.dag) {
+			t.Errorf("the shim got %d events from Dendrite's /event and /get_missing_events, fewer than the room's %d",
+				up.pdus["get_missing_events"]+up.pdus["event"], len(f.dag))
+		}
+	})
+	t.Run("Dendrite stopped, warm cache", func(t *testing.T) {
+		if err := f.s.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		up.mu.Lock()
+		before := up.calls["event"] + up.calls["get_missing_events"] + up.calls["backfill"]
+		up.mu.Unlock()
+		backfill(t)
+		up.mu.Lock()
+		defer up.mu.Unlock()
+		if after := up.calls["event"] + up.calls["get_missing_events"] + up.calls["backfill"]; after != before {
+			t.Errorf("the shim asked the stopped Dendrite %d times although its cache holds the whole room", after-before)
+		}
 	})
 }
