@@ -22,6 +22,8 @@ type UserAPI interface {
 	QueryKeys(ctx context.Context, userIDs ...string) (*KeysQuery, error)
 	RoomKeysVersion(ctx context.Context) (*BackupVersion, error)
 	RoomKeys(ctx context.Context, version string) (*RoomKeys, error)
+	RoomAliases(ctx context.Context, roomID string) ([]string, error)
+	Logout(ctx context.Context) error
 }
 
 var _ UserAPI = (*UserClient)(nil)
@@ -279,4 +281,32 @@ func (u *UserClient) RoomKeys(ctx context.Context, version string) (*RoomKeys, e
 		res.Rooms[room] = r.Sessions
 	}
 	return res, nil
+}
+
+// Logout invalidates the client's access token (for a login-as puppet token: only the token, as
+// it has no device). A token the server no longer knows (401) counts as logged out, so a retry
+// after a lost answer succeeds.
+// https://spec.matrix.org/v1.16/client-server-api/#post_matrixclientv3logout
+func (u *UserClient) Logout(ctx context.Context) error {
+	const template = "/_matrix/client/v3/logout"
+	c := &call{endpoint: "POST " + template, method: "POST", base: u.base, path: template, body: []byte("{}"),
+		auth: bearer(u.token), idempotent: true}
+	_, err := u.t.do(ctx, c)
+	if errors.Is(err, ErrUnauthorized) {
+		return nil
+	}
+	return err
+}
+
+// RoomAliases lists the local aliases of a room; Synapse lets a server admin read them without
+// being in the room.
+// https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3roomsroomidaliases
+func (u *UserClient) RoomAliases(ctx context.Context, roomID string) ([]string, error) {
+	var out struct {
+		Aliases []string `json:"aliases"`
+	}
+	if err := u.get(ctx, "/_matrix/client/v3/rooms/{roomId}/aliases", "/_matrix/client/v3/rooms/"+escape(roomID)+"/aliases", "", &out); err != nil {
+		return nil, err
+	}
+	return nonNil(out.Aliases), nil
 }

@@ -41,6 +41,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"keys", "print the signed key document, or the key in Conduit's form", runKeys},
+		{"export", "write every user and room to a directory, with a manifest (resumable)", runExport},
 		{"archive", "crawl every room's history from Synapse into the verified event cache", runArchive},
 		{"serve", "run the federation sidecar Conduit backfills history from", runServe},
 		{"demo", "run archive and serve against a simulated Synapse and backfill every room through the shim", runDemo},

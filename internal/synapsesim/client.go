@@ -566,3 +566,60 @@ func (s *Server) paginate(w http.ResponseWriter, r *http.Request, room *world.Ro
 	}
 	writeJSON(w, http.StatusOK, out)
 }
+
+// roomAliases serves GET /_matrix/client/v3/rooms/{roomId}/aliases: the room's local aliases, to
+// a server admin always, otherwise to joined members or for world-readable rooms (403 else).
+// https://spec.matrix.org/v1.3/client-server-api/#get_matrixclientv3roomsroomidaliases
+func (s *Server) roomAliases(w http.ResponseWriter, r *http.Request, v []string) {
+	ti, ok := s.requester(w, r)
+	if !ok {
+		return
+	}
+	room := s.w.Room(v[0])
+	if room == nil || (!ti.user.Admin && room.MembershipNow(ti.user.ID) != "join" &&
+		stateString(room, "m.room.history_visibility", "history_visibility") != "world_readable") {
+		writeError(w, http.StatusForbidden, "M_FORBIDDEN", "User "+ti.user.ID+" not in room "+v[0]+", and room previews are disabled")
+		return
+	}
+	aliases := []string{}
+	for a, id := range s.w.Aliases {
+		if id == room.ID {
+			aliases = append(aliases, a)
+		}
+	}
+	sort.Strings(aliases)
+	writeJSON(w, http.StatusOK, obj{{"aliases", aliases}})
+}
+
+// logout serves POST /_matrix/client/v3/logout: the token stops working; a puppet (login-as)
+// token has no device, so only the token goes. Device tokens keep working here (the world's devices
+// are fixed), where Synapse would delete the device.
+// https://spec.matrix.org/v1.3/client-server-api/#post_matrixclientv3logout
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, _ []string) {
+	if _, ok := s.requester(w, r); !ok {
+		return
+	}
+	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if tok == "" || tok == r.Header.Get("Authorization") {
+		tok = r.URL.Query().Get("access_token")
+	}
+	s.mu.Lock()
+	if ti := s.tokens[tok]; ti.device == "" {
+		delete(s.tokens, tok)
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, obj{})
+}
+
+// LiveLoginTokens is the number of login-as (puppet) tokens that still work.
+func (s *Server) LiveLoginTokens() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, ti := range s.tokens {
+		if ti.device == "" {
+			n++
+		}
+	}
+	return n
+}

@@ -54,6 +54,8 @@ func (s *Server) buildRoutes() []route {
 		add("client.room_keys_version", "GET", c+"/room_keys/version/{version}", s.backupVersion)
 		add("client.room_keys_keys", "GET", c+"/room_keys/keys", s.backupKeys)
 		add("client.joined_rooms", "GET", c+"/joined_rooms", s.joinedRooms)
+		add("client.room_aliases", "GET", c+"/rooms/{room}/aliases", s.roomAliases)
+		add("client.logout", "POST", c+"/logout", s.logout)
 		add("client.messages", "GET", c+"/rooms/{room}/messages", s.roomMessages)
 		add("client.event", "GET", c+"/rooms/{room}/event/{event}", s.roomEvent)
 	}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/term"
+
+	"github.com/transition-matrix/transition-matrix/config"
+	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/logging"
+	"github.com/transition-matrix/transition-matrix/synapseclient"
+)
+
+// runExport writes one JSON file per local user and per room, and a manifest, into -out;
+// rerun with the same -out, it resumes.
+func runExport(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "export", "export -config FILE -out DIR [-j N] [-encrypt-to AGE_RECIPIENT]")
+	configPath := fs.String("config", "", "the shim's configuration `file` (required)")
+	out := fs.String("out", "", "export `directory` (created 0700; rerun with the same one to resume)")
+	jobs := fs.Int("j", export.DefaultJobs, "users and rooms exported at once")
+	encryptTo := fs.String("encrypt-to", "", "encrypt every user and room file to this age `recipient` (age1...)")
+	every := fs.Duration("progress-every", 10*time.Second, "how often to log progress when stderr is not a terminal")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	switch {
+	case *configPath == "":
+		return usagef("-config is required")
+	case *out == "":
+		return usagef("-out is required")
+	case *jobs < 1:
+		return usagef("-j must be at least 1, got %d", *jobs)
+	}
+	cfg, err := config.Load(*configPath, env.Getenv)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Require("synapse.url", "synapse.admin_token"); err != nil {
+		return fmt.Errorf("config %s: %w", *configPath, err)
+	}
+	log, err := logging.New(env.Stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		return err
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+	p := newExportProgress(env.Stderr, log, *every)
+	s, err := export.Run(ctx, export.Config{
+		Dir: *out,
+		Synapse: synapseclient.Config{
+			BaseURL: cfg.Synapse.URL, FederationURL: cfg.FederationURL(), AdminToken: string(cfg.Synapse.AdminToken),
+			ServerName: cfg.ServerName, Identity: cfg.Identity,
+		},
+		Jobs:      *jobs,
+		EncryptTo: *encryptTo,
+		Log:       log,
+		Progress:  p.update,
+	})
+	p.done()
+	if s != nil {
+		printExportSummary(env.Stdout, s, cfg.ServerName, *out)
+	}
+	return err
+}
+
+// exportProgress shows a progress line on a terminal, or logs one every so often.
+type exportProgress struct {
+	w        io.Writer
+	log      *zap.Logger
+	terminal bool
+	every    time.Duration
+
+	mu    sync.Mutex
+	last  time.Time
+	drawn bool
+}
+
+func newExportProgress(w io.Writer, log *zap.Logger, every time.Duration) *exportProgress {
+	p := &exportProgress{w: w, log: log, every: every}
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		p.terminal = true
+	}
+	return p
+}
+
+func (p *exportProgress) update(s export.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if p.terminal {
+		if now.Sub(p.last) < 100*time.Millisecond {
+			return
+		}
+		p.last = now
+		total, done := s.Users+s.Rooms, s.UsersDone+s.RoomsDone+s.Skipped
+		const width = 30
+		fill := 0
+		if total > 0 {
+			fill = done * width / total
+		}
+		fmt.Fprintf(p.w, "\r[%s%s] users %d/%d rooms %d/%d  %.0f req/s  failed %d ",
+			strings.Repeat("=", fill), strings.Repeat(" ", width-fill), s.UsersDone, s.Users, s.RoomsDone, s.Rooms,
+			rate(s.Requests, s.Elapsed), s.Failed)
+		p.drawn = true
+		return
+	}
+	if p.last.IsZero() {
+		p.last = now
+		return
+	}
+	if now.Sub(p.last) < p.every {
+		return
+	}
+	p.last = now
+	p.log.Info("export progress", zap.Int("users_done", s.UsersDone), zap.Int("users", s.Users),
+		zap.Int("rooms_done", s.RoomsDone), zap.Int("rooms", s.Rooms), zap.Int("failed", s.Failed),
+		zap.Int64("requests", s.Requests), zap.Duration("elapsed", s.Elapsed.Round(time.Second)))
+}
+
+func (p *exportProgress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}
+
+func rate(n int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+func printExportSummary(w io.Writer, s *export.Summary, server, dir string) {
+	state := "complete"
+	if !s.Complete {
+		state = "INCOMPLETE (rerun the same command to resume)"
+	}
+	fmt.Fprintf(w, "export of %s into %s: %s\n", server, dir, state)
+	fmt.Fprintf(w, "  users: %d of %d exported\n", s.UsersDone, s.Users)
+	fmt.Fprintf(w, "  rooms: %d of %d exported\n", s.RoomsDone, s.Rooms)
+	if s.Resumed > 0 {
+		fmt.Fprintf(w, "  kept from an earlier run (verified by SHA-256): %d\n", s.Resumed)
+	}
+	fmt.Fprintf(w, "  skipped: %d, failed: %d\n", s.Skipped, s.Failed)
+	for _, x := range s.SkippedItems {
+		fmt.Fprintf(w, "    skipped %s %s: %s\n", x.Kind, x.ID, x.Reason)
+	}
+	fmt.Fprintf(w, "  requests: %d in %s (%.0f/s), %.1f MB written\n", s.Requests, s.Elapsed.Round(time.Millisecond),
+		rate(s.Requests, s.Elapsed), float64(s.Bytes)/1e6)
+	fmt.Fprintf(w, "  login-as tokens: %d made, %d could not be logged out\n", s.LoginTokens, s.LogoutFailures)
+}

@@ -1,0 +1,686 @@
+// Package export writes the admin's record of a Synapse server before the switch: one JSON file per
+// local user and per room, and a manifest with the SHA-256 of every file. It reads Synapse's
+// admin, client (login-as) and federation (signed as the server itself) APIs, writes every file
+// atomically into a directory it cannot leave, and resumes where a killed run stopped.
+package export
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"filippo.io/age"
+	"go.uber.org/zap"
+
+	"github.com/transition-matrix/transition-matrix/synapseclient"
+)
+
+// Defaults of Config.
+const (
+	// DefaultJobs suits a Synapse with default rate limits: its main process handles requests on
+	// one core, and rc_federation processes 3 federation requests of one origin at a time.
+	DefaultJobs                  = 4
+	DefaultFederationConcurrency = 3
+	DefaultTokenValidity         = time.Hour
+	DefaultMaxFailures           = 10
+	DefaultManifestInterval      = time.Second
+)
+
+// Config is what an export needs.
+type Config struct {
+	// Dir is the export directory (created 0700).
+	Dir string
+	// Synapse says how to reach Synapse; ServerName, AdminToken and Identity are required.
+	// MaxPerHost is raised to Jobs when lower.
+	Synapse synapseclient.Config
+	// Jobs is how many users and rooms are exported at once (default DefaultJobs).
+	Jobs int
+	// FederationConcurrency bounds concurrent federation requests (default 3, Synapse's
+	// rc_federation.concurrent).
+	FederationConcurrency int
+	// EncryptTo, when set, is an age recipient ("age1..."): every user and room file is written
+	// encrypted to it as <name>.json.age. The manifest stays readable.
+	EncryptTo string
+	// TokenValidity bounds the life of each login-as token, in case logging it out fails.
+	TokenValidity time.Duration
+	// MaxFailures stops the export after this many items failed (default 10).
+	MaxFailures int
+	// ManifestInterval is how often the manifest is rewritten while items complete (default 1s);
+	// a kill loses at most this much bookkeeping, never a file's integrity.
+	ManifestInterval time.Duration
+	// FS replaces the directory (tests inject a full disk); nil opens Dir.
+	FS FS
+	// Log receives warnings and errors; nil discards them.
+	Log *zap.Logger
+	// Progress, when set, is called after every item and at the end.
+	Progress func(Progress)
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Progress is the state of a running export.
+type Progress struct {
+	Users, Rooms         int // on the server
+	UsersDone, RoomsDone int // complete, resumed included
+	Resumed              int // found complete and intact from an earlier run
+	Skipped, Failed      int
+	Requests             int64
+	Bytes                int64 // written by this run
+	Elapsed              time.Duration
+}
+
+// Summary is what an export did.
+type Summary struct {
+	Progress
+	Complete bool
+	// SkippedItems and FailedItems say which items and why.
+	SkippedItems, FailedItems []Skipped
+	// LoginTokens is the number of login-as tokens made; LogoutFailures how many could not be
+	// logged out (they expire after Config.TokenValidity).
+	LoginTokens, LogoutFailures int64
+	Dir                         string
+}
+
+type exporter struct {
+	cfg        Config
+	cli        *synapseclient.Client
+	fsys       FS
+	log        *zap.Logger
+	now        func() time.Time
+	serverName string
+	adminID    string
+	recipient  age.Recipient
+
+	passwordHashes map[string]string
+	fedSem         chan struct{}
+	started        time.Time
+
+	mu       sync.Mutex
+	man      *Manifest
+	dirty    bool
+	progress Progress
+
+	stats struct {
+		requests, bytes, tokens, logoutFailures atomic.Int64
+	}
+}
+
+// item is one user or room to export.
+type item struct {
+	kind string
+	id   string
+	path string
+	user synapseclient.UserSummary
+	room synapseclient.RoomSummary
+}
+
+func (c *Config) validate() (age.Recipient, error) {
+	var errs []error
+	if c.Dir == "" && c.FS == nil {
+		errs = append(errs, errors.New("the export directory is required"))
+	}
+	if c.Jobs < 0 {
+		errs = append(errs, fmt.Errorf("jobs: %d is negative", c.Jobs))
+	}
+	if c.Synapse.ServerName == "" {
+		errs = append(errs, errors.New("server name: required"))
+	}
+	if c.Synapse.AdminToken == "" {
+		errs = append(errs, errors.New("admin token: required"))
+	}
+	if c.Synapse.Identity == nil || len(c.Synapse.Identity.Keys) == 0 {
+		errs = append(errs, errors.New("signing key: required (federation requests are signed as the server)"))
+	}
+	var rcpt age.Recipient
+	if c.EncryptTo != "" {
+		rs, err := age.ParseRecipients(strings.NewReader(c.EncryptTo))
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("encrypt-to: %q is not an age recipient: %v", c.EncryptTo, err))
+		case len(rs) != 1:
+			errs = append(errs, fmt.Errorf("encrypt-to: want one age recipient, got %d", len(rs)))
+		default:
+			rcpt = rs[0]
+		}
+	}
+	return rcpt, errors.Join(errs...)
+}
+
+// Run exports every local user and every room of the Synapse in cfg into cfg.Dir. Rerun with the
+// same directory, it keeps what the manifest records as complete and intact and does the rest.
+// It returns an error when anything is left undone; the summary is valid either way.
+func Run(ctx context.Context, cfg Config) (*Summary, error) {
+	rcpt, err := cfg.validate()
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	if cfg.Jobs == 0 {
+		cfg.Jobs = DefaultJobs
+	}
+	if cfg.FederationConcurrency <= 0 {
+		cfg.FederationConcurrency = DefaultFederationConcurrency
+	}
+	if cfg.TokenValidity <= 0 {
+		cfg.TokenValidity = DefaultTokenValidity
+	}
+	if cfg.MaxFailures <= 0 {
+		cfg.MaxFailures = DefaultMaxFailures
+	}
+	if cfg.ManifestInterval <= 0 {
+		cfg.ManifestInterval = DefaultManifestInterval
+	}
+	e := &exporter{cfg: cfg, log: cfg.Log, now: cfg.Now, serverName: cfg.Synapse.ServerName, recipient: rcpt,
+		fedSem: make(chan struct{}, cfg.FederationConcurrency)}
+	if e.log == nil {
+		e.log = zap.NewNop()
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	e.started = e.now()
+	scfg := cfg.Synapse
+	if scfg.MaxPerHost < cfg.Jobs {
+		scfg.MaxPerHost = cfg.Jobs
+	}
+	base := http.DefaultTransport
+	if scfg.HTTPClient != nil && scfg.HTTPClient.Transport != nil {
+		base = scfg.HTTPClient.Transport
+	}
+	hc := &http.Client{Transport: countingTransport{base, &e.stats.requests}}
+	if scfg.HTTPClient != nil {
+		hc.Timeout = scfg.HTTPClient.Timeout
+	}
+	scfg.HTTPClient = hc
+	if e.cli, err = synapseclient.New(scfg); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	e.fsys = cfg.FS
+	if e.fsys == nil {
+		fsys, closer, err := OpenDir(cfg.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("export: %w", err)
+		}
+		defer closer.Close()
+		e.fsys = fsys
+	}
+	return e.run(ctx)
+}
+
+func (e *exporter) run(ctx context.Context) (*Summary, error) {
+	items, err := e.prepare(ctx)
+	if err != nil {
+		return e.summary(false), fmt.Errorf("export: %w", err)
+	}
+	pending := e.resumable(items)
+	e.report()
+
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var stopErr error // why the run stopped early (disk full, manifest not writable)
+	var stopOnce sync.Once
+	stop := func(err error) {
+		stopOnce.Do(func() { stopErr = err; cancel() })
+	}
+	flushDone := make(chan struct{})
+	go func() {
+		defer close(flushDone)
+		t := time.NewTicker(e.cfg.ManifestInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := e.flush(false); err != nil {
+					stop(err)
+					return
+				}
+			}
+		}
+	}()
+
+	jobs := make(chan item)
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	for range e.cfg.Jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range jobs {
+				err := e.exportItem(ctx, it)
+				switch {
+				case err == nil:
+				case ctx.Err() != nil:
+				case errors.Is(err, ErrDiskFull):
+					stop(err)
+				default:
+					e.recordFailure(it, err)
+					if failures.Add(1) >= int64(e.cfg.MaxFailures) {
+						stop(fmt.Errorf("stopped after %d failed items", e.cfg.MaxFailures))
+					}
+				}
+				e.report()
+			}
+		}()
+	}
+feed:
+	for _, it := range pending {
+		select {
+		case jobs <- it:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	cancel()
+	<-flushDone
+
+	e.mu.Lock()
+	failed := append([]Skipped(nil), e.man.Failed...)
+	e.mu.Unlock()
+	sortSkipped(failed)
+	complete := stopErr == nil && parent.Err() == nil && len(failed) == 0
+	if err := e.flush(complete); err != nil && stopErr == nil {
+		stopErr = err
+	}
+	s := e.summary(complete)
+	e.report()
+	switch {
+	case complete:
+		return s, nil
+	case stopErr != nil:
+		return s, fmt.Errorf("export: %w; %s", stopErr, failedText(failed))
+	case len(failed) > 0:
+		return s, fmt.Errorf("export: incomplete: %s", failedText(failed))
+	default:
+		return s, fmt.Errorf("export: interrupted; rerun the same command to resume")
+	}
+}
+
+func failedText(failed []Skipped) string {
+	if len(failed) == 0 {
+		return "rerun the same command to resume"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d item(s) failed, rerun the same command to retry them:", len(failed))
+	for i, f := range failed {
+		if i == 5 {
+			fmt.Fprintf(&b, "\n  ... and %d more (see manifest.json \"failed\")", len(failed)-5)
+			break
+		}
+		fmt.Fprintf(&b, "\n  %s %s: %s", f.Kind, f.ID, f.Reason)
+	}
+	return b.String()
+}
+
+// prepare asks Synapse what there is, checks the directory and writes the starting manifest.
+func (e *exporter) prepare(ctx context.Context) ([]item, error) {
+	for _, d := range []string{".", "users", "rooms"} {
+		if err := removeTemps(e.fsys, d); err != nil {
+			return nil, fmt.Errorf("cleaning temporary files: %w", err)
+		}
+	}
+	man, ok, err := readManifest(e.fsys)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		if err := e.checkEmpty(); err != nil {
+			return nil, err
+		}
+		man = &Manifest{Format: Format, FormatVersion: FormatVersion, ServerName: e.serverName, StartedAt: e.started.UTC(),
+			Files: map[string]FileEntry{}}
+		if e.cfg.EncryptTo != "" {
+			r := e.cfg.EncryptTo
+			man.EncryptedTo = &r
+		}
+	} else {
+		if man.ServerName != e.serverName {
+			return nil, fmt.Errorf("the directory holds an export of %q, not %q: use another directory", man.ServerName, e.serverName)
+		}
+		was, now := "", e.cfg.EncryptTo
+		if man.EncryptedTo != nil {
+			was = *man.EncryptedTo
+		}
+		if was != now {
+			return nil, fmt.Errorf("the directory holds an export encrypted to %q, this run asks for %q: rerun with the same -encrypt-to, or use another directory", was, now)
+		}
+	}
+	for _, d := range []string{"users", "rooms"} {
+		if err := e.fsys.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", d, err)
+		}
+	}
+
+	admin := e.cli.Admin()
+	v, err := admin.Version(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("asking Synapse its version: %w", err)
+	}
+	if e.adminID, err = admin.AdminUserID(ctx); err != nil {
+		return nil, fmt.Errorf("finding the admin token's user: %w", err)
+	}
+	keys, err := e.fedCallValue(ctx, func() (*synapseclient.ServerKeys, error) { return e.cli.Federation().ServerKeys(ctx) })
+	if err != nil {
+		return nil, fmt.Errorf("reading Synapse's published keys: %w", err)
+	}
+	users, err := admin.AllUsers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing users: %w", err)
+	}
+	search, err := admin.SearchUsers(ctx, ":"+e.serverName)
+	if err != nil {
+		return nil, fmt.Errorf("reading password hashes (search_users): %w", err)
+	}
+	e.passwordHashes = map[string]string{}
+	for _, u := range search {
+		e.passwordHashes[u.Name] = u.PasswordHash
+	}
+	rooms, err := admin.AllRooms(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing rooms: %w", err)
+	}
+
+	man.SynapseVersion = v.String()
+	man.SigningKeyID = string(e.cfg.Synapse.Identity.SigningKey().ID)
+	man.PublicKeys = map[string]PublicKey{}
+	for id, k := range keys.VerifyKeys {
+		man.PublicKeys[string(id)] = PublicKey{Key: k.Key}
+	}
+	for id, k := range keys.OldVerifyKeys {
+		ts := k.ExpiredTS
+		man.PublicKeys[string(id)] = PublicKey{Key: k.Key, ExpiredTS: &ts}
+	}
+	man.FinishedAt, man.Complete, man.Skipped, man.Failed = nil, false, []Skipped{}, []Skipped{}
+	man.Counts = Counts{Users: len(users), Rooms: len(rooms)}
+
+	suffix := ".json"
+	if e.recipient != nil {
+		suffix = ".json.age"
+	}
+	var items []item
+	seen := map[string]bool{}
+	for _, u := range users {
+		if seen["u"+u.Name] {
+			continue
+		}
+		seen["u"+u.Name] = true
+		if u.Deactivated {
+			man.Counts.UsersDeactivated++
+		}
+		if u.Admin {
+			man.Counts.UsersAdmin++
+		}
+		if e.passwordHashes[u.Name] == "" {
+			man.Counts.UsersWithoutPassword++
+		}
+		items = append(items, item{kind: "user", id: u.Name, path: "users/" + Encode(u.Name) + suffix, user: u})
+	}
+	for _, r := range rooms {
+		if seen["r"+r.RoomID] {
+			continue
+		}
+		seen["r"+r.RoomID] = true
+		if r.JoinedLocalMembers == 0 {
+			man.Counts.RoomsWithoutLocalMembers++
+		}
+		items = append(items, item{kind: "room", id: r.RoomID, path: "rooms/" + Encode(r.RoomID) + suffix, room: r})
+	}
+	// Files of users and rooms that are gone from the server since an earlier run go too.
+	wanted := map[string]bool{}
+	for _, it := range items {
+		wanted[it.path] = true
+	}
+	for p := range man.Files {
+		if !wanted[p] {
+			delete(man.Files, p)
+			if err := e.fsys.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("removing %s, no longer on the server: %w", p, err)
+			}
+			e.log.Warn("removed a file from an earlier run: no longer on the server", zap.String("file", p))
+		}
+	}
+	e.man = man
+	e.dirty = true
+	e.progress.Users, e.progress.Rooms = man.Counts.Users, man.Counts.Rooms
+	if err := e.flush(false); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+// checkEmpty refuses a directory that holds anything but empty users/ and rooms/ folders when
+// there is no manifest: it is not an export this command may add to.
+func (e *exporter) checkEmpty() error {
+	entries, err := e.fsys.ReadDir(".")
+	if err != nil {
+		return fmt.Errorf("reading the export directory: %w", err)
+	}
+	for _, ent := range entries {
+		name := ent.Name()
+		if (name == "users" || name == "rooms") && ent.IsDir() {
+			sub, err := e.fsys.ReadDir(name)
+			if err != nil {
+				return fmt.Errorf("reading %s: %w", name, err)
+			}
+			if len(sub) == 0 {
+				continue
+			}
+		}
+		return fmt.Errorf("the export directory is not empty and has no %s (found %q): use an empty or new directory", manifestName, name)
+	}
+	return nil
+}
+
+// resumable returns the items still to do; items the manifest records whose file is intact count
+// as done.
+func (e *exporter) resumable(items []item) []item {
+	var pending []item
+	for _, it := range items {
+		ent, ok := e.man.Files[it.path]
+		if ok && ent.Kind == it.kind && ent.ID == it.id {
+			if data, err := e.fsys.ReadFile(it.path); err == nil && int64(len(data)) == ent.Size && sha256Hex(data) == ent.SHA256 {
+				e.progress.Resumed++
+				if it.kind == "user" {
+					e.progress.UsersDone++
+				} else {
+					e.progress.RoomsDone++
+				}
+				continue
+			}
+			e.log.Warn("file recorded in the manifest is missing or changed; exporting it again", zap.String("file", it.path))
+		}
+		delete(e.man.Files, it.path)
+		pending = append(pending, it)
+	}
+	return pending
+}
+
+// exportItem reads, renders, writes and records one item.
+func (e *exporter) exportItem(ctx context.Context, it item) error {
+	var v any
+	var err error
+	if it.kind == "user" {
+		v, err = e.exportUser(ctx, it.user)
+	} else {
+		v, err = e.exportRoom(ctx, it.room)
+	}
+	if errors.Is(err, errGone) {
+		e.mu.Lock()
+		e.man.Skipped = append(e.man.Skipped, Skipped{Kind: it.kind, ID: it.id, Reason: "no longer exists on the server"})
+		e.progress.Skipped++
+		e.dirty = true
+		e.mu.Unlock()
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	data, err := encodeJSON(v)
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", it.path, err)
+	}
+	if e.recipient != nil {
+		var buf bytes.Buffer
+		w, err := age.Encrypt(&buf, e.recipient)
+		if err != nil {
+			return fmt.Errorf("encrypting %s: %w", it.path, err)
+		}
+		if _, err := w.Write(data); err != nil {
+			return fmt.Errorf("encrypting %s: %w", it.path, err)
+		}
+		if err := w.Close(); err != nil {
+			return fmt.Errorf("encrypting %s: %w", it.path, err)
+		}
+		data = buf.Bytes()
+	}
+	if err := writeAtomic(e.fsys, it.path, data); err != nil {
+		return err
+	}
+	e.stats.bytes.Add(int64(len(data)))
+	e.mu.Lock()
+	e.man.Files[it.path] = FileEntry{Kind: it.kind, ID: it.id, SHA256: sha256Hex(data), Size: int64(len(data))}
+	if it.kind == "user" {
+		e.progress.UsersDone++
+	} else {
+		e.progress.RoomsDone++
+	}
+	e.dirty = true
+	e.mu.Unlock()
+	return nil
+}
+
+func (e *exporter) recordFailure(it item, err error) {
+	e.log.Error("export failed", zap.String("kind", it.kind), zap.String("id", it.id), zap.Error(err))
+	e.mu.Lock()
+	e.man.Failed = append(e.man.Failed, Skipped{Kind: it.kind, ID: it.id, Reason: err.Error()})
+	e.progress.Failed++
+	e.dirty = true
+	e.mu.Unlock()
+}
+
+// flush rewrites the manifest if it changed (always when final).
+func (e *exporter) flush(final bool) error {
+	e.mu.Lock()
+	if !e.dirty && !final {
+		e.mu.Unlock()
+		return nil
+	}
+	m := *e.man
+	m.Files = make(map[string]FileEntry, len(e.man.Files))
+	users, rooms := 0, 0
+	for k, v := range e.man.Files {
+		m.Files[k] = v
+		if v.Kind == "user" {
+			users++
+		} else {
+			rooms++
+		}
+	}
+	m.Skipped = append([]Skipped{}, e.man.Skipped...)
+	m.Failed = append([]Skipped{}, e.man.Failed...)
+	m.Counts.UserFiles, m.Counts.RoomFiles, m.Counts.Skipped = users, rooms, len(m.Skipped)
+	if final {
+		done := e.now().UTC()
+		m.FinishedAt = &done
+		m.Complete = true
+	}
+	e.dirty = false
+	e.mu.Unlock()
+	data, err := m.marshal()
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(e.fsys, manifestName, data); err != nil {
+		e.mu.Lock()
+		e.dirty = true
+		e.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+func (e *exporter) snapshot() Progress {
+	e.mu.Lock()
+	p := e.progress
+	e.mu.Unlock()
+	p.Requests = e.stats.requests.Load()
+	p.Bytes = e.stats.bytes.Load()
+	p.Elapsed = e.now().Sub(e.started)
+	return p
+}
+
+func (e *exporter) report() {
+	if e.cfg.Progress != nil {
+		e.cfg.Progress(e.snapshot())
+	}
+}
+
+func (e *exporter) summary(complete bool) *Summary {
+	s := &Summary{Progress: e.snapshot(), Complete: complete, Dir: e.cfg.Dir,
+		LoginTokens: e.stats.tokens.Load(), LogoutFailures: e.stats.logoutFailures.Load()}
+	if e.man != nil {
+		e.mu.Lock()
+		s.SkippedItems = append([]Skipped(nil), e.man.Skipped...)
+		s.FailedItems = append([]Skipped(nil), e.man.Failed...)
+		e.mu.Unlock()
+		sortSkipped(s.SkippedItems)
+		sortSkipped(s.FailedItems)
+	}
+	return s
+}
+
+// fedCall runs f holding one of the federation slots.
+func (e *exporter) fedCall(ctx context.Context, f func() error) error {
+	select {
+	case e.fedSem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-e.fedSem }()
+	return f()
+}
+
+func (e *exporter) fedCallValue(ctx context.Context, f func() (*synapseclient.ServerKeys, error)) (*synapseclient.ServerKeys, error) {
+	var out *synapseclient.ServerKeys
+	err := e.fedCall(ctx, func() error {
+		var err error
+		out, err = f()
+		return err
+	})
+	return out, err
+}
+
+// countingTransport counts the HTTP requests sent.
+type countingTransport struct {
+	next http.RoundTripper
+	n    *atomic.Int64
+}
+
+func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	t.n.Add(1)
+	return t.next.RoundTrip(r)
+}
+
+// ReadFile reads an exported file, decrypting it with identities when it is an .age file.
+func ReadFile(fsys FS, name string, identities ...age.Identity) ([]byte, error) {
+	data, err := fsys.ReadFile(name)
+	if err != nil || !strings.HasSuffix(name, ".age") {
+		return data, err
+	}
+	r, err := age.Decrypt(bytes.NewReader(data), identities...)
+	if err != nil {
+		return nil, fmt.Errorf("decrypting %s: %w", name, err)
+	}
+	return io.ReadAll(r)
+}
