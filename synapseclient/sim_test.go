@@ -426,6 +426,8 @@ func TestSimCoversEveryClientMethod(t *testing.T) {
 		"UserClient.QueryKeys":       "TestSimUserAPI",
 		"UserClient.RoomKeysVersion": "TestSimUserAPI",
 		"UserClient.RoomKeys":        "TestSimUserAPI",
+		"UserClient.RoomAliases":     "TestSimRoomAliasesAndLogout",
+		"UserClient.Logout":          "TestSimRoomAliasesAndLogout",
 
 		"FederationClient.Backfill":         "TestSimFederationReads, TestSimRetryAfter429, TestSimTamperedBodyDetected, TestSimCancelInFlight",
 		"FederationClient.Event":            "TestSimFederationReads, TestSimDroppedConnectionsRetried",
@@ -1760,5 +1762,56 @@ func TestSimCancelInFlight(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "waiting to retry") ||
 		!strings.Contains(err.Error(), "GET /_matrix/federation/v1/event/{eventId}") || waiting.s.Count("fed.event") != 1 {
 		t.Fatalf("cancelled during the retry wait: %v (%d requests)", err, waiting.s.Count("fed.event"))
+
+	}
+}
+
+// TestSimRoomAliasesAndLogout reads a room's local aliases with the admin token and a member's
+// puppet token, and logs a puppet token out: it stops working, and a second logout (a retry after
+// a lost answer) still succeeds.
+func TestSimRoomAliasesAndLogout(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, synapsesim.Options{}, nil)
+	ctx := t.Context()
+	w := r.w
+	var room *world.Room
+	for _, rm := range w.Rooms {
+		if len(rm.Aliases) > 0 && rm.LocalJoinedNow() {
+			room = rm
+			break
+		}
+	}
+	if room == nil {
+		t.Fatal("world has no room with a local alias")
+	}
+	want := []string{}
+	for a, id := range w.Aliases {
+		if id == room.ID {
+			want = append(want, a)
+		}
+	}
+	got, err := r.c.AdminAsUser().RoomAliases(ctx, room.ID)
+	if err != nil || !slices.Equal(sorted(got), sorted(want)) || len(want) == 0 {
+		t.Fatalf("aliases of %s = %v, %v; want %v", room.ID, got, err, want)
+	}
+	tok, err := r.c.Admin().LoginAsUser(ctx, "@alice:"+w.ServerName, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := r.c.User(tok)
+	if _, err := alice.WhoAmI(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Logout(ctx); err != nil {
+		t.Fatalf("logout: %v", err)
+	}
+	if _, err := alice.WhoAmI(ctx); !errors.Is(err, synapseclient.ErrUnauthorized) {
+		t.Fatalf("token still works after logout: %v", err)
+	}
+	if err := alice.Logout(ctx); err != nil {
+		t.Fatalf("second logout: %v", err)
+	}
+	if n := r.s.LiveLoginTokens(); n != 0 {
+		t.Fatalf("%d puppet tokens alive", n)
 	}
 }
