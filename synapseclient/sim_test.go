@@ -13,6 +13,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"reflect"
 	"slices"
 	"sort"
@@ -429,7 +430,7 @@ func TestSimCoversEveryClientMethod(t *testing.T) {
 		"UserClient.RoomAliases":     "TestSimRoomAliasesAndLogout",
 		"UserClient.Logout":          "TestSimRoomAliasesAndLogout",
 
-		"FederationClient.Backfill":         "TestSimFederationReads, TestSimRetryAfter429, TestSimTamperedBodyDetected, TestSimCancelInFlight",
+		"FederationClient.Backfill":         "TestSimFederationReads, TestSimRetryAfter429, TestSimTamperedBodyDetected, TestSimCancelInFlight, TestSimPDUBytesAsSent",
 		"FederationClient.Event":            "TestSimFederationReads, TestSimDroppedConnectionsRetried",
 		"FederationClient.GetMissingEvents": "TestSimFederationReads",
 		"FederationClient.StateIDs":         "TestSimFederationReads, TestSimGiveUpNamesEndpoint, TestSim500sThenSuccess",
@@ -960,6 +961,17 @@ func TestSimVersionGating(t *testing.T) {
 		t.Fatalf("a pinned version still sent requests: %v", pinned.s.Stats())
 	}
 
+	// 1.68 has the admin messages API but not fetch_event.
+	mid := startRig(t, synapsesim.Options{Version: "1.68.0"}, nil)
+	page, err := mid.c.Admin().RoomMessages(ctx, room.ID, synapseclient.MessagesOptions{Dir: "b", Limit: 3})
+	if err != nil || len(page.Chunk) != 3 || page.Chunk[0].EventID != room.Latest().ID {
+		t.Fatalf("room messages on 1.68: %v", err)
+	}
+	if _, err := mid.c.Admin().FetchEvent(ctx, room.Latest().ID); !errors.As(err, &ue) || ue.Have.String() != "1.68.0" ||
+		mid.s.Count("admin.fetch_event") != 0 || mid.s.Count("unrecognized") != 0 {
+		t.Fatalf("fetch_event on 1.68: %v", err)
+	}
+
 	noToken := startRig(t, synapsesim.Options{Version: "1.140.0"}, func(c *synapseclient.Config) { c.AdminToken = "" })
 	v, err = noToken.c.Admin().Version(ctx)
 	if err != nil || v.String() != "1.140.0" || noToken.s.Count("fed.version") != 1 {
@@ -1019,6 +1031,27 @@ func TestSimRoomMessagesAndFetchEventOnNewSynapse(t *testing.T) {
 			}
 		}
 	}
+	// Backwards from the end, the same events come newest first.
+	v1 := roomOfKind(t, r.w, world.KindV1)
+	var back []string
+	opts := synapseclient.MessagesOptions{Dir: "b", Limit: limit}
+	for range len(v1.Events) {
+		page, err := a.RoomMessages(ctx, v1.ID, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back = append(back, checkPDUs(t, r.w, "messages backwards", page.Chunk, false)...)
+		if page.End == "" {
+			break
+		}
+		opts.From = page.End
+	}
+	want := eventIDs(v1.Events)
+	slices.Reverse(want)
+	if !slices.Equal(back, want) {
+		t.Fatalf("backwards: %d events, want the room's %d newest first", len(back), len(want))
+	}
+
 	redacted := 0
 	for _, room := range r.w.Rooms {
 		for _, ev := range room.Events {
@@ -1814,4 +1847,48 @@ func TestSimRoomAliasesAndLogout(t *testing.T) {
 	if n := r.s.LiveLoginTokens(); n != 0 {
 		t.Fatalf("%d puppet tokens alive", n)
 	}
+}
+
+// TestSimPDUBytesAsSent checks that PDU.Raw holds exactly the bytes Synapse sent: with the
+// simulator's clock fixed its answers repeat byte for byte, so a raw signed request must show
+// the same bytes for every PDU.
+func TestSimPDUBytesAsSent(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, synapsesim.Options{Now: newClock().Now}, nil)
+	ctx := t.Context()
+	room := roomOfKind(t, r.w, world.KindV1)
+	tx, err := r.c.Federation().Backfill(ctx, room.ID, []string{room.Latest().ID}, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri := "/_matrix/federation/v1/backfill/" + url.PathEscape(room.ID) + "?v=" + url.QueryEscape(room.Latest().ID) + "&limit=50"
+	x, err := signing.SignRequest(r.s.Identity(), "GET", r.w.ServerName, uri, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", r.s.URL+uri, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", x.String())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var raw struct {
+		PDUs []json.RawMessage `json:"pdus"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("raw backfill: %d, %v", resp.StatusCode, err)
+	}
+	if len(raw.PDUs) != len(tx.PDUs) || len(raw.PDUs) == 0 {
+		t.Fatalf("%d PDUs raw, %d through the client", len(raw.PDUs), len(tx.PDUs))
+	}
+	for i := range raw.PDUs {
+		if string(tx.PDUs[i].Raw) != string(raw.PDUs[i]) {
+			t.Fatalf("PDU %d: client kept\n%s\nSynapse sent\n%s", i, tx.PDUs[i].Raw, raw.PDUs[i])
+		}
+	}
+	checkPDUs(t, r.w, "backfill of the v1 room", tx.PDUs, true)
 }
