@@ -784,3 +784,86 @@ func decodeKeepingRaw(b []byte, v any, raw *json.RawMessage) error {
 	*raw = append(json.RawMessage(nil), b...)
 	return nil
 }
+
+// UserMediaUsage is one user's local media: how many uploads and their total size in bytes.
+type UserMediaUsage struct {
+	UserID      string  `json:"user_id"`
+	DisplayName *string `json:"displayname"`
+	MediaCount  int64   `json:"media_count"`
+	MediaLength int64   `json:"media_length"`
+}
+
+// UserMediaPage is one page of the users' media statistics; NextToken is nil on the last page.
+type UserMediaPage struct {
+	Users     []UserMediaUsage `json:"users"`
+	Total     int              `json:"total"`
+	NextToken *int             `json:"-"`
+}
+
+// UserMediaStatistics returns one page of the users that uploaded local media, from offset from
+// (0 for the first page) with at most limit entries (0 for Synapse's default, 100).
+// https://element-hq.github.io/synapse/latest/admin_api/statistics.html#users-media-usage-statistics
+func (a *AdminClient) UserMediaStatistics(ctx context.Context, from, limit int) (*UserMediaPage, error) {
+	q := url.Values{}
+	if from > 0 {
+		q.Set("from", strconv.Itoa(from))
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var out struct {
+		UserMediaPage
+		NextToken json.RawMessage `json:"next_token"`
+	}
+	const p = "/_synapse/admin/v1/statistics/users/media"
+	if err := a.get(ctx, p, p, q.Encode(), &out); err != nil {
+		return nil, err
+	}
+	page := out.UserMediaPage
+	tok, err := flexToken(out.NextToken)
+	if err != nil {
+		return nil, fmt.Errorf("synapseclient: GET %s: next_token: %w", p, err)
+	}
+	if tok != "" {
+		n, err := strconv.Atoi(tok)
+		if err != nil {
+			return nil, fmt.Errorf("synapseclient: GET %s: next_token %q is not an offset", p, tok)
+		}
+		page.NextToken = &n
+	}
+	page.Users = nonNil(page.Users)
+	return &page, nil
+}
+
+// MediaTotals is the local media of the whole server.
+type MediaTotals struct {
+	Users int   // users with at least one upload
+	Count int64 // uploads
+	Bytes int64 // their total size
+}
+
+// LocalMediaTotals pages through the users' media statistics and adds them up.
+// https://element-hq.github.io/synapse/latest/admin_api/statistics.html#users-media-usage-statistics
+func (a *AdminClient) LocalMediaTotals(ctx context.Context) (*MediaTotals, error) {
+	var t MediaTotals
+	from := 0
+	for range maxPages {
+		page, err := a.UserMediaStatistics(ctx, from, a.pageSize)
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range page.Users {
+			t.Users++
+			t.Count += u.MediaCount
+			t.Bytes += u.MediaLength
+		}
+		if page.NextToken == nil || len(page.Users) == 0 {
+			return &t, nil
+		}
+		if *page.NextToken <= from {
+			return nil, fmt.Errorf("synapseclient: GET /_synapse/admin/v1/statistics/users/media: next_token %d does not advance", *page.NextToken)
+		}
+		from = *page.NextToken
+	}
+	return nil, fmt.Errorf("synapseclient: GET /_synapse/admin/v1/statistics/users/media: more than %d pages", maxPages)
+}

@@ -293,3 +293,24 @@ func (f *FederationClient) Version(ctx context.Context) (*FederationVersion, err
 	}
 	return &out, nil
 }
+
+// QueryProfile asks the profile of a local user over federation (field "" for every field). It is
+// also the cheapest request that proves Synapse accepts a request signed as itself: an unknown
+// user gets 404 only after the signature was checked.
+// https://spec.matrix.org/v1.16/server-server-api/#get_matrixfederationv1queryprofile
+func (f *FederationClient) QueryProfile(ctx context.Context, userID, field string) (*Profile, error) {
+	q := "user_id=" + escape(userID)
+	if field != "" {
+		q += "&field=" + escape(field)
+	}
+	c, body, err := f.do(ctx, "GET", "/_matrix/federation/v1/query/profile", "/_matrix/federation/v1/query/profile", q, nil)
+	if err != nil {
+		return nil, err
+	}
+	var out Profile
+	if err := decode(c.endpoint, body, &out); err != nil {
+		return nil, err
+	}
+	out.Raw = body
+	return &out, nil
+}

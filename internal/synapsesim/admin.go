@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"hash/crc32"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -558,4 +559,68 @@ func (s *Server) fetchEvent(w http.ResponseWriter, r *http.Request, v []string) 
 	}
 	pdu := s.fedPDU(s.w.Room(ev.RoomID), ev, false, unsignedAge)
 	writeJSON(w, http.StatusOK, []byte(`{"event":`+string(pdu)+`}`))
+}
+
+// LocalMedia lists the local media the simulated server holds for each user: the users' own avatars
+// (the only uploads a world has), each with a length derived from its media ID.
+func (s *Server) LocalMedia() map[string][]MediaItem {
+	out := map[string][]MediaItem{}
+	prefix := "mxc://" + s.w.ServerName + "/"
+	for _, u := range s.w.Users {
+		if id, ok := strings.CutPrefix(u.Profile.AvatarURL, prefix); ok {
+			out[u.ID] = append(out[u.ID], MediaItem{MediaID: id, Length: 1000 + int64(crc32.ChecksumIEEE([]byte(id))%200000)})
+		}
+	}
+	return out
+}
+
+// MediaItem is one local upload of the simulated server.
+type MediaItem struct {
+	MediaID string
+	Length  int64
+}
+
+// userMediaStatistics serves GET /_synapse/admin/v1/statistics/users/media: one entry per user with
+// local media, sorted by user ID (order_by and dir are honoured for user_id only), next_token an int
+// present while from+limit < total.
+// https://element-hq.github.io/synapse/latest/admin_api/statistics.html#users-media-usage-statistics
+func (s *Server) userMediaStatistics(w http.ResponseWriter, r *http.Request, _ []string) {
+	if _, ok := s.requireAdmin(w, r); !ok {
+		return
+	}
+	q := r.URL.Query()
+	from, limit, ok := pageParams(w, q.Get("from"), q.Get("limit"), 100)
+	if !ok {
+		return
+	}
+	if q.Has("search_term") && q.Get("search_term") == "" {
+		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", "Query parameter search_term cannot be an empty string.")
+		return
+	}
+	media := s.LocalMedia()
+	var ids []string
+	for id := range media {
+		if t := q.Get("search_term"); t == "" || strings.Contains(id, t) {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	if q.Get("dir") == "b" {
+		slices.Reverse(ids)
+	}
+	page := []obj{}
+	for i := from; i < len(ids) && i < from+limit; i++ {
+		u := s.w.User(ids[i])
+		var n int64
+		for _, m := range media[u.ID] {
+			n += m.Length
+		}
+		page = append(page, obj{{"displayname", nullable(u.Profile.DisplayName)}, {"media_count", len(media[u.ID])},
+			{"media_length", n}, {"user_id", u.ID}})
+	}
+	out := obj{{"users", page}, {"total", len(ids)}}
+	if from+limit < len(ids) {
+		out = append(out, kv{"next_token", from + len(page)})
+	}
+	writeJSON(w, http.StatusOK, out)
 }

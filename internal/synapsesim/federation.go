@@ -21,9 +21,18 @@ const (
 )
 
 // fedAuth checks the X-Matrix header the way Synapse does for requests signed with its own name
-// (only its current key is accepted) and applies the per-origin rate limit. It writes the error
+// (only its current key is accepted; origins missing from a federation_domain_whitelist are denied
+// before any signature check) and applies the per-origin rate limit. It writes the error
 // and returns false when the request must not proceed.
 func (s *Server) fedAuth(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if wl := s.opts.FederationDomainWhitelist; wl != nil {
+		for _, h := range r.Header.Values("Authorization") {
+			if x, err := signing.ParseXMatrix(h); err == nil && !slices.Contains(wl, x.Origin) {
+				writeError(w, http.StatusForbidden, "M_FORBIDDEN", "Federation denied with "+x.Origin+".")
+				return "", false
+			}
+		}
+	}
 	origin, err := signing.VerifyHTTPRequest(r, s.w.ServerName, s.identity.Lookup(), 1<<20)
 	if err != nil {
 		var x signing.XMatrix

@@ -34,6 +34,7 @@ func (s *Server) buildRoutes() []route {
 	add("admin.forward_extremities", "GET", adm+"/v1/rooms/{room}/forward_extremities", s.forwardExtremities)
 	add("admin.room_messages", "GET", adm+"/v1/rooms/{room}/messages", s.adminMessages, 1, 68)
 	add("admin.fetch_event", "GET", adm+"/v1/fetch_event/{event}", s.fetchEvent, 1, 140)
+	add("admin.statistics_users_media", "GET", adm+"/v1/statistics/users/media", s.userMediaStatistics)
 
 	add("client.versions", "GET", "/_matrix/client/versions", s.versions)
 	for _, v := range []string{"v3", "r0"} {

@@ -35,6 +35,10 @@ type Options struct {
 	Now func() time.Time
 	// Seed seeds login-as tokens and probabilistic faults (default 1).
 	Seed uint64
+	// FederationDomainWhitelist, when not nil, is Synapse's federation_domain_whitelist: federation
+	// requests from any other origin (the server's own name included, unless listed) get
+	// 403 "Federation denied with <origin>.".
+	FederationDomainWhitelist []string
 }
 
 // RateLimit allows Requests federation requests per origin in each Window; more get 429.

@@ -139,10 +139,12 @@ func (g *gen) planRooms() {
 		busy = append(busy, p)
 	}
 
-	p = g.newRoomPlan(KindV1, "1", alice)
-	p.create(roomConfig{name: "Old v1 room", joinRule: "invite", histVis: "shared"})
-	p.enter(alice, bob)
-	busy = append(busy, p)
+	if !g.opts.NoV1Room {
+		p = g.newRoomPlan(KindV1, "1", alice)
+		p.create(roomConfig{name: "Old v1 room", joinRule: "invite", histVis: "shared"})
+		p.enter(alice, bob)
+		busy = append(busy, p)
+	}
 
 	remoteMembers := g.newRoomPlan(KindRemoteMembers, "10", bob)
 	remoteMembers.create(roomConfig{name: "Federated", alias: "federated", joinRule: "public", histVis: "shared", public: true})

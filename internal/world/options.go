@@ -30,6 +30,9 @@ type Options struct {
 	// Workers bounds how many rooms are built concurrently (default GOMAXPROCS);
 	// the output does not depend on it.
 	Workers int
+	// NoV1Room leaves out the room of version 1 (KindV1), giving a world with no room a Conduit
+	// cannot host. The other rooms then get different IDs and events than without it.
+	NoV1Room bool
 }
 
 func (o Options) withDefaults() Options {

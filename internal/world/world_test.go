@@ -819,3 +819,25 @@ func BenchmarkGenerate50k(b *testing.B) {
 	}
 	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
 }
+
+func TestNoV1Room(t *testing.T) {
+	w, err := Generate(Options{Seed: 3, Rooms: -1, Users: -1, MessagesPerRoom: 2, NoV1Room: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(w.RoomsOfKind(KindV1)); n != 0 {
+		t.Fatalf("%d v1 rooms with NoV1Room", n)
+	}
+	for _, r := range w.Rooms {
+		if r.Version == "1" || r.Version == "2" {
+			t.Errorf("room %s has version %s", r.ID, r.Version)
+		}
+	}
+	with, err := Generate(Options{Seed: 3, Rooms: -1, Users: -1, MessagesPerRoom: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(with.Rooms) != len(w.Rooms)+1 || len(with.RoomsOfKind(KindV1)) != 1 {
+		t.Errorf("rooms: %d without the option, %d with it", len(with.Rooms), len(w.Rooms))
+	}
+}
