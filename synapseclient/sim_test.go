@@ -440,6 +440,9 @@ func TestSimCoversEveryClientMethod(t *testing.T) {
 		"FederationClient.ServerKeys":       "TestSimServerKeysAndVersion",
 		"FederationClient.QueryServerKeys":  "TestSimQueryServerKeys",
 		"FederationClient.Version":          "TestSimServerKeysAndVersion, TestSimVersionGating",
+		"FederationClient.QueryProfile":     "TestSimQueryProfileAndMediaTotals",
+		"AdminClient.UserMediaStatistics":   "TestSimQueryProfileAndMediaTotals",
+		"AdminClient.LocalMediaTotals":      "TestSimQueryProfileAndMediaTotals",
 	}
 	for _, typ := range []reflect.Type{
 		reflect.TypeFor[*synapseclient.Client](), reflect.TypeFor[*synapseclient.AdminClient](),
@@ -1891,4 +1894,39 @@ func TestSimPDUBytesAsSent(t *testing.T) {
 		}
 	}
 	checkPDUs(t, r.w, "backfill of the v1 room", tx.PDUs, true)
+}
+
+// TestSimQueryProfileAndMediaTotals reads a profile over federation as the server itself, and the
+// local media totals through the users' media statistics, paged three users at a time.
+func TestSimQueryProfileAndMediaTotals(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, synapsesim.Options{}, nil)
+	ctx := t.Context()
+	alice := r.w.User("@alice:" + r.w.ServerName)
+	p, err := r.c.Federation().QueryProfile(ctx, alice.ID, "")
+	if err != nil || p.DisplayName == nil || *p.DisplayName != alice.Profile.DisplayName {
+		t.Fatalf("profile %+v, %v", p, err)
+	}
+	if _, err := r.c.Federation().QueryProfile(ctx, "@nobody:"+r.w.ServerName, ""); !errors.Is(err, synapseclient.ErrNotFound) {
+		t.Errorf("unknown user: %v", err)
+	}
+	want := synapseclient.MediaTotals{}
+	for _, items := range r.s.LocalMedia() {
+		want.Users++
+		for _, m := range items {
+			want.Count++
+			want.Bytes += m.Length
+		}
+	}
+	if want.Users < 4 {
+		t.Fatalf("the world has media for %d users; paging needs more than 3", want.Users)
+	}
+	got, err := r.c.Admin().LocalMediaTotals(ctx)
+	if err != nil || *got != want {
+		t.Fatalf("media totals %+v, %v; want %+v", got, err, want)
+	}
+	page, err := r.c.Admin().UserMediaStatistics(ctx, 0, 3)
+	if err != nil || len(page.Users) != 3 || page.Total != want.Users || page.NextToken == nil || *page.NextToken != 3 {
+		t.Fatalf("first page %+v, %v", page, err)
+	}
 }
