@@ -47,7 +47,9 @@ func testWorld(t *testing.T, name string) *world.World {
 }
 
 // plentyOfSpace is a file system with a terabyte free, so no disk warning depends on the machine.
-func plentyOfSpace(string) (preflight.FS, error) { return preflight.FS{FreeBytes: 1 << 40, Device: 1}, nil }
+func plentyOfSpace(string) (preflight.FS, error) {
+	return preflight.FS{FreeBytes: 1 << 40, Device: 1}, nil
+}
 
 // rig is a simulated Synapse with a checker pointed at it.
 type rig struct {
