@@ -291,18 +291,19 @@ func (c *Checker) checkAccess(ctx context.Context, st *state) error {
 	if !answered {
 		return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.SynapseURL, err)
 	}
-	who := "the admin token"
+	who := "synapse.admin_token"
 	if id, err := c.Admin.AdminUserID(ctx); err == nil {
-		who = "the admin token (of " + id + ")"
+		who = "synapse.admin_token (a token of " + id + ")"
 		st.r.AdminUser = id
 	}
 	switch he.Status {
 	case 401:
-		st.r.add(Blocker, CodeNoAdminAccess, "synapse.admin_token", "Synapse refuses %s (%s: %s): set synapse.admin_token to a valid access token of a server admin", who, he.ErrCode, he.Message)
+		st.r.add(Blocker, CodeNoAdminAccess, "synapse.admin_token", "Synapse refuses synapse.admin_token (%s: %s): set it to a valid access token of a server admin", he.ErrCode, he.Message)
 	case 403:
 		st.r.add(Blocker, CodeNoAdminAccess, "synapse.admin_token", "%s is not a server admin's (%s): the export and this check need the admin API; make the user an admin or use another token", who, he.Message)
 	default:
-		st.r.add(Blocker, CodeNoAdminAccess, "GET /_synapse/admin/v1/server_version", "the admin API answers HTTP %d %s %s: it must be reachable on synapse.url (the client listener, not a worker)", he.Status, he.ErrCode, he.Message)
+		const endpoint = "GET /_synapse/admin/v1/server_version"
+		st.r.add(Blocker, CodeNoAdminAccess, endpoint, "the admin API answers %s with HTTP %d %s %s: it must be reachable on synapse.url (the main process's client listener, not a worker)", endpoint, he.Status, he.ErrCode, he.Message)
 	}
 	return nil
 }
@@ -353,7 +354,7 @@ func (c *Checker) checkVersion(ctx context.Context, st *state) error {
 		if e.Required {
 			st.r.add(Blocker, CodeAdminEndpointMissing, e.Path, "Synapse %s lacks %s (%s, from %s), which the %s needs: upgrade Synapse first", st.r.SynapseVersion, e.Name, e.Path, e.Since, e.UsedFor)
 		} else {
-			st.r.add(Info, CodeAdminEndpointMissing, e.Path, "Synapse %s lacks %s (from %s), used for %s; the migration works without it", st.r.SynapseVersion, e.Name, e.Since, e.UsedFor)
+			st.r.add(Info, CodeAdminEndpointMissing, e.Path, "Synapse %s lacks %s (%s, from %s), used for %s; the migration works without it", st.r.SynapseVersion, e.Name, e.Path, e.Since, e.UsedFor)
 		}
 	}
 	return nil
@@ -402,8 +403,8 @@ func (c *Checker) checkUsers(ctx context.Context, st *state) error {
 	st.r.add(Info, CodeUsers, "", "%d local users: %d active, %d deactivated, %d admins, %d guests, %d active without a password",
 		n.Total, n.Active, n.Deactivated, n.Admins, n.Guests, n.WithoutPassword)
 	if len(noPassword) > 0 {
-		st.r.add(Info, CodeUsersWithoutPassword, "", "%d active users have no password (single sign-on, application service or bot accounts) and cannot log in to Conduit with one: %s",
-			len(noPassword), listSome(noPassword, 10))
+		st.r.add(Info, CodeUsersWithoutPassword, "", "%s without a password (single sign-on, application service or bot accounts) cannot log in to Conduit with one: %s",
+			plural(len(noPassword), "active user"), listSome(noPassword, 10))
 	}
 	return nil
 }
@@ -533,7 +534,8 @@ func (c *Checker) checkMedia(ctx context.Context, st *state) error {
 	t, err := c.Admin.LocalMediaTotals(ctx)
 	if err != nil {
 		if he, ok := httpError(err); ok && he.Status == 404 && he.ErrCode == "M_UNRECOGNIZED" {
-			st.r.add(Info, CodeMedia, "GET /_synapse/admin/v1/statistics/users/media", "Synapse %s does not offer media statistics; local media not counted", st.r.SynapseVersion)
+			const endpoint = "GET /_synapse/admin/v1/statistics/users/media"
+			st.r.add(Info, CodeMedia, endpoint, "Synapse %s does not offer media statistics (%s); local media not counted", st.r.SynapseVersion, endpoint)
 			return nil
 		}
 		return err
@@ -635,15 +637,15 @@ func (c *Checker) checkSelfFederation(ctx context.Context, st *state) error {
 	he, answered := httpError(err)
 	switch {
 	case err == nil, answered && he.Status == 404 && he.ErrCode == "M_NOT_FOUND":
-		st.r.add(Info, CodeFederationSelfAccepted, endpoint, "Synapse accepts federation requests signed as %s with %s; %s", c.Identity.ServerName, c.Identity.SigningKey().ID, rcFederationAdvice)
+		st.r.add(Info, CodeFederationSelfAccepted, endpoint, "Synapse accepts federation requests signed as %s with %s (%s); %s", c.Identity.ServerName, c.Identity.SigningKey().ID, endpoint, rcFederationAdvice)
 	case errors.Is(err, synapseclient.ErrRateLimited):
-		st.r.add(Warning, CodeFederationRateLimited, endpoint, "Synapse rate-limits federation requests from %s already (HTTP 429 after retries): %s", c.Identity.ServerName, rcFederationAdvice)
+		st.r.add(Warning, CodeFederationRateLimited, endpoint, "Synapse rate-limits federation requests from %s already (%s: HTTP 429 after retries): %s", c.Identity.ServerName, endpoint, rcFederationAdvice)
 	case !answered:
 		return fmt.Errorf("sending a federation request signed as %s: %w", c.Identity.ServerName, err)
 	case he.Status == 403 && strings.HasPrefix(he.Message, "Federation denied"):
-		st.r.add(Blocker, CodeFederationSelfRefused, endpoint, "Synapse refuses federation requests from its own name (%s): federation_domain_whitelist in homeserver.yaml must list %s during the migration", he.Message, c.Identity.ServerName)
+		st.r.add(Blocker, CodeFederationSelfRefused, endpoint, "Synapse refuses federation requests from its own name (%s: %s): federation_domain_whitelist in homeserver.yaml must list %s during the migration", endpoint, he.Message, c.Identity.ServerName)
 	case he.Status == 404 && he.ErrCode == "M_UNRECOGNIZED":
-		st.r.add(Blocker, CodeFederationSelfRefused, endpoint, "no federation API answers at the federation URL (HTTP 404 M_UNRECOGNIZED): set synapse.federation_url to a listener with the federation resource")
+		st.r.add(Blocker, CodeFederationSelfRefused, endpoint, "no federation API answers %s at the federation URL (HTTP 404 M_UNRECOGNIZED): set synapse.federation_url to a listener with the federation resource", endpoint)
 	default:
 		hint := ""
 		if !st.version.IsZero() && !st.version.AtLeast(versionSelfKeyLocal) {
@@ -651,7 +653,16 @@ func (c *Checker) checkSelfFederation(ctx context.Context, st *state) error {
 		} else if he.Status == 401 {
 			hint = "; the configured signing key is probably not Synapse's current key"
 		}
-		st.r.add(Blocker, CodeFederationSelfRefused, endpoint, "Synapse refuses a federation request signed as %s with %s: HTTP %d %s %s%s", c.Identity.ServerName, c.Identity.SigningKey().ID, he.Status, he.ErrCode, he.Message, hint)
+		st.r.add(Blocker, CodeFederationSelfRefused, endpoint, "Synapse refuses a federation request signed as %s with %s (%s): HTTP %d %s %s%s", c.Identity.ServerName, c.Identity.SigningKey().ID, endpoint, he.Status, he.ErrCode, he.Message, hint)
 	}
 	return nil
+}
+
+// IncompleteReport is the report of a run that could not start (bad configuration, Synapse
+// unreachable): no findings, the error under check, exit status 2.
+func IncompleteReport(serverName, synapseURL, check string, err error) *Report {
+	r := &Report{ServerName: serverName, SynapseURL: synapseURL, Endpoints: []Endpoint{}, Disk: []Disk{},
+		Findings: []Finding{}, Errors: []CheckError{{Check: check, Error: err.Error()}}}
+	r.finish()
+	return r
 }

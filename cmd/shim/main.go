@@ -40,6 +40,7 @@ type command struct {
 // commands lists every subcommand in the order `shim help` shows them.
 func commands() []command {
 	return []command{
+		{"check", "preflight: what stands in the way of moving this Synapse (exit 0 = no blockers)", runCheck},
 		{"keys", "print the signed key document, or the key in Conduit's form", runKeys},
 		{"export", "write every user and room to a directory, with a manifest (resumable)", runExport},
 		{"archive", "crawl every room's history from Synapse into the verified event cache", runArchive},
@@ -56,8 +57,26 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
+// exitError ends a command with a given exit status; err, when not nil, is printed first.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// exitWith returns an error that makes Run return code, printing err (if any) as other failures are.
+func exitWith(code int, err error) error { return &exitError{code: code, err: err} }
+
 // Run executes the command line args and returns the process exit status: 0 success, 1 failure,
-// 2 wrong usage.
+// 2 wrong usage, or the status a command chose with exitWith.
 func Run(ctx context.Context, args []string, env *Env) int {
 	if env.Getenv == nil {
 		env.Getenv = os.Getenv
@@ -80,6 +99,7 @@ func Run(ctx context.Context, args []string, env *Env) int {
 		}
 		err := c.run(ctx, env, args[1:])
 		var ue *usageError
+		var ee *exitError
 		switch {
 		case err == nil:
 			return 0
@@ -88,6 +108,11 @@ func Run(ctx context.Context, args []string, env *Env) int {
 		case errors.As(err, &ue):
 			fmt.Fprintf(env.Stderr, "shim %s: %s\nRun 'shim %s -h' for usage.\n", name, ue.msg, name)
 			return 2
+		case errors.As(err, &ee):
+			if ee.err != nil {
+				fmt.Fprintf(env.Stderr, "shim %s: %v\n", name, ee.err)
+			}
+			return ee.code
 		default:
 			fmt.Fprintf(env.Stderr, "shim %s: %v\n", name, err)
 			return 1
@@ -123,6 +148,8 @@ type flagSet struct {
 	*flag.FlagSet
 	env      *Env
 	synopsis string
+	// details, when set, is printed after the flags by -h.
+	details string
 }
 
 func newFlagSet(env *Env, name, synopsis string) *flagSet {
@@ -139,6 +166,9 @@ func (fs *flagSet) parse(args []string) error {
 			fmt.Fprintf(fs.env.Stdout, "Usage: shim %s\n\n", fs.synopsis)
 			fs.SetOutput(fs.env.Stdout)
 			fs.PrintDefaults()
+			if fs.details != "" {
+				fmt.Fprintf(fs.env.Stdout, "\n%s", fs.details)
+			}
 			return err
 		}
 		return usagef("%s", strings.TrimSpace(err.Error()))
