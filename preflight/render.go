@@ -64,8 +64,8 @@ func (r *Report) WriteText(w io.Writer, opt TextOptions) error {
 
 	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
 	if u := r.Users; u != nil {
-		fmt.Fprintf(tw, "Users\t%d: %d active, %d deactivated, %d admins, %d guests, %d active without a password\n",
-			u.Total, u.Active, u.Deactivated, u.Admins, u.Guests, u.WithoutPassword)
+		fmt.Fprintf(tw, "Users\t%d: %d active, %d deactivated, %s, %s, %d active without a password\n",
+			u.Total, u.Active, u.Deactivated, plural(u.Admins, "admin"), plural(u.Guests, "guest"), u.WithoutPassword)
 	}
 	if n := r.Rooms; n != nil {
 		versions := make([]string, 0, len(n.ByVersion))
