@@ -31,6 +31,7 @@ const (
 	DefaultFederationConcurrency = 3
 	DefaultTokenValidity         = time.Hour
 	DefaultMaxFailures           = 10
+	DefaultItemAttempts          = 3
 	DefaultManifestInterval      = time.Second
 )
 
@@ -51,6 +52,10 @@ type Config struct {
 	EncryptTo string
 	// TokenValidity bounds the life of each login-as token, in case logging it out fails.
 	TokenValidity time.Duration
+	// ItemAttempts is how often an item is tried before it counts as failed (default 3): a
+	// failure the HTTP layer does not retry (a non-idempotent login-as, a corrupted answer)
+	// gets another chance from scratch.
+	ItemAttempts int
 	// MaxFailures stops the export after this many items failed (default 10).
 	MaxFailures int
 	// ManifestInterval is how often the manifest is rewritten while items complete (default 1s);
@@ -170,6 +175,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	if cfg.TokenValidity <= 0 {
 		cfg.TokenValidity = DefaultTokenValidity
+	}
+	if cfg.ItemAttempts <= 0 {
+		cfg.ItemAttempts = DefaultItemAttempts
 	}
 	if cfg.MaxFailures <= 0 {
 		cfg.MaxFailures = DefaultMaxFailures
@@ -506,8 +514,27 @@ func (e *exporter) resumable(items []item) []item {
 	return pending
 }
 
-// exportItem reads, renders, writes and records one item.
+// exportItem tries an item up to ItemAttempts times.
 func (e *exporter) exportItem(ctx context.Context, it item) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = e.exportOnce(ctx, it)
+		if err == nil || attempt >= e.cfg.ItemAttempts || ctx.Err() != nil || errors.Is(err, ErrDiskFull) {
+			return err
+		}
+		e.log.Warn("retrying", zap.String("kind", it.kind), zap.String("id", it.id), zap.Int("attempt", attempt), zap.Error(err))
+		t := time.NewTimer(time.Duration(attempt) * 100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// exportOnce reads, renders, writes and records one item.
+func (e *exporter) exportOnce(ctx context.Context, it item) error {
 	var v any
 	var err error
 	if it.kind == "user" {

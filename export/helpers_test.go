@@ -1,10 +1,12 @@
 package export
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -118,4 +120,27 @@ func sorted(s []string) []string {
 func serverOfID(id string) string {
 	_, s, _ := strings.Cut(id, ":")
 	return s
+}
+
+var manifestTimes = regexp.MustCompile(`"(started_at|finished_at)": "[^"]*"`)
+
+// compareExports asserts two export directories are byte-identical, the manifest's timestamps aside.
+func compareExports(t testing.TB, got, want map[string][]byte) {
+	t.Helper()
+	for p, w := range want {
+		g, ok := got[p]
+		if p == manifestName {
+			g, w = manifestTimes.ReplaceAll(g, []byte(`"$1": "T"`)), manifestTimes.ReplaceAll(w, []byte(`"$1": "T"`))
+		}
+		if !ok {
+			t.Errorf("%s missing", p)
+		} else if !bytes.Equal(g, w) {
+			t.Errorf("%s differs:\n got %.300s\nwant %.300s", p, g, w)
+		}
+	}
+	for p := range got {
+		if _, ok := want[p]; !ok {
+			t.Errorf("extra file %s", p)
+		}
+	}
 }

@@ -27,6 +27,9 @@ type Options struct {
 	// OldKeyEvents, if > 0, signs the first OldKeyEvents local events with a
 	// key that is rotated out afterwards (World.OldKeys).
 	OldKeyEvents int
+	// HostileIDs adds users and extra rooms whose IDs hold what a file name must not: "/", "..",
+	// "\\", upper case, non-ASCII letters, 255-byte localparts (for exporters' path handling).
+	HostileIDs bool
 	// Workers bounds how many rooms are built concurrently (default GOMAXPROCS);
 	// the output does not depend on it.
 	Workers int

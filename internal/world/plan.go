@@ -82,8 +82,14 @@ func localpartOf(id string) string {
 // planned and built independently.
 func (g *gen) newRoomPlan(kind, version, creator string) *roomPlan {
 	rng := rand.New(rand.NewPCG(g.opts.Seed, 0x526f6f6d+uint64(len(g.plans))))
+	id := "!" + randString(rng, 18, letters) + ":" + serverOf(creator)
+	if g.opts.HostileIDs && kind == KindOrdinary {
+		if k := len(g.plans) - 3; k >= 0 && k < len(hostileRoomParts) { // the first extra rooms
+			id = "!" + hostileRoomParts[k] + id[1:]
+		}
+	}
 	r := &Room{
-		ID:      "!" + randString(rng, 18, letters) + ":" + serverOf(creator),
+		ID:      id,
 		Version: version,
 		Kind:    kind,
 		Creator: creator,

@@ -10,9 +10,21 @@ import (
 	"strings"
 
 	gmsl "github.com/matrix-org/gomatrixserverlib"
+
+	"github.com/transition-matrix/transition-matrix/signing"
 )
 
 const upper = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+// HostileLocalparts are the localparts Options.HostileIDs adds: path tricks, a backslash, a NUL-free
+// mix of scripts, upper case and a 255-byte localpart.
+var HostileLocalparts = []string{
+	"..", "../../../../tmp/escape", "/etc/passwd", "a\\..\\b", ".hidden", "Ünïcødé-用户-😀", "MiXeD.CaSe",
+	strings.Repeat("x", 255),
+}
+
+// hostileRoomParts are put into the IDs of the first extra rooms under Options.HostileIDs.
+var hostileRoomParts = []string{"../..", "/abs/", "a\\b", "ü/..", strings.Repeat("r", 200)}
 
 type userSpec struct {
 	lp, name                 string
@@ -34,6 +46,11 @@ func (g *gen) makeUsers() error {
 	}
 	for i := range g.opts.Users {
 		specs = append(specs, userSpec{lp: fmt.Sprintf("user%03d", i+1), name: fmt.Sprintf("User %d", i+1), avatar: i%2 == 0})
+	}
+	if g.opts.HostileIDs {
+		for i, lp := range HostileLocalparts {
+			specs = append(specs, userSpec{lp: lp, name: fmt.Sprintf("Hostile %d", i+1), nopw: true}) // bcrypt takes 72 bytes at most
+		}
 	}
 	base := g.opts.BaseTime.UnixMilli()
 	for i, s := range specs {
@@ -75,7 +92,7 @@ func (g *gen) makeUsers() error {
 		}
 		g.profiles[u.ID] = u.Profile
 		g.byName[s.lp] = u
-		if i >= 7 {
+		if i >= 7 && !s.nopw { // hostile users stay out of rooms: their IDs are too long for state keys
 			g.extras = append(g.extras, u)
 		}
 		g.w.Users = append(g.w.Users, u)
@@ -137,6 +154,11 @@ func mustJSON(v any) json.RawMessage {
 }
 
 func sign(userID, keyID string, priv ed25519.PrivateKey, obj []byte) ([]byte, error) {
+	if strings.ContainsAny(userID, `\"`) {
+		// gomatrixserverlib's SignJSON puts the signer's name into the JSON unescaped, which
+		// breaks the object for a name holding a backslash or a quote.
+		return signing.SignJSON(userID, signing.Key{ID: signing.KeyID(keyID), Seed: priv.Seed()}, obj)
+	}
 	return gmsl.SignJSON(userID, gmsl.KeyID(keyID), priv, obj)
 }
 
