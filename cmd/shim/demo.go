@@ -102,7 +102,13 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 			shimAddr <- addr
 		}
 	}}
-	g.Go(func() error { return serve(gctx, serveEnv, cfg, log) })
+	serveCfg := cfg
+	if *serveOnly { // the configuration's own cache stays free for 'shim archive -config' and 'shim serve -config'
+		c := *cfg
+		c.Cache.Path = "demo-serve-cache.db"
+		serveCfg = &c
+	}
+	g.Go(func() error { return serve(gctx, serveEnv, serveCfg, log) })
 	var shimURL string
 	select {
 	case addr := <-shimAddr:

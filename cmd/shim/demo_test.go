@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestDemoBackfillsEveryRoomWhole(t *testing.T) {
+	code, out, errOut := runShim(t, nil, "demo", "-messages", "40")
+	if code != 0 {
+		t.Fatalf("demo exit %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "Every room arrived whole") || strings.Count(out, " whole\n") < 6 || strings.Contains(out, "INCOMPLETE") {
+		t.Fatalf("demo output:\n%s", out)
+	}
+}
+
+func TestDemoServePrintsItsDetailsFirstAndKeepsServing(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, []string{"demo", "-serve", "-dir", dir, "-messages", "30"}, &Env{Stdout: pw, Stderr: io.Discard, Getenv: func(string) string { return "" }})
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no first line: %v", err)
+	}
+	go io.Copy(io.Discard, pr)
+	var info demoInfo
+	dec := json.NewDecoder(strings.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&info); err != nil {
+		t.Fatalf("first line is not the demo's JSON: %v\n%s", err, line)
+	}
+	if info.ServerName == "" || info.AdminToken == "" || !strings.HasPrefix(info.SynapseURL, "http://127.0.0.1:") ||
+		!strings.HasPrefix(info.ShimURL, "http://127.0.0.1:") || len(info.Rooms) < 6 {
+		t.Fatalf("demo info: %+v", info)
+	}
+	for _, r := range info.Rooms {
+		if r.RoomID == "" || r.RoomVersion == "" || r.Events < 1 || r.LatestEventID == "" {
+			t.Fatalf("room entry: %+v", r)
+		}
+	}
+	st, err := os.Stat(info.SigningKeyPath)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("signing key file: %v %v", st, err)
+	}
+	// The written configuration works for the other commands while the demo runs.
+	code, out, errOut := runShim(t, nil, "archive", "-config", info.ConfigPath, "-j", "2")
+	if code != 0 || !strings.Contains(out, "yes") {
+		t.Fatalf("archive against the demo: exit %d\n%s\n%s", code, out, errOut)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("demo -serve exit %d after interrupt", code)
+	}
+}

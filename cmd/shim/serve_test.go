@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
+	"github.com/transition-matrix/transition-matrix/internal/world"
+	"github.com/transition-matrix/transition-matrix/signing"
+)
+
+// selfSignedCert writes a certificate and key for 127.0.0.1 into dir.
+func selfSignedCert(t *testing.T, dir string) (certPath, keyPath string) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "shim test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPath, keyPath
+}
+
+// TestServeTLSMetricsAndGracefulShutdown runs `shim serve` with TLS and a metrics listener against
+// a simulated Synapse; an interrupt while a request waits on Synapse lets that request finish.
+func TestServeTLSMetricsAndGracefulShutdown(t *testing.T) {
+	w, err := world.Generate(world.Options{Seed: 21, Rooms: -1, MessagesPerRoom: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim := synapsesim.Start(t, synapsesim.Options{World: w})
+	dir := t.TempDir()
+	cfgPath, _, err := writeDemoConfig(dir, w, sim.URL, sim.AdminToken())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key := selfSignedCert(t, dir)
+	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("tls:\n  cert: " + cert + "\n  key: " + key + "\nmetrics:\n  listen: 127.0.0.1:0\n")
+	f.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrs := make(chan [2]string, 2)
+	done := make(chan int, 1)
+	env := &Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" },
+		Ready: func(what, addr string) { addrs <- [2]string{what, addr} }}
+	go func() { done <- Run(ctx, []string{"serve", "-config", cfgPath}, env) }()
+	got := map[string]string{}
+	for len(got) < 2 {
+		select {
+		case a := <-addrs:
+			got[a[0]] = a[1]
+		case code := <-done:
+			t.Fatalf("serve exited early with %d", code)
+		}
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+
+	room := w.Rooms[0]
+	path := "/_matrix/federation/v1/event/" + url.PathEscape(room.Latest().ID)
+	x, err := signing.SignRequest(sim.Identity(), "GET", w.ServerName, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := sim.Faults().Hold("fed.event")
+	type answer struct {
+		status int
+		body   string
+		err    error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", "https://"+got["federation"]+path, nil)
+		req.Header.Set("Authorization", x.String())
+		resp, err := client.Do(req)
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		answered <- answer{status: resp.StatusCode, body: string(b)}
+	}()
+	<-hold.Arrived() // the request is in flight, waiting on Synapse
+
+	resp, err := http.Get("http://" + got["metrics"] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsText, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metricsText), "go_goroutines") {
+		t.Fatalf("metrics listener: %d %.200s", resp.StatusCode, metricsText)
+	}
+
+	cancel() // SIGINT: stop accepting, let the request in flight finish
+	hold.Release()
+	a := <-answered
+	if a.err != nil || a.status != http.StatusOK || gjson.Get(a.body, "pdus.0.room_id").String() != room.ID {
+		t.Fatalf("request in flight during shutdown: %+v", a)
+	}
+	if code := <-done; code != 0 {
+		t.Fatalf("serve exit %d after interrupt", code)
+	}
+	if _, err := client.Get("https://" + got["federation"] + "/_matrix/federation/v1/version"); err == nil {
+		t.Fatal("the listener still answers after shutdown")
+	}
+}
+
+func TestServePortInUseIsAClearError(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	w, err := world.Generate(world.Options{Seed: 22, Rooms: -1, Users: -1, MessagesPerRoom: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath, _, err := writeDemoConfig(dir, w, "http://127.0.0.1:1", "token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(cfgPath)
+	os.WriteFile(cfgPath, []byte(strings.Replace(string(data), "listen: 127.0.0.1:0", "listen: "+busy.Addr().String(), 1)), 0o600)
+	code, _, errOut := runShim(t, nil, "serve", "-config", cfgPath)
+	if code != 1 || !strings.Contains(errOut, "listen "+busy.Addr().String()) || !strings.Contains(errOut, "address already in use") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
