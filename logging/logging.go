@@ -28,7 +28,8 @@ func New(w io.Writer, level, format string) (*zap.Logger, error) {
 	default:
 		return nil, fmt.Errorf("log format %q: want json or console", format)
 	}
-	core := zapcore.NewCore(enc, zapcore.AddSync(w), lvl)
+	// Lock: loggers are shared across goroutines and w need not be safe for concurrent writes.
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
 	return zap.New(core), nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sirupsen/logrus"
@@ -32,6 +33,36 @@ func TestNewFormatsAndLevels(t *testing.T) {
 	}
 	if _, err := New(&buf, "info", "xml"); err == nil {
 		t.Fatal("bad format accepted")
+	}
+}
+
+// TestNewSerialisesWrites logs from several goroutines into a plain bytes.Buffer (as tests pass
+// for Env.Stderr): under -race an unlocked writer is reported, and every line must stay whole.
+func TestNewSerialisesWrites(t *testing.T) {
+	var buf bytes.Buffer
+	z, err := New(&buf, "info", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 8, 50
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for range each {
+				z.Info("line")
+			}
+		})
+	}
+	wg.Wait()
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != writers*each {
+		t.Fatalf("%d lines, want %d", len(lines), writers*each)
+	}
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil || m["msg"] != "line" {
+			t.Fatalf("torn line %q (%v)", l, err)
+		}
 	}
 }
 
