@@ -409,3 +409,51 @@ func TestHelpers(t *testing.T) {
 		t.Errorf("listSome %q", got)
 	}
 }
+
+func TestSelfFederationAnswersSorted(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		code string
+		sev  Severity
+		exit int
+	}{
+		{"profile found", nil, CodeFederationSelfAccepted, Info, 0},
+		{"profile not found", &synapseclient.Error{Status: 404, ErrCode: "M_NOT_FOUND", Message: "Profile was not found"}, CodeFederationSelfAccepted, Info, 0},
+		{"profile lookup disabled", &synapseclient.Error{Status: 403, ErrCode: "M_FORBIDDEN", Message: "Profile lookup over federation is disabled on this homeserver"}, CodeFederationSelfAccepted, Info, 0},
+		{"whitelist", &synapseclient.Error{Status: 403, ErrCode: "M_FORBIDDEN", Message: "Federation denied with example.org."}, CodeFederationSelfRefused, Blocker, 1},
+		{"bad signature", &synapseclient.Error{Status: 401, ErrCode: "M_UNAUTHORIZED", Message: "Invalid signature"}, CodeFederationSelfRefused, Blocker, 1},
+		{"no federation listener", &synapseclient.Error{Status: 404, ErrCode: "M_UNRECOGNIZED", Message: "Unrecognized request"}, CodeFederationSelfRefused, Blocker, 1},
+		{"rate limited", &synapseclient.RetryError{Endpoint: "x", Attempts: 2, Last: &synapseclient.Error{Status: 429, ErrCode: "M_LIMIT_EXCEEDED"}}, CodeFederationRateLimited, Warning, 0},
+		{"server error", &synapseclient.Error{Status: 502}, "", "", 2},
+		{"no answer", errors.New("connection refused"), "", "", 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newFakeChecker(&fakeAdmin{version: "1.99.0"})
+			c.Federation = &fakeFederation{id: c.Identity, probeErr: tc.err}
+			r, err := c.Run(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.ExitStatus != tc.exit {
+				t.Errorf("exit %d, want %d: %+v %v", r.ExitStatus, tc.exit, r.Findings, r.Errors)
+			}
+			if tc.code == "" {
+				if len(r.Errors) != 1 || r.Errors[0].Check != "federation" {
+					t.Errorf("errors %v", r.Errors)
+				}
+				return
+			}
+			if got := codesOf(r, tc.sev)[tc.code]; len(got) != 1 {
+				t.Errorf("findings %+v, want one %s %s", r.Findings, tc.sev, tc.code)
+			}
+		})
+	}
+}
+
+func TestCheckerWithoutIdentityIsRefused(t *testing.T) {
+	if _, err := (&Checker{Admin: &fakeAdmin{}, Federation: &fakeFederation{}}).Run(t.Context()); err == nil {
+		t.Fatal("a checker without an identity ran")
+	}
+}

@@ -200,6 +200,9 @@ type state struct {
 // Run runs every check. It returns an error wrapping ErrUnreachable (and no report) when Synapse's
 // client API does not answer; any other failure of a check is listed in Report.Errors.
 func (c *Checker) Run(ctx context.Context) (*Report, error) {
+	if c.Admin == nil || c.Federation == nil || c.Identity == nil || len(c.Identity.Keys) == 0 {
+		return nil, errors.New("preflight: Checker needs Admin, Federation and an Identity with a signing key")
+	}
 	r := &Report{ServerName: c.Identity.ServerName, SynapseURL: c.SynapseURL, Endpoints: []Endpoint{},
 		Disk: []Disk{}, Findings: []Finding{}, Errors: []CheckError{}}
 	st := &state{r: r}
@@ -635,14 +638,19 @@ func (c *Checker) checkSelfFederation(ctx context.Context, st *state) error {
 	const endpoint = "GET /_matrix/federation/v1/query/profile"
 	_, err := c.Federation.QueryProfile(ctx, user, "displayname")
 	he, answered := httpError(err)
+	// Synapse authenticates a request before anything else, and answers 401 (signature) or 403
+	// "Federation denied" (federation_domain_whitelist) when that fails; a 404 for the profile or
+	// another 403 (e.g. allow_profile_lookup_over_federation: false) come after the signature passed.
+	accepted := err == nil || answered && ((he.Status == 404 && he.ErrCode == "M_NOT_FOUND") ||
+		(he.Status == 403 && !strings.HasPrefix(he.Message, "Federation denied")))
 	switch {
-	case err == nil, answered && he.Status == 404 && he.ErrCode == "M_NOT_FOUND":
+	case accepted:
 		st.r.add(Info, CodeFederationSelfAccepted, endpoint, "Synapse accepts federation requests signed as %s with %s (%s); %s", c.Identity.ServerName, c.Identity.SigningKey().ID, endpoint, rcFederationAdvice)
 	case errors.Is(err, synapseclient.ErrRateLimited):
 		st.r.add(Warning, CodeFederationRateLimited, endpoint, "Synapse rate-limits federation requests from %s already (%s: HTTP 429 after retries): %s", c.Identity.ServerName, endpoint, rcFederationAdvice)
-	case !answered:
+	case !answered || he.Status >= 500:
 		return fmt.Errorf("sending a federation request signed as %s: %w", c.Identity.ServerName, err)
-	case he.Status == 403 && strings.HasPrefix(he.Message, "Federation denied"):
+	case he.Status == 403:
 		st.r.add(Blocker, CodeFederationSelfRefused, endpoint, "Synapse refuses federation requests from its own name (%s: %s): federation_domain_whitelist in homeserver.yaml must list %s during the migration", endpoint, he.Message, c.Identity.ServerName)
 	case he.Status == 404 && he.ErrCode == "M_UNRECOGNIZED":
 		st.r.add(Blocker, CodeFederationSelfRefused, endpoint, "no federation API answers %s at the federation URL (HTTP 404 M_UNRECOGNIZED): set synapse.federation_url to a listener with the federation resource", endpoint)
