@@ -349,6 +349,39 @@ func BenchmarkBackfillProxiedVsDirect(b *testing.B) {
 	b.Run("shim-miss", func(b *testing.B) { run(b, viaFresh, reset(true)) })
 	b.Run("shim-cold", func(b *testing.B) { run(b, viaFresh, reset(false)) })
 
+	// interleaved: each op asks the same page directly, through the warm shim and through a shim
+	// that misses (fresh cache, room known), so the ratios are not skewed by the machine's load
+	// changing between sub-benchmarks.
+	b.Run("interleaved", func(b *testing.B) {
+		direct := bd.client.Federation()
+		var wall, cpu [3]time.Duration
+		ask := func(k int, c *synapseclient.FederationClient, seed string) {
+			w0, c0 := time.Now(), cpuTime()
+			tx, err := c.Backfill(ctx, room.ID, []string{seed}, 100)
+			cpu[k] += cpuTime() - c0
+			wall[k] += time.Since(w0)
+			if err != nil || len(tx.PDUs) != 100 {
+				b.Fatalf("backfill %d from %s: %v", k, seed, err)
+			}
+		}
+		i := 0
+		for b.Loop() {
+			b.StopTimer()
+			reset(true)(i)
+			b.StartTimer()
+			seed := seeds[i%len(seeds)]
+			i++
+			ask(0, direct, seed)
+			ask(1, viaShim, seed)
+			ask(2, viaFresh, seed)
+		}
+		ratio := func(a, b time.Duration) float64 { return float64(a) / float64(b) }
+		b.ReportMetric(ratio(wall[1], wall[0]), "warm/direct-wall")
+		b.ReportMetric(ratio(cpu[1], cpu[0]), "warm/direct-cpu")
+		b.ReportMetric(ratio(wall[2], wall[0]), "miss/direct-wall")
+		b.ReportMetric(ratio(cpu[2], cpu[0]), "miss/direct-cpu")
+	})
+
 	// paging: a consumer pages through the room from its newest event down with an empty cache
 	// at the start (a fresh one each time it reaches the bottom), 100 events a page, as Conduit
 	// backfilling a room nobody archived would.
