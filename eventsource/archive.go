@@ -102,6 +102,7 @@ func (s *Source) archiveRoom(ctx context.Context, roomID string, heads []string,
 	if err := s.recheckFailed(ctx, roomID, version); err != nil {
 		return err
 	}
+	var last []string
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -117,6 +118,10 @@ func (s *Source) archiveRoom(ctx context.Context, roomID string, heads []string,
 		if err != nil {
 			return err
 		}
+		if n == 0 && slices.Equal(ids, last) {
+			return fmt.Errorf("no progress: Synapse gives nothing new for the frontier events %v", ids)
+		}
+		last = ids
 		if onEvents != nil && n > 0 {
 			onEvents(roomID, n)
 		}
@@ -144,7 +149,8 @@ func (s *Source) recheckFailed(ctx context.Context, roomID, version string) erro
 			again = append(again, ev)
 		}
 	}
-	return s.commit(roomID, again, nil, true)
+	_, err = s.commit(roomID, again, nil, true)
+	return err
 }
 
 // crawlStep fetches the frontier events ids (and, through /backfill, their ancestors), stores
@@ -155,13 +161,21 @@ func (s *Source) crawlStep(ctx context.Context, roomID, version string, ids []st
 	if err != nil && !errors.Is(err, synapseclient.ErrNotFound) {
 		return 0, fmt.Errorf("backfill: %w", upstreamError(err))
 	}
-	backfilled := tx != nil && len(tx.PDUs) > 0
 	if tx != nil {
 		pdus = tx.PDUs
 	}
 	evs, err := s.checkAll(ctx, roomID, version, pdus)
 	if err != nil {
 		return 0, err
+	}
+	// A full page from several seeds stops at the newest 100 events: deeper seeds (auth events
+	// far back) come with later pages. Fetch seeds one by one only when the page was short or
+	// brought nothing new, so a crawl does not ask /event for what /backfill will bring anyway.
+	if len(pdus) >= federation.MaxBackfill {
+		n, err := s.commit(roomID, evs, nil, true)
+		if err != nil || n > 0 {
+			return n, err
+		}
 	}
 	got := map[string]bool{}
 	for _, e := range evs {
@@ -184,7 +198,7 @@ func (s *Source) crawlStep(ctx context.Context, roomID, version string, ids []st
 			return 0, fmt.Errorf("event %s: %w", id, err)
 		}
 	}
-	if !backfilled && len(single) > 0 { // /backfill gave nothing: walk with get_missing_events
+	if len(pdus) == 0 && len(single) > 0 { // /backfill gave nothing: walk with get_missing_events
 		more, err := s.up.GetMissingEvents(ctx, roomID, synapseclient.MissingEventsRequest{LatestEvents: single, Limit: federation.MaxBackfill})
 		if err != nil && !errors.Is(err, synapseclient.ErrNotFound) {
 			return 0, fmt.Errorf("get_missing_events: %w", upstreamError(err))
@@ -200,7 +214,7 @@ func (s *Source) crawlStep(ctx context.Context, roomID, version string, ids []st
 			}
 		}
 	}
-	return len(evs), s.commit(roomID, evs, missing, true)
+	return s.commit(roomID, evs, missing, true)
 }
 
 // checkAll verifies PDUs of a room; PDUs of other rooms are dropped, and events that fail their
@@ -266,14 +280,14 @@ func rank(status string) int {
 // commit stores checked events of a room atomically: those not yet stored (or stored with a worse
 // verdict), with frontier their unknown prev and auth events as the crawl's frontier, and the IDs
 // Synapse lacks in the room's archive record.
-func (s *Source) commit(roomID string, evs []eventcache.Event, missing []string, frontier bool) error {
+func (s *Source) commit(roomID string, evs []eventcache.Event, missing []string, frontier bool) (int, error) {
 	ids := make([]string, len(evs))
 	for i := range evs {
 		ids[i] = evs[i].ID
 	}
 	have, _, err := s.cache.GetMany(ids)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	old := map[string]string{}
 	for _, h := range have {
@@ -305,7 +319,7 @@ func (s *Source) commit(roomID string, evs []eventcache.Event, missing []string,
 	if len(missing) > 0 {
 		m, ok, err := s.cache.RoomMeta(roomID)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if !ok {
 			m.RoomID = roomID
@@ -313,7 +327,7 @@ func (s *Source) commit(roomID string, evs []eventcache.Event, missing []string,
 		var p progressState
 		if len(m.Progress) > 0 {
 			if err := json.Unmarshal(m.Progress, &p); err != nil {
-				return fmt.Errorf("room %s: archive progress record: %w", roomID, err)
+				return 0, fmt.Errorf("room %s: archive progress record: %w", roomID, err)
 			}
 		}
 		for _, id := range missing {
@@ -323,21 +337,21 @@ func (s *Source) commit(roomID string, evs []eventcache.Event, missing []string,
 		}
 		slices.Sort(p.Missing)
 		if m.Progress, err = json.Marshal(p); err != nil {
-			return err
+			return 0, err
 		}
 		batch.Rooms = append(batch.Rooms, m)
 	}
 	if len(batch.Events) == 0 && len(missing) == 0 {
 		// Nothing new: the frontier IDs were stored meanwhile (e.g. by the serve path).
-		return nil
+		return 0, nil
 	}
 	if err := s.cache.Apply(batch); err != nil {
-		return err
+		return 0, err
 	}
 	for st, n := range counts {
 		s.metrics.EventsVerified(st, n)
 	}
-	return nil
+	return len(batch.Events), nil
 }
 
 // updateMeta changes a room's meta under the meta lock.

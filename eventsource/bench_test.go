@@ -500,7 +500,7 @@ func BenchmarkVerify(b *testing.B) {
 	for _, k := range w.OldKeys {
 		id.OldKeys = append(id.OldKeys, signing.OldKey{ID: signing.KeyID(k.KeyID), Public: k.Public, ExpiredTS: k.ExpiredTS})
 	}
-	keys := &countingKeys{next: withIdentity{id: id, next: StaticKeys{w.RemoteServerName: {w.RemoteKey.KeyID: w.RemoteKey.Public}}}}
+	keys := &countingKeys{next: newWithIdentity(id, StaticKeys{w.RemoteServerName: {w.RemoteKey.KeyID: w.RemoteKey.Public}})}
 	c := &checker{keys: keys}
 	ctx := context.Background()
 	statuses := map[string]int{}

@@ -159,16 +159,25 @@ func decodeKey(s string) (ed25519.PublicKey, error) {
 	return ed25519.PublicKey(b), nil
 }
 
-// withIdentity answers the shim's own server name from its identity (current and old keys) and
-// every other server from next.
+// withIdentity answers the shim's own server name from its identity (current and old keys,
+// derived once) and every other server from next.
 type withIdentity struct {
-	id   *signing.Identity
-	next KeyFetcher
+	server string
+	own    map[string]ed25519.PublicKey
+	next   KeyFetcher
+}
+
+func newWithIdentity(id *signing.Identity, next KeyFetcher) withIdentity {
+	own := identityKeys(id)
+	for _, k := range id.OldKeys {
+		own[string(k.ID)] = k.Public
+	}
+	return withIdentity{server: id.ServerName, own: own, next: next}
 }
 
 func (w withIdentity) PublicKey(ctx context.Context, server, keyID string) (ed25519.PublicKey, error) {
-	if server == w.id.ServerName {
-		if pub, _, ok := w.id.PublicKey(signing.KeyID(keyID)); ok {
+	if server == w.server {
+		if pub, ok := w.own[keyID]; ok {
 			return pub, nil
 		}
 		return nil, fmt.Errorf("%w: %s %s is not among the transferred keys", ErrUnknownKey, server, keyID)

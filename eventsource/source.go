@@ -76,7 +76,7 @@ func New(cfg Config) (*Source, error) {
 		cfg.Logger = zap.NewNop()
 	}
 	s := &Source{cfg: cfg, cache: cfg.Cache, up: cfg.Upstream, log: cfg.Logger, metrics: cfg.Metrics,
-		checker: checker{keys: withIdentity{id: cfg.Identity, next: cfg.Keys}}}
+		checker: checker{keys: newWithIdentity(cfg.Identity, cfg.Keys)}}
 	if s.metrics == nil {
 		s.metrics = noMetrics{}
 	}
@@ -285,7 +285,7 @@ func (s *Source) fetchEvent(ctx context.Context, roomID, eventID string) (eventc
 	if len(evs) != 1 || evs[0].ID != eventID {
 		return eventcache.Event{}, fmt.Errorf("%w: asked Synapse for %s", errWrongEvent, eventID)
 	}
-	if err := s.commit(room, evs, nil, false); err != nil {
+	if _, err := s.commit(room, evs, nil, false); err != nil {
 		return eventcache.Event{}, err
 	}
 	return evs[0], nil
@@ -297,7 +297,7 @@ func (s *Source) store(ctx context.Context, roomID, version string, pdus []synap
 	if err != nil {
 		return nil, err
 	}
-	if err := s.commit(roomID, evs, nil, false); err != nil {
+	if _, err := s.commit(roomID, evs, nil, false); err != nil {
 		return nil, err
 	}
 	ids := make([]string, len(evs))
