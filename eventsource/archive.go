@@ -126,7 +126,7 @@ func (s *Source) archiveRoom(ctx context.Context, roomID string, heads []string,
 			onEvents(roomID, n)
 		}
 	}
-	return s.updateMeta(roomID, func(m *eventcache.RoomMeta, _ *progressState) { m.Complete = true })
+	return s.markComplete(roomID)
 }
 
 // recheckFailed asks Synapse again for the room's events stored pruned or rejected, so a
@@ -324,11 +324,9 @@ func (s *Source) commit(roomID string, evs []eventcache.Event, missing []string,
 		if !ok {
 			m.RoomID = roomID
 		}
-		var p progressState
-		if len(m.Progress) > 0 {
-			if err := json.Unmarshal(m.Progress, &p); err != nil {
-				return 0, fmt.Errorf("room %s: archive progress record: %w", roomID, err)
-			}
+		p, err := decodeProgress(m)
+		if err != nil {
+			return 0, err
 		}
 		for _, id := range missing {
 			if !slices.Contains(p.Missing, id) {
@@ -354,8 +352,19 @@ func (s *Source) commit(roomID string, evs []eventcache.Event, missing []string,
 	return len(batch.Events), nil
 }
 
-// updateMeta changes a room's meta under the meta lock.
-func (s *Source) updateMeta(roomID string, fn func(*eventcache.RoomMeta, *progressState)) error {
+// decodeProgress reads a room's archive record from its meta.
+func decodeProgress(m eventcache.RoomMeta) (progressState, error) {
+	var p progressState
+	if len(m.Progress) > 0 {
+		if err := json.Unmarshal(m.Progress, &p); err != nil {
+			return p, fmt.Errorf("room %s: archive progress record: %w", m.RoomID, err)
+		}
+	}
+	return p, nil
+}
+
+// markComplete records that a room's crawl reached the end of every branch.
+func (s *Source) markComplete(roomID string) error {
 	s.metaMu.Lock()
 	defer s.metaMu.Unlock()
 	m, ok, err := s.cache.RoomMeta(roomID)
@@ -365,13 +374,7 @@ func (s *Source) updateMeta(roomID string, fn func(*eventcache.RoomMeta, *progre
 	if !ok {
 		m.RoomID = roomID
 	}
-	var p progressState
-	if len(m.Progress) > 0 {
-		if err := json.Unmarshal(m.Progress, &p); err != nil {
-			return fmt.Errorf("room %s: archive progress record: %w", roomID, err)
-		}
-	}
-	fn(&m, &p)
+	m.Complete = true
 	return s.cache.SetRoomMeta(m)
 }
 
@@ -382,13 +385,11 @@ func (s *Source) summarise(sum *RoomSummary) error {
 		return err
 	}
 	sum.RoomVersion, sum.Events, sum.Complete = m.RoomVersion, m.Events, m.Complete && m.Frontier == 0
-	if len(m.Progress) > 0 {
-		var p progressState
-		if err := json.Unmarshal(m.Progress, &p); err != nil {
-			return fmt.Errorf("room %s: archive progress record: %w", sum.RoomID, err)
-		}
-		sum.Missing = p.Missing
+	p, err := decodeProgress(m)
+	if err != nil {
+		return err
 	}
+	sum.Missing = p.Missing
 	counts, err := s.cache.StatusCounts(sum.RoomID)
 	if err != nil {
 		return err

@@ -81,12 +81,7 @@ func newBedFor(t testing.TB, w *world.World, o bedOptions, cachePath string) *be
 	}
 	b.shim = httptest.NewServer(srv)
 	t.Cleanup(b.shim.Close)
-	keys := conduitlike.StaticKeys{}
-	keys.Add(w.ServerName, w.SigningKey.KeyID, w.SigningKey.Public, 0)
-	keys.Add(w.RemoteServerName, w.RemoteKey.KeyID, w.RemoteKey.Public, 0)
-	for _, k := range w.OldKeys {
-		keys.Add(w.ServerName, k.KeyID, k.Public, k.ExpiredTS)
-	}
+	keys := conduitlike.WorldKeys(w)
 	b.consumer = &conduitlike.Consumer{Identity: id, Destination: w.ServerName, BaseURL: b.shim.URL, Keys: keys}
 	return b
 }

@@ -37,11 +37,7 @@ func runArchive(ctx context.Context, env *Env, args []string) error {
 	if *parallel < 1 {
 		return usagef("-j must be at least 1")
 	}
-	cfg, err := loadConfig(env, *configPath, "synapse.url", "synapse.admin_token", "cache.path")
-	if err != nil {
-		return err
-	}
-	log, err := newLogger(env, cfg)
+	cfg, log, err := loadConfigAndLogger(env, *configPath, "synapse.url", "synapse.admin_token", "cache.path")
 	if err != nil {
 		return err
 	}

@@ -147,12 +147,7 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 // is true when every room Synapse can serve arrived whole.
 func backfillEveryRoom(ctx context.Context, out io.Writer, w *world.World, shimURL string) (bool, error) {
 	id := worldIdentity(w)
-	keys := conduitlike.StaticKeys{}
-	keys.Add(w.ServerName, w.SigningKey.KeyID, w.SigningKey.Public, 0)
-	keys.Add(w.RemoteServerName, w.RemoteKey.KeyID, w.RemoteKey.Public, 0)
-	for _, k := range w.OldKeys {
-		keys.Add(w.ServerName, k.KeyID, k.Public, k.ExpiredTS)
-	}
+	keys := conduitlike.WorldKeys(w)
 	c := &conduitlike.Consumer{Identity: id, Destination: w.ServerName, BaseURL: shimURL, Keys: keys}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "ROOM\tVERSION\tKIND\tEXPECTED\tRECEIVED\tVERIFIED\tREDACTED\tREJECTED\tTIME\tRESULT\t")

@@ -42,6 +42,16 @@ func newLogger(env *Env, cfg *config.Config) (*zap.Logger, error) {
 	return log, nil
 }
 
+// loadConfigAndLogger is loadConfig followed by newLogger, for the long-running commands.
+func loadConfigAndLogger(env *Env, path string, required ...string) (*config.Config, *zap.Logger, error) {
+	cfg, err := loadConfig(env, path, required...)
+	if err != nil {
+		return nil, nil, err
+	}
+	log, err := newLogger(env, cfg)
+	return cfg, log, err
+}
+
 // shimParts is what serve and archive share: the Synapse client, the cache, and the event source.
 type shimParts struct {
 	client *synapseclient.Client // nil when no Synapse is configured

@@ -30,11 +30,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if err := fs.parse(args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(env, *configPath, "listen", "cache.path")
-	if err != nil {
-		return err
-	}
-	log, err := newLogger(env, cfg)
+	cfg, log, err := loadConfigAndLogger(env, *configPath, "listen", "cache.path")
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	gmsl "github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
 
@@ -53,6 +54,18 @@ func (s StaticKeys) Add(server, keyID string, pub ed25519.PublicKey, expiredTS i
 		s[server] = map[string]StaticKey{}
 	}
 	s[server][keyID] = StaticKey{Public: pub, ExpiredTS: expiredTS}
+}
+
+// WorldKeys are the keys of a generated world's servers: the local server's current and rotated
+// keys and the remote server's key.
+func WorldKeys(w *world.World) StaticKeys {
+	keys := StaticKeys{}
+	keys.Add(w.ServerName, w.SigningKey.KeyID, w.SigningKey.Public, 0)
+	keys.Add(w.RemoteServerName, w.RemoteKey.KeyID, w.RemoteKey.Public, 0)
+	for _, k := range w.OldKeys {
+		keys.Add(w.ServerName, k.KeyID, k.Public, k.ExpiredTS)
+	}
+	return keys
 }
 
 // Consumer backfills rooms from one federation peer, signing its requests as Identity.

@@ -77,12 +77,7 @@ func setup(t *testing.T, w *world.World, src federation.EventSource) *Consumer {
 	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	keys := StaticKeys{}
-	keys.Add(w.ServerName, w.SigningKey.KeyID, w.SigningKey.Public, 0)
-	keys.Add(w.RemoteServerName, w.RemoteKey.KeyID, w.RemoteKey.Public, 0)
-	for _, k := range w.OldKeys {
-		keys.Add(w.ServerName, k.KeyID, k.Public, k.ExpiredTS)
-	}
+	keys := WorldKeys(w)
 	return &Consumer{Identity: id, Destination: w.ServerName, BaseURL: hs.URL, Keys: keys}
 }
 
