@@ -82,7 +82,7 @@ func (c *Checker) checkDisk(ctx context.Context, st *state) error {
 		st.r.Disk = append(st.r.Disk, d)
 		switch {
 		case need == 0:
-			st.r.add(Info, CodeDiskSpace, p.path, "%s free for the %s at %s (no estimate without the admin API)", formatBytes(d.FreeBytes), p.purpose, p.path)
+			st.r.add(Info, CodeDiskSpace, p.path, "%s free for the %s at %s (no estimate: users or rooms were not counted)", formatBytes(d.FreeBytes), p.purpose, p.path)
 		case d.FreeBytes < need*diskHeadroom:
 			st.r.add(Warning, CodeDiskSpaceLow, p.path, "only %s free at %s for the %s, which needs about %s (%s); keep at least %s free", formatBytes(d.FreeBytes), p.path, p.purpose, formatBytes(need), what, formatBytes(need*diskHeadroom))
 		default:
