@@ -106,7 +106,12 @@ func serve(ctx context.Context, env *Env, cfg *config.Config, log *zap.Logger) e
 		log.Info("shutting down: finishing requests in flight", zap.Duration("grace", shutdownGrace))
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		err := srv.Shutdown(sctx)
+		if errors.Is(err, context.DeadlineExceeded) {
+			log.Warn("closing the connections still open after the grace period")
+			return srv.Close()
+		}
+		return err
 	})
 	return g.Wait()
 }
