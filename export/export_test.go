@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tidwall/gjson"
+	"github.com/transition-matrix/transition-matrix/internal/jsontest"
 	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/signing"
@@ -142,8 +143,8 @@ func checkManifest(t *testing.T, w *world.World, files map[string][]byte) *Manif
 
 func eqJSON(t *testing.T, what string, got, want []byte) {
 	t.Helper()
-	if canon(t, got) != canon(t, want) {
-		t.Errorf("%s:\n got %s\nwant %s", what, canon(t, got), canon(t, want))
+	if jsontest.Canonical(t, got) != jsontest.Canonical(t, want) {
+		t.Errorf("%s:\n got %s\nwant %s", what, jsontest.Canonical(t, got), jsontest.Canonical(t, want))
 	}
 }
 
@@ -183,16 +184,16 @@ func checkUser(t *testing.T, w *world.World, u *world.User, data []byte) {
 	if u.Profile.AvatarURL != "" {
 		prof["avatar_url"] = u.Profile.AvatarURL
 	}
-	eqJSON(t, "profile", f.Profile, mustJSON(t, prof))
-	eqJSON(t, "threepids", mustJSON(t, f.Threepids), mustJSON(t, append([]world.Threepid{}, u.Threepids...)))
-	eqJSON(t, "external_ids", mustJSON(t, f.ExternalIDs), mustJSON(t, append([]world.ExternalID{}, u.ExternalIDs...)))
+	eqJSON(t, "profile", f.Profile, jsontest.Marshal(t, prof))
+	eqJSON(t, "threepids", jsontest.Marshal(t, f.Threepids), jsontest.Marshal(t, append([]world.Threepid{}, u.Threepids...)))
+	eqJSON(t, "external_ids", jsontest.Marshal(t, f.ExternalIDs), jsontest.Marshal(t, append([]world.ExternalID{}, u.ExternalIDs...)))
 
 	// Account data: every global type plus m.push_rules; every room type plus m.tag.
 	wantGlobal := map[string]json.RawMessage{"m.push_rules": u.PushRules}
 	for k, v := range u.AccountData.Global {
 		wantGlobal[k] = v
 	}
-	eqJSON(t, "global account data", mustJSON(t, f.AccountData.Global), mustJSON(t, wantGlobal))
+	eqJSON(t, "global account data", jsontest.Marshal(t, f.AccountData.Global), jsontest.Marshal(t, wantGlobal))
 	wantRooms := map[string]map[string]json.RawMessage{}
 	for r, m := range u.AccountData.Rooms {
 		wantRooms[r] = map[string]json.RawMessage{}
@@ -204,9 +205,9 @@ func checkUser(t *testing.T, w *world.World, u *world.User, data []byte) {
 		if wantRooms[r] == nil {
 			wantRooms[r] = map[string]json.RawMessage{}
 		}
-		wantRooms[r]["m.tag"] = mustJSON(t, map[string]any{"tags": tags})
+		wantRooms[r]["m.tag"] = jsontest.Marshal(t, map[string]any{"tags": tags})
 	}
-	eqJSON(t, "room account data and tags", mustJSON(t, f.AccountData.Rooms), mustJSON(t, wantRooms))
+	eqJSON(t, "room account data and tags", jsontest.Marshal(t, f.AccountData.Rooms), jsontest.Marshal(t, wantRooms))
 
 	var wantDevices []map[string]any
 	wantKeys := map[string]json.RawMessage{}
@@ -228,7 +229,7 @@ func checkUser(t *testing.T, w *world.World, u *world.User, data []byte) {
 		for _, d := range ds {
 			out[fmt.Sprint(d["device_id"])] = d
 		}
-		return canon(t, mustJSON(t, out))
+		return jsontest.Canonical(t, jsontest.Marshal(t, out))
 	}
 	if byID(gotDevices) != byID(wantDevices) {
 		t.Errorf("devices:\n got %s\nwant %s", byID(gotDevices), byID(wantDevices))
@@ -241,10 +242,10 @@ func checkUser(t *testing.T, w *world.World, u *world.User, data []byte) {
 		}
 		gotPushers = append(gotPushers, wp)
 	}
-	eqJSON(t, "pushers", mustJSON(t, gotPushers), mustJSON(t, u.Pushers))
-	eqJSON(t, "joined rooms", mustJSON(t, f.JoinedRooms), mustJSON(t, sorted(append([]string{}, w.JoinedRooms(u.ID)...))))
+	eqJSON(t, "pushers", jsontest.Marshal(t, gotPushers), jsontest.Marshal(t, u.Pushers))
+	eqJSON(t, "joined rooms", jsontest.Marshal(t, f.JoinedRooms), jsontest.Marshal(t, jsontest.Sorted(append([]string{}, w.JoinedRooms(u.ID)...))))
 
-	eqJSON(t, "device keys", mustJSON(t, f.E2E.DeviceKeys), mustJSON(t, wantKeys))
+	eqJSON(t, "device keys", jsontest.Marshal(t, f.E2E.DeviceKeys), jsontest.Marshal(t, wantKeys))
 	for dev, k := range f.E2E.DeviceKeys {
 		d := deviceOf(u, dev)
 		if err := signing.VerifyJSON(u.ID, signing.KeyID("ed25519:"+dev), d.Ed25519.Public().(ed25519.PublicKey), k); err != nil {
@@ -270,7 +271,7 @@ func checkUser(t *testing.T, w *world.World, u *world.User, data []byte) {
 			t.Errorf("key backup %s %s %s %d, want %s %s %s %d", g.Version, g.Algorithm, g.ETag, g.Count, kb.Version, kb.Algorithm, kb.ETag, kb.Count())
 		}
 		eqJSON(t, "backup auth_data", g.AuthData, kb.AuthData)
-		eqJSON(t, "backed-up sessions", mustJSON(t, g.Rooms), mustJSON(t, kb.Rooms))
+		eqJSON(t, "backed-up sessions", jsontest.Marshal(t, g.Rooms), jsontest.Marshal(t, kb.Rooms))
 	}
 	wantAs := "login_as"
 	if u.Admin {
@@ -336,14 +337,14 @@ func checkRoom(t *testing.T, w *world.World, r *world.Room, data []byte) {
 	if f.RoomID != r.ID || f.RoomVersion != r.Version {
 		t.Errorf("room %s v%s, want %s v%s", f.RoomID, f.RoomVersion, r.ID, r.Version)
 	}
-	eqJSON(t, "forward extremities", mustJSON(t, f.ForwardExtremities), mustJSON(t, r.ForwardExtremities()))
+	eqJSON(t, "forward extremities", jsontest.Marshal(t, f.ForwardExtremities), jsontest.Marshal(t, r.ForwardExtremities()))
 	var aliases []string
 	for a, id := range w.Aliases {
 		if id == r.ID {
 			aliases = append(aliases, a)
 		}
 	}
-	eqJSON(t, "aliases", mustJSON(t, f.Aliases), mustJSON(t, sorted(aliases)))
+	eqJSON(t, "aliases", jsontest.Marshal(t, f.Aliases), jsontest.Marshal(t, jsontest.Sorted(aliases)))
 	if f.Published != r.IsPublic {
 		t.Errorf("published %v, want %v", f.Published, r.IsPublic)
 	}
@@ -402,18 +403,18 @@ func checkRoom(t *testing.T, w *world.World, r *world.Room, data []byte) {
 			eqJSON(t, "auth PDU "+id, pdu, r.Event(id).JSON)
 			chain = append(chain, id)
 		}
-		eqJSON(t, "auth chain", mustJSON(t, chain), mustJSON(t, r.AuthChain(stateIDs, false)))
+		eqJSON(t, "auth chain", jsontest.Marshal(t, chain), jsontest.Marshal(t, r.AuthChain(stateIDs, false)))
 		if f.JoinedLocalMembers == 0 {
 			t.Error("joined_local_members is 0 in a room with local members")
 		}
 	}
-	eqJSON(t, "local members", mustJSON(t, f.LocalMembers), mustJSON(t, local))
-	eqJSON(t, "remote members", mustJSON(t, f.RemoteMembers), mustJSON(t, remote))
+	eqJSON(t, "local members", jsontest.Marshal(t, f.LocalMembers), jsontest.Marshal(t, local))
+	eqJSON(t, "remote members", jsontest.Marshal(t, f.RemoteMembers), jsontest.Marshal(t, remote))
 	var fw []string
 	for s := range servers {
 		fw = append(fw, s)
 	}
-	eqJSON(t, "federated_with", mustJSON(t, f.FederatedWith), mustJSON(t, append([]string{}, sorted(fw)...)))
+	eqJSON(t, "federated_with", jsontest.Marshal(t, f.FederatedWith), jsontest.Marshal(t, append([]string{}, jsontest.Sorted(fw)...)))
 	if r.LocalJoinedNow() && r.CanonicalAlias != "" && (f.CanonicalAlias == nil || *f.CanonicalAlias != r.CanonicalAlias) {
 		t.Errorf("canonical alias %v, want %s", f.CanonicalAlias, r.CanonicalAlias)
 	}

@@ -3,11 +3,9 @@ package export
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
 	"github.com/transition-matrix/transition-matrix/internal/world"
-	"github.com/transition-matrix/transition-matrix/signing"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 )
 
@@ -90,30 +87,6 @@ func readDir(t testing.TB, dir string) map[string][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
-}
-
-func canon(t testing.TB, b []byte) string {
-	t.Helper()
-	c, err := signing.CanonicalJSON(b)
-	if err != nil {
-		t.Fatalf("canonical JSON of %.200s: %v", b, err)
-	}
-	return string(c)
-}
-
-func mustJSON(t testing.TB, v any) []byte {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func sorted(s []string) []string {
-	out := append([]string{}, s...)
-	sort.Strings(out)
 	return out
 }
 

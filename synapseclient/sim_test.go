@@ -16,12 +16,12 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/transition-matrix/transition-matrix/internal/jsontest"
 	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/signing"
@@ -151,31 +151,8 @@ func (r *rig) loginAs(t *testing.T, userID string) *synapseclient.UserClient {
 }
 
 // canon returns the canonical form of a JSON value, failing the test when it is not JSON.
-func canon(t testing.TB, b []byte) string {
-	t.Helper()
-	c, err := signing.CanonicalJSON(b)
-	if err != nil {
-		t.Fatalf("not JSON: %v: %.200s", err, b)
-	}
-	return string(c)
-}
 
-func mustMarshal(t testing.TB, v any) []byte {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func sorted(s []string) []string {
-	out := append([]string{}, s...)
-	sort.Strings(out)
-	return out
-}
-
-func sameSet(a, b []string) bool { return slices.Equal(sorted(a), sorted(b)) }
+func sameSet(a, b []string) bool { return slices.Equal(jsontest.Sorted(a), jsontest.Sorted(b)) }
 
 func strOrNil(s string) *string {
 	if s == "" {
@@ -495,8 +472,8 @@ func TestSimUsersPaginated(t *testing.T) {
 			deactivated++
 		}
 	}
-	if !slices.Equal(got, sorted(wantIDs)) {
-		t.Fatalf("users %v, want %v", got, sorted(wantIDs))
+	if !slices.Equal(got, jsontest.Sorted(wantIDs)) {
+		t.Fatalf("users %v, want %v", got, jsontest.Sorted(wantIDs))
 	}
 	if deactivated == 0 {
 		t.Fatal("no deactivated user listed")
@@ -655,7 +632,7 @@ func TestSimLoginAsUser(t *testing.T) {
 		t.Fatalf("puppet token belongs to %+v, want %s without a device", who, alice.ID)
 	}
 	// The token acts as alice only: bob's tags are refused.
-	bobRoom := sorted(slices.Collect(maps.Keys(bob.Tags)))
+	bobRoom := jsontest.Sorted(slices.Collect(maps.Keys(bob.Tags)))
 	if len(bobRoom) == 0 {
 		t.Fatal("bob has no tags in the world")
 	}
@@ -740,8 +717,8 @@ func TestSimAdminPerUserData(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if canon(t, mustMarshal(t, ad.Global)) != canon(t, mustMarshal(t, u.AccountData.Global)) ||
-			canon(t, mustMarshal(t, ad.Rooms)) != canon(t, mustMarshal(t, u.AccountData.Rooms)) {
+		if jsontest.Canonical(t, jsontest.Marshal(t, ad.Global)) != jsontest.Canonical(t, jsontest.Marshal(t, u.AccountData.Global)) ||
+			jsontest.Canonical(t, jsontest.Marshal(t, ad.Rooms)) != jsontest.Canonical(t, jsontest.Marshal(t, u.AccountData.Rooms)) {
 			t.Errorf("%s: account data differs", u.ID)
 		}
 		devs, err := a.Devices(ctx, u.ID)
@@ -770,7 +747,7 @@ func TestSimAdminPerUserData(t *testing.T) {
 			wp := u.Pushers[i]
 			if p.Pushkey != wp.Pushkey || p.AppID != wp.AppID || p.Kind != wp.Kind || p.Lang != wp.Lang ||
 				p.AppDisplayName != wp.AppDisplayName || p.DeviceDisplayName != wp.DeviceDisplayName || p.ProfileTag != wp.ProfileTag ||
-				canon(t, p.Data) != canon(t, mustMarshal(t, wp.Data)) {
+				jsontest.Canonical(t, p.Data) != jsontest.Canonical(t, jsontest.Marshal(t, wp.Data)) {
 				t.Errorf("%s: pusher %s", u.ID, p.Raw)
 			}
 		}
@@ -1107,13 +1084,13 @@ func TestSimUserAPI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantGlobal := map[string]string{"m.push_rules": canon(t, u.PushRules)}
+		wantGlobal := map[string]string{"m.push_rules": jsontest.Canonical(t, u.PushRules)}
 		for typ, c := range u.AccountData.Global {
-			wantGlobal[typ] = canon(t, c)
+			wantGlobal[typ] = jsontest.Canonical(t, c)
 		}
 		gotGlobal := map[string]string{}
 		for _, e := range sync.Global {
-			gotGlobal[e.Type] = canon(t, e.Content)
+			gotGlobal[e.Type] = jsontest.Canonical(t, e.Content)
 		}
 		if !maps.Equal(gotGlobal, wantGlobal) || sync.NextBatch == "" {
 			t.Errorf("%s: sync global account data %v, want %v", u.ID, slices.Sorted(maps.Keys(gotGlobal)), slices.Sorted(maps.Keys(wantGlobal)))
@@ -1122,10 +1099,10 @@ func TestSimUserAPI(t *testing.T) {
 		for _, rid := range w.JoinedRooms(u.ID) {
 			m := map[string]string{}
 			for typ, c := range u.AccountData.Rooms[rid] {
-				m[typ] = canon(t, c)
+				m[typ] = jsontest.Canonical(t, c)
 			}
 			if tags := u.Tags[rid]; len(tags) > 0 {
-				m["m.tag"] = canon(t, mustMarshal(t, map[string]any{"tags": tags}))
+				m["m.tag"] = jsontest.Canonical(t, jsontest.Marshal(t, map[string]any{"tags": tags}))
 			}
 			if len(m) > 0 {
 				wantRooms[rid] = m
@@ -1135,7 +1112,7 @@ func TestSimUserAPI(t *testing.T) {
 		for rid, evs := range sync.Rooms {
 			m := map[string]string{}
 			for _, e := range evs {
-				m[e.Type] = canon(t, e.Content)
+				m[e.Type] = jsontest.Canonical(t, e.Content)
 			}
 			gotRooms[rid] = m
 		}
@@ -1171,7 +1148,7 @@ func TestSimUserAPI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if canon(t, rules) != canon(t, u.PushRules) {
+		if jsontest.Canonical(t, rules) != jsontest.Canonical(t, u.PushRules) {
 			t.Errorf("%s: push rules differ", u.ID)
 		}
 		for rid, want := range u.Tags {
@@ -1179,7 +1156,7 @@ func TestSimUserAPI(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if canon(t, mustMarshal(t, tags)) != canon(t, mustMarshal(t, want)) {
+			if jsontest.Canonical(t, jsontest.Marshal(t, tags)) != jsontest.Canonical(t, jsontest.Marshal(t, want)) {
 				t.Errorf("%s: tags of %s: %v", u.ID, rid, tags)
 			}
 			tagged++
@@ -1216,14 +1193,14 @@ func TestSimUserAPI(t *testing.T) {
 		if kb != nil {
 			backups++
 			if bv.Version != kb.Version || bv.Algorithm != kb.Algorithm || bv.ETag != kb.ETag || bv.Count != int64(kb.Count()) ||
-				canon(t, bv.AuthData) != canon(t, kb.AuthData) {
+				jsontest.Canonical(t, bv.AuthData) != jsontest.Canonical(t, kb.AuthData) {
 				t.Errorf("%s: backup version %s", u.ID, bv.Raw)
 			}
 			rk, err := uc.RoomKeys(ctx, bv.Version)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if canon(t, mustMarshal(t, rk.Rooms)) != canon(t, mustMarshal(t, kb.Rooms)) {
+			if jsontest.Canonical(t, jsontest.Marshal(t, rk.Rooms)) != jsontest.Canonical(t, jsontest.Marshal(t, kb.Rooms)) {
 				t.Errorf("%s: backed-up sessions differ", u.ID)
 			}
 			if _, err := uc.RoomKeys(ctx, "999"); !errors.Is(err, synapseclient.ErrNotFound) {
@@ -1260,7 +1237,7 @@ func checkKeys(t *testing.T, u *world.User, q *synapseclient.KeysQuery, self boo
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(core) != canon(t, d.Keys) {
+		if string(core) != jsontest.Canonical(t, d.Keys) {
 			t.Errorf("%s: device %s keys differ", u.ID, d.ID)
 		}
 		if err := signing.VerifyJSON(u.ID, signing.KeyID("ed25519:"+d.ID), d.Ed25519.Public().(ed25519.PublicKey), raw); err != nil {
@@ -1276,7 +1253,7 @@ func checkKeys(t *testing.T, u *world.User, q *synapseclient.KeysQuery, self boo
 	if hasMaster != (cs != nil) || hasUserSigning != (cs != nil && self) {
 		t.Errorf("%s: master key %t, user-signing key %t; cross-signing %t, self %t", u.ID, hasMaster, hasUserSigning, cs != nil, self)
 	}
-	if cs != nil && (canon(t, q.MasterKeys[u.ID]) != canon(t, cs.Master) || canon(t, q.SelfSigningKeys[u.ID]) != canon(t, cs.SelfSigning)) {
+	if cs != nil && (jsontest.Canonical(t, q.MasterKeys[u.ID]) != jsontest.Canonical(t, cs.Master) || jsontest.Canonical(t, q.SelfSigningKeys[u.ID]) != jsontest.Canonical(t, cs.SelfSigning)) {
 		t.Errorf("%s: cross-signing keys differ", u.ID)
 	}
 }
@@ -1698,7 +1675,7 @@ func TestSimTruncatedBodyRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if canon(t, rules) != canon(t, alice.PushRules) || r.s.Count("client.pushrules") != 2 {
+	if jsontest.Canonical(t, rules) != jsontest.Canonical(t, alice.PushRules) || r.s.Count("client.pushrules") != 2 {
 		t.Fatalf("push rules after a truncated answer: %d requests", r.s.Count("client.pushrules"))
 	}
 }
@@ -1827,7 +1804,7 @@ func TestSimRoomAliasesAndLogout(t *testing.T) {
 		}
 	}
 	got, err := r.c.AdminAsUser().RoomAliases(ctx, room.ID)
-	if err != nil || !slices.Equal(sorted(got), sorted(want)) || len(want) == 0 {
+	if err != nil || !slices.Equal(jsontest.Sorted(got), jsontest.Sorted(want)) || len(want) == 0 {
 		t.Fatalf("aliases of %s = %v, %v; want %v", room.ID, got, err, want)
 	}
 	tok, err := r.c.Admin().LoginAsUser(ctx, "@alice:"+w.ServerName, time.Time{})
