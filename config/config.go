@@ -46,6 +46,7 @@ type Config struct {
 	Cache          Cache    `yaml:"cache"`
 	Log            Log      `yaml:"log"`
 	Metrics        Metrics  `yaml:"metrics"`
+	Target         Target   `yaml:"target"`
 
 	// Identity is the server name and its keys, resolved by Load.
 	Identity *signing.Identity `yaml:"-"`
@@ -61,6 +62,15 @@ type Synapse struct {
 	FederationURL  string `yaml:"federation_url"`
 	AdminToken     Secret `yaml:"admin_token"`
 	AdminTokenFile string `yaml:"admin_token_file"`
+}
+
+// Target is the homeserver taking over (Conduit): its client API and an appservice as_token.
+// The appservice is registered in Conduit with a non-exclusive user namespace `@.*:<server_name>`,
+// so rejoin, warm and verify can act as any local user (?user_id=) and nobody's login is blocked.
+type Target struct {
+	URL       string `yaml:"url"`        // the target's client API, e.g. http://127.0.0.1:6167
+	Token     Secret `yaml:"token"`      // the appservice as_token; prefer token_file or ${VAR}
+	TokenFile string `yaml:"token_file"` // a file holding the as_token (mode 0600)
 }
 
 // TLS names a certificate and key for the shim's listener; both or neither.
@@ -114,7 +124,7 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type config\.(\w+)$`)
 
 // sectionOf maps the struct types of the file to their key prefixes.
-var sectionOf = map[string]string{"Config": "", "Synapse": "synapse.", "TLS": "tls.", "Cache": "cache.", "Log": "log.", "Metrics": "metrics."}
+var sectionOf = map[string]string{"Config": "", "Synapse": "synapse.", "TLS": "tls.", "Cache": "cache.", "Log": "log.", "Metrics": "metrics.", "Target": "target."}
 
 // describeYAMLError turns the YAML decoder's messages into ones that name the key.
 func describeYAMLError(e string) error {
@@ -237,6 +247,10 @@ func (c *Config) Validate() error {
 	if c.Synapse.AdminToken != "" && c.Synapse.AdminTokenFile != "" {
 		add("synapse.admin_token", "set either admin_token or admin_token_file, not both")
 	}
+	checkURL("target.url", c.Target.URL)
+	if c.Target.Token != "" && c.Target.TokenFile != "" {
+		add("target.token", "set either token or token_file, not both")
+	}
 	if c.Listen == "" {
 		add("listen", "required (host:port)")
 	} else if !isHostPort(c.Listen) {
@@ -291,6 +305,12 @@ func (c *Config) Require(keys ...string) error {
 			v = c.Listen
 		case "cache.path":
 			v = c.Cache.Path
+		case "target.url":
+			v = c.Target.URL
+			k = "target.url (or the -target flag)"
+		case "target.token":
+			v = string(c.Target.Token)
+			k = "target.token (or target.token_file)"
 		default:
 			panic("config.Require: unknown key " + k)
 		}
@@ -309,6 +329,19 @@ func (c *Config) FederationURL() string {
 	return c.Synapse.URL
 }
 
+// OverrideTargetURL replaces target.url with a -target flag's value, when one was given.
+func (c *Config) OverrideTargetURL(flagValue string) error {
+	if flagValue == "" {
+		return nil
+	}
+	u, err := url.Parse(flagValue)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("-target: want an http:// or https:// URL, got %q", flagValue)
+	}
+	c.Target.URL = flagValue
+	return nil
+}
+
 // Path resolves a path from the configuration against the configuration file's folder.
 func (c *Config) Path(p string) string {
 	if p == "" || filepath.IsAbs(p) {
@@ -317,7 +350,7 @@ func (c *Config) Path(p string) string {
 	return filepath.Join(c.dir, p)
 }
 
-// Resolve reads the signing keys (directly or through homeserver.yaml) and the admin token file,
+// Resolve reads the signing keys (directly or through homeserver.yaml) and the token files,
 // reporting every problem at once.
 func (c *Config) Resolve() error {
 	var p []error
@@ -344,21 +377,37 @@ func (c *Config) Resolve() error {
 		c.ServerName = id.ServerName
 	}
 	if c.Synapse.AdminTokenFile != "" {
-		path := c.Path(c.Synapse.AdminTokenFile)
-		data, err := os.ReadFile(path)
-		switch {
-		case err != nil:
+		if tok, err := c.readTokenFile(c.Synapse.AdminTokenFile, "admin token"); err != nil {
 			p = append(p, fmt.Errorf("synapse.admin_token_file: %w", err))
-		case strings.TrimSpace(string(data)) == "":
-			p = append(p, fmt.Errorf("synapse.admin_token_file: %s is empty", path))
-		default:
-			c.Synapse.AdminToken = Secret(strings.TrimSpace(string(data)))
-			if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
-				c.Warnings = append(c.Warnings, fmt.Sprintf("admin token file %s is readable by group or others (mode %04o): run chmod 600 on it", path, st.Mode().Perm()))
-			}
+		} else {
+			c.Synapse.AdminToken = tok
+		}
+	}
+	if c.Target.TokenFile != "" {
+		if tok, err := c.readTokenFile(c.Target.TokenFile, "target token"); err != nil {
+			p = append(p, fmt.Errorf("target.token_file: %w", err))
+		} else {
+			c.Target.Token = tok
 		}
 	}
 	return errors.Join(p...)
+}
+
+// readTokenFile reads a token from a file (trimmed, not empty), warning when others can read it.
+func (c *Config) readTokenFile(file, what string) (Secret, error) {
+	path := c.Path(file)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(data))
+	if tok == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("%s file %s is readable by group or others (mode %04o): run chmod 600 on it", what, path, st.Mode().Perm()))
+	}
+	return Secret(tok), nil
 }
 
 // readSynapseConfig takes server_name, the signing key and old_signing_keys from homeserver.yaml;

@@ -199,3 +199,52 @@ func TestMetricsListen(t *testing.T) {
 		}
 	}
 }
+
+func TestTarget(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "hs.key", "ed25519 a_Test "+testSeed+"\n", 0o600)
+	writeFile(t, dir, "as-token", "as_secret_token\n", 0o640)
+	path := writeFile(t, dir, "shim.yaml", "server_name: hs.example\nsigning_key_path: hs.key\ntarget: {url: \"http://127.0.0.1:6167\", token_file: as-token}\n", 0o600)
+	c, err := Load(path, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Target.URL != "http://127.0.0.1:6167" || c.Target.Token != "as_secret_token" {
+		t.Fatalf("target %+v", c.Target)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "target token file") {
+		t.Fatalf("want a warning for the 0640 token file, got %v", c.Warnings)
+	}
+	if err := c.Require("target.url", "target.token"); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(fmt.Sprint(c.Target), "as_secret_token") {
+		t.Fatal("target token shown")
+	}
+	if err := c.OverrideTargetURL("https://conduit.internal:8448"); err != nil || c.Target.URL != "https://conduit.internal:8448" {
+		t.Fatalf("override: %v, %q", err, c.Target.URL)
+	}
+	if err := c.OverrideTargetURL(""); err != nil || c.Target.URL != "https://conduit.internal:8448" {
+		t.Fatalf("an empty flag must keep the URL: %v, %q", err, c.Target.URL)
+	}
+	if err := c.OverrideTargetURL("conduit:6167"); err == nil || !strings.Contains(err.Error(), "-target: want an http") {
+		t.Fatalf("bad override: %v", err)
+	}
+
+	_, err = Parse([]byte("server_name: hs.example\nsigning_key_path: k\ntarget: {url: \"ftp://x\", token: a, token_file: b, tokn: c}\n"), ".", env(nil))
+	for _, want := range []string{"target.url: want an http", "target.token: set either", "target.tokn: unknown key"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in %v", want, err)
+		}
+	}
+	missing := Default()
+	err = missing.Require("target.url", "target.token")
+	if err == nil || !strings.Contains(err.Error(), "target.url (or the -target flag): required") || !strings.Contains(err.Error(), "target.token (or target.token_file): required") {
+		t.Fatalf("Require: %v", err)
+	}
+	writeFile(t, dir, "empty", "\n", 0o600)
+	path = writeFile(t, dir, "shim.yaml", "server_name: hs.example\nsigning_key_path: hs.key\ntarget: {token_file: empty}\n", 0o600)
+	if _, err := Load(path, env(nil)); err == nil || !strings.Contains(err.Error(), "target.token_file:") || !strings.Contains(err.Error(), "is empty") {
+		t.Fatalf("empty token file: %v", err)
+	}
+}

@@ -17,7 +17,7 @@ func TestExampleConfigParses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config.example.yaml: %v", err)
 	}
-	if c.ServerName != "example.org" || c.Synapse.URL == "" || len(c.AllowCIDRs) != 2 || c.Metrics.Listen == "" {
+	if c.ServerName != "example.org" || c.Synapse.URL == "" || len(c.AllowCIDRs) != 2 || c.Metrics.Listen == "" || c.Target.URL == "" || c.Target.TokenFile == "" {
 		t.Fatalf("parsed %+v", c)
 	}
 }
