@@ -5,6 +5,7 @@
 package conduitlike
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -120,8 +121,9 @@ func (r *Result) Count(o Outcome) int {
 	return n
 }
 
-// room is the consumer's view of one room while it backfills.
-type room struct {
+// Room is one room as the consumer holds it: the events that passed the checks, which of them are
+// in the timeline, and which were rejected. A Room is not safe for concurrent use.
+type Room struct {
 	id       string
 	version  gmsl.IRoomVersion
 	known    map[string]gmsl.PDU // events that passed the checks (verified or redacted)
@@ -130,20 +132,50 @@ type room struct {
 	result   *Result
 }
 
+// NewRoom starts an empty room of a version gomatrixserverlib knows.
+func NewRoom(roomID, roomVersion string) (*Room, error) {
+	ver, err := gmsl.GetRoomVersion(gmsl.RoomVersion(roomVersion))
+	if err != nil {
+		return nil, fmt.Errorf("room %s: %w", roomID, err)
+	}
+	return &Room{id: roomID, version: ver, known: map[string]gmsl.PDU{}, timeline: map[string]bool{},
+		failed: map[string]string{}, result: &Result{RoomID: roomID}}, nil
+}
+
+// Result is what happened in the room so far: the timeline as received, the auth events fetched,
+// the requests made.
+func (r *Room) Result() *Result { return r.result }
+
+// Event returns an event that passed the checks (timeline or outlier).
+func (r *Room) Event(id string) (gmsl.PDU, bool) {
+	p, ok := r.known[id]
+	return p, ok
+}
+
+// AddOutlier records an event checked elsewhere (such as a send_join answer) as known, outside the
+// timeline, so later events can use it as an auth event without fetching it.
+func (r *Room) AddOutlier(p gmsl.PDU) { r.known[p.EventID()] = p }
+
+// AddTimeline records an event checked elsewhere (such as the room's join) as part of the timeline,
+// so a /backfill answer that repeats it is skipped.
+func (r *Room) AddTimeline(p gmsl.PDU) {
+	r.known[p.EventID()] = p
+	r.timeline[p.EventID()] = true
+}
+
 // BackfillRoom backfills a room from its newest events (the heads: Conduit's join stands on the
 // room's forward extremities, and the shim expands the join to them) until m.room.create arrives.
 // The heads are fetched with /event, the first /backfill names them all, and every later one names
 // only the oldest event kept, as Conduit does. It returns an error only when the peer cannot be
 // asked any further; per-event outcomes are in the Result.
 func (c *Consumer) BackfillRoom(ctx context.Context, roomID, roomVersion string, heads []string) (*Result, error) {
-	ver, err := gmsl.GetRoomVersion(gmsl.RoomVersion(roomVersion))
+	r, err := NewRoom(roomID, roomVersion)
 	if err != nil {
-		return nil, fmt.Errorf("room %s: %w", roomID, err)
+		return nil, err
 	}
 	if len(heads) == 0 {
 		return nil, fmt.Errorf("room %s: no event to start from", roomID)
 	}
-	r := &room{id: roomID, version: ver, known: map[string]gmsl.PDU{}, timeline: map[string]bool{}, failed: map[string]string{}, result: &Result{RoomID: roomID}}
 	maxReq := c.MaxRequests
 	if maxReq == 0 {
 		maxReq = 100_000
@@ -154,7 +186,7 @@ func (c *Consumer) BackfillRoom(ctx context.Context, roomID, roomVersion string,
 		if err != nil {
 			return r.result, err
 		}
-		rec := c.accept(ctx, r, raw, "event")
+		rec := c.Accept(ctx, r, raw, "event")
 		if rec.Outcome == Rejected {
 			return r.result, fmt.Errorf("room %s: the head %s is rejected: %s", roomID, head, rec.Reason)
 		}
@@ -167,41 +199,22 @@ func (c *Consumer) BackfillRoom(ctx context.Context, roomID, roomVersion string,
 	}
 	from := heads
 	for !r.result.ReachedCreate && r.result.Requests < maxReq {
-		pdus, err := c.backfill(ctx, r, from)
+		added, err := c.BackfillPage(ctx, r, from)
 		if err != nil {
 			return r.result, err
 		}
-		added := 0
-		for _, raw := range pdus {
-			id, err := r.eventID(raw)
-			if err != nil {
-				r.result.Timeline = append(r.result.Timeline, Received{Outcome: Rejected, Reason: err.Error(), Via: "backfill"})
-				continue
-			}
-			if r.timeline[id] {
-				continue // "We already know": Conduit skips events already in its timeline
-			}
-			if _, ok := r.failed[id]; ok {
-				continue
-			}
-			// An outlier fetched earlier as an auth event is kept as it was checked then.
-			rec := c.accept(ctx, r, raw, "backfill")
-			rec.Via = "backfill"
-			r.result.Timeline = append(r.result.Timeline, rec)
-			r.timeline[id] = rec.Outcome != Rejected
-			added++
+		kept := 0
+		for _, rec := range added {
 			if rec.Outcome != Rejected {
 				oldest = rec // Conduit prepends each one, so the last kept is its oldest
-			}
-			if rec.Type == spec.MRoomCreate && rec.Outcome != Rejected {
-				r.result.ReachedCreate = true
+				kept++
 			}
 		}
 		if r.result.ReachedCreate {
 			return r.result, nil
 		}
 		from = []string{oldest.EventID}
-		if added == 0 {
+		if kept == 0 {
 			return r.result, fmt.Errorf("room %s: backfill from %s brought nothing new; the create event was never reached", roomID, oldest.EventID)
 		}
 	}
@@ -211,13 +224,51 @@ func (c *Consumer) BackfillRoom(ctx context.Context, roomID, roomVersion string,
 	return r.result, fmt.Errorf("room %s: gave up after %d requests without reaching the create event", roomID, maxReq)
 }
 
+// BackfillPage asks /backfill?v=<from>&limit=100 once and takes in each event not yet in the
+// timeline (checked, with missing auth events fetched by /event), in the order the peer answered:
+// Conduit prepends each before the previous one. It returns those events, rejected ones included;
+// the kept ones join the timeline and the Result.
+func (c *Consumer) BackfillPage(ctx context.Context, r *Room, from []string) ([]Received, error) {
+	pdus, err := c.backfill(ctx, r, from)
+	if err != nil {
+		return nil, err
+	}
+	var added []Received
+	for _, raw := range pdus {
+		id, err := r.eventID(raw)
+		if err != nil {
+			rec := Received{Outcome: Rejected, Reason: err.Error(), Via: "backfill"}
+			r.result.Timeline = append(r.result.Timeline, rec)
+			added = append(added, rec)
+			continue
+		}
+		if r.timeline[id] {
+			continue // "We already know": Conduit skips events already in its timeline
+		}
+		if _, ok := r.failed[id]; ok {
+			continue
+		}
+		// An outlier fetched earlier as an auth event is kept as it was checked then.
+		rec := c.Accept(ctx, r, raw, "backfill")
+		rec.Via = "backfill"
+		r.result.Timeline = append(r.result.Timeline, rec)
+		r.timeline[id] = rec.Outcome != Rejected
+		added = append(added, rec)
+		if rec.Type == spec.MRoomCreate && rec.Outcome != Rejected {
+			r.result.ReachedCreate = true
+		}
+	}
+	return added, nil
+}
+
 // eventID computes the ID of a PDU in this room's version.
-func (r *room) eventID(raw json.RawMessage) (string, error) {
+func (r *Room) eventID(raw json.RawMessage) (string, error) {
 	return signing.EventID(string(r.version.Version()), raw)
 }
 
-// accept checks one PDU and remembers it; missing auth events are fetched first.
-func (c *Consumer) accept(ctx context.Context, r *room, raw json.RawMessage, via string) Received {
+// Accept checks one PDU as Conduit's handle_outlier_pdu does and remembers it when it passes; missing
+// auth events are fetched with /event first. It does not put the event in the timeline.
+func (c *Consumer) Accept(ctx context.Context, r *Room, raw json.RawMessage, via string) Received {
 	rec := Received{Via: via}
 	id, err := r.eventID(raw)
 	if err != nil {
@@ -247,7 +298,7 @@ func (c *Consumer) accept(ctx context.Context, r *room, raw json.RawMessage, via
 	if pdu.RoomID().String() != r.id {
 		return reject(fmt.Sprintf("event of room %s in room %s", pdu.RoomID(), r.id))
 	}
-	if err := gmsl.VerifyEventSignatures(ctx, pdu, verifier{c.Keys}, userIDForSender); err != nil {
+	if err := c.VerifySignatures(ctx, pdu); err != nil {
 		return reject("signature: " + err.Error())
 	}
 	// Auth rules against the event's own auth events, fetching those it lacks (Conduit's handle_outlier_pdu).
@@ -263,7 +314,7 @@ func (c *Consumer) accept(ctx context.Context, r *room, raw json.RawMessage, via
 	if err != nil {
 		return reject("auth events: " + err.Error())
 	}
-	if err := gmsl.Allowed(pdu, ae, userIDForSender); err != nil {
+	if err := gmsl.Allowed(pdu, ae, UserIDForSender); err != nil {
 		return reject("auth rules: " + err.Error())
 	}
 	r.known[id] = pdu
@@ -282,7 +333,7 @@ func outcomeOf(p gmsl.PDU) Outcome {
 }
 
 // authEvent returns a known auth event, or fetches it with /event and checks it.
-func (c *Consumer) authEvent(ctx context.Context, r *room, id string) (gmsl.PDU, error) {
+func (c *Consumer) authEvent(ctx context.Context, r *Room, id string) (gmsl.PDU, error) {
 	if p, ok := r.known[id]; ok {
 		return p, nil
 	}
@@ -298,7 +349,7 @@ func (c *Consumer) authEvent(ctx context.Context, r *room, id string) (gmsl.PDU,
 		r.failed[id] = fmt.Sprintf("/event returned event %s", got)
 		return nil, errors.New(r.failed[id])
 	}
-	rec := c.accept(ctx, r, raw, "event")
+	rec := c.Accept(ctx, r, raw, "event")
 	r.result.AuthFetched = append(r.result.AuthFetched, rec)
 	if rec.Outcome == Rejected {
 		return nil, errors.New(rec.Reason)
@@ -311,7 +362,7 @@ type transaction struct {
 	PDUs   []json.RawMessage `json:"pdus"`
 }
 
-func (c *Consumer) backfill(ctx context.Context, r *room, from []string) ([]json.RawMessage, error) {
+func (c *Consumer) backfill(ctx context.Context, r *Room, from []string) ([]json.RawMessage, error) {
 	q := url.Values{"v": from, "limit": {fmt.Sprint(BackfillLimit)}}
 	uri := "/_matrix/federation/v1/backfill/" + url.PathEscape(r.id) + "?" + q.Encode()
 	var txn transaction
@@ -321,7 +372,7 @@ func (c *Consumer) backfill(ctx context.Context, r *room, from []string) ([]json
 	return txn.PDUs, nil
 }
 
-func (c *Consumer) fetchEvent(ctx context.Context, r *room, id string) (json.RawMessage, error) {
+func (c *Consumer) fetchEvent(ctx context.Context, r *Room, id string) (json.RawMessage, error) {
 	var txn transaction
 	if err := c.get(ctx, r, "/_matrix/federation/v1/event/"+url.PathEscape(id), &txn); err != nil {
 		return nil, err
@@ -332,41 +383,72 @@ func (c *Consumer) fetchEvent(ctx context.Context, r *room, id string) (json.Raw
 	return txn.PDUs[0], nil
 }
 
-// get sends a signed GET and decodes a 200 answer into out.
-func (c *Consumer) get(ctx context.Context, r *room, uri string, out any) error {
+// get sends a signed GET for the room and decodes a 200 answer into out.
+func (c *Consumer) get(ctx context.Context, r *Room, uri string, out any) error {
 	r.result.Requests++
-	x, err := signing.SignRequest(c.Identity, http.MethodGet, c.Destination, uri, nil)
+	return c.Request(ctx, http.MethodGet, uri, nil, out)
+}
+
+// StatusError is a peer's answer other than 200.
+type StatusError struct {
+	Method, URI string
+	Status      int
+	Body        string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%s %s: %d %s", e.Method, e.URI, e.Status, e.Body)
+}
+
+// Request sends a federation request signed as Identity to Destination at BaseURL (body is JSON, or
+// nil) and decodes a 200 answer into out; any other status is a *StatusError.
+func (c *Consumer) Request(ctx context.Context, method, uri string, body []byte, out any) error {
+	x, err := signing.SignRequest(c.Identity, method, c.Destination, uri, body)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.BaseURL, "/")+uri, nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+uri, rd)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", x.String())
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	hc := c.HTTP
 	if hc == nil {
 		hc = http.DefaultClient
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", uri, err)
+		return fmt.Errorf("%s %s: %w", method, uri, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("GET %s: reading the answer: %w", uri, err)
+		return fmt.Errorf("%s %s: reading the answer: %w", method, uri, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %d %s", uri, resp.StatusCode, strings.TrimSpace(string(body)))
+		return &StatusError{Method: method, URI: uri, Status: resp.StatusCode, Body: strings.TrimSpace(string(data))}
 	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("GET %s: %w", uri, err)
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: %w", method, uri, err)
 	}
 	return nil
 }
 
-func userIDForSender(_ spec.RoomID, s spec.SenderID) (*spec.UserID, error) {
+// VerifySignatures checks the signatures a PDU must carry (gomatrixserverlib decides whose) against
+// the consumer's keys, as ruma does: every signature of such a server must verify, at least one.
+func (c *Consumer) VerifySignatures(ctx context.Context, p gmsl.PDU) error {
+	return gmsl.VerifyEventSignatures(ctx, p, verifier{c.Keys}, UserIDForSender)
+}
+
+// UserIDForSender maps a sender to its user ID (every room version here uses user IDs as senders).
+func UserIDForSender(_ spec.RoomID, s spec.SenderID) (*spec.UserID, error) {
 	return spec.NewUserID(string(s), true)
 }
 
