@@ -77,7 +77,7 @@ func LegacyMediaPath(mediaPath string, key []byte) string {
 
 // ContentDisposition renders the header value Conduit 0.9 stores for an upload: "inline", plus
 // "; filename=<token or quoted string>" for an ASCII name (control characters dropped) or
-// "; filename*=utf-8''<percent-encoded>" otherwise (ruma-common http_headers, as pinned by 0.9.0).
+// "; filename*=utf-8”<percent-encoded>" otherwise (ruma-common http_headers, as pinned by 0.9.0).
 func ContentDisposition(filename string) string {
 	if filename == "" {
 		return "inline"

@@ -544,4 +544,3 @@ func canonical(v any) ([]byte, error) {
 	}
 	return signing.CanonicalJSON(b)
 }
-

@@ -488,4 +488,3 @@ func (db *DB) Rows(tree string, prefix []byte) (keys, values [][]byte, err error
 	})
 	return keys, values, err
 }
-
