@@ -53,6 +53,9 @@ func Generate(opts Options) (*World, error) {
 	if err := g.userData(); err != nil {
 		return nil, err
 	}
+	if err := g.sessionsAndMedia(); err != nil {
+		return nil, err
+	}
 	return g.w, nil
 }
 

@@ -7,7 +7,9 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"sort"
+	"strings"
 )
 
 // Room kinds: what a room exists to exercise.
@@ -81,6 +83,8 @@ type User struct {
 	Pushers      []Pusher
 	PushRules    json.RawMessage // full ruleset as GET /pushrules/ returns it
 	KeyBackup    *KeyBackup
+	// Media is the user's local uploads (avatar first, when the user has one), in upload order.
+	Media []*Media
 }
 
 // Profile is a user's global profile.
@@ -115,6 +119,48 @@ type Device struct {
 	Curve25519        string                     // public identity key, unpadded base64
 	Keys              json.RawMessage            // signed device keys, as in /keys/query (without "unsigned")
 	OneTimeKeys       map[string]json.RawMessage // "signed_curve25519:<id>" -> signed key object
+	// AccessTokenValidUntilMS is when AccessToken expires (ms; 0 = never, the usual case without
+	// refresh tokens).
+	AccessTokenValidUntilMS int64
+	// FallbackKey is the device's fallback one-time key; nil when the device uploaded no keys.
+	FallbackKey *FallbackKey
+}
+
+// FallbackKey is a device's fallback key as Synapse keeps it in e2e_fallback_keys_json.
+type FallbackKey struct {
+	Algorithm string          // "signed_curve25519"
+	KeyID     string          // "AAAAAA..."
+	JSON      json.RawMessage // signed {"key","fallback":true} object
+	Used      bool            // a /keys/claim handed it out already
+}
+
+// Media is one local upload with its bytes, as Synapse's local_media_repository row and
+// media_store file hold it.
+type Media struct {
+	ID          string // 24 letters, the part after "mxc://<server>/"
+	ContentType string
+	UploadName  string // "" = null
+	CreatedTS   int64  // ms
+	// LastAccessTS is when it was last downloaded (ms; 0 = null).
+	LastAccessTS int64
+	// QuarantinedBy is the admin who quarantined it ("" = not quarantined).
+	QuarantinedBy string
+	Bytes         []byte
+	Thumbnails    []Thumbnail
+}
+
+// Thumbnail is a generated thumbnail of a local upload (local_media_repository_thumbnails).
+type Thumbnail struct {
+	Width, Height int
+	ContentType   string
+	Method        string // "crop" or "scale"
+	Bytes         []byte
+}
+
+// FileName is the thumbnail's file name in Synapse's media store ("<w>-<h>-<top>-<sub>-<method>").
+func (t Thumbnail) FileName() string {
+	top, sub, _ := strings.Cut(t.ContentType, "/")
+	return fmt.Sprintf("%d-%d-%s-%s-%s", t.Width, t.Height, top, sub, t.Method)
 }
 
 // CrossSigning holds a user's cross-signing keys: signed public key objects and private keys.
