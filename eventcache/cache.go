@@ -81,6 +81,8 @@ type Batch struct {
 	FrontierAdd    []Ref
 	FrontierRemove []Ref
 	Rooms          []RoomMeta // RoomVersion, Complete and Progress are set; counts are ignored
+	Joins          []Join          // joins accepted through send_join
+	StateSnapshots []StateSnapshot // room states before events, as answered
 }
 
 // Stats summarises the whole cache.
@@ -337,6 +339,16 @@ func (c *Cache) Apply(batch Batch) error {
 			return err
 		}
 	}
+	for i := range batch.Joins {
+		if err := validateJoin(&batch.Joins[i]); err != nil {
+			return err
+		}
+	}
+	for i := range batch.StateSnapshots {
+		if err := validateSnapshot(&batch.StateSnapshots[i]); err != nil {
+			return err
+		}
+	}
 	return c.update(func(w kv.Writer) error {
 		v, err := w.Get(keyStats)
 		if err != nil {
@@ -391,6 +403,9 @@ func (c *Cache) Apply(batch Batch) error {
 			if err := w.Put(k, present); err != nil {
 				return err
 			}
+		}
+		if err := putJoinsAndSnapshots(w, batch.Joins, batch.StateSnapshots); err != nil {
+			return err
 		}
 		for id, m := range b.rooms {
 			if err := w.Put(roomKey(id), encodeRoom(m)); err != nil {

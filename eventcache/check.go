@@ -113,6 +113,9 @@ func (c *Cache) CheckIntegrity() error {
 		for room := range counts {
 			report("room %s has events or frontier but no meta", room)
 		}
+		if err := checkJoinsAndSnapshots(r, report); err != nil {
+			return err
+		}
 		v, err := r.Get(keyStats)
 		if err != nil {
 			return err

@@ -35,6 +35,7 @@ type bedOptions struct {
 	world    world.Options
 	upstream func(synapseclient.FederationAPI) synapseclient.FederationAPI // wraps the real client
 	timeout  time.Duration
+	admin    func(RoomStateAPI) RoomStateAPI // wraps the real admin client
 }
 
 func newBed(t testing.TB, o bedOptions) *bed {
@@ -70,7 +71,11 @@ func newBedFor(t testing.TB, w *world.World, o bedOptions, cachePath string) *be
 	if o.upstream != nil {
 		up = o.upstream(up)
 	}
-	b.src, err = New(Config{Identity: id, Cache: cache, Upstream: up,
+	var admin RoomStateAPI = b.client.Admin()
+	if o.admin != nil {
+		admin = o.admin(admin)
+	}
+	b.src, err = New(Config{Identity: id, Cache: cache, Upstream: up, Admin: admin,
 		Keys: &NotaryKeys{Client: b.client.Federation(), Identity: id}})
 	if err != nil {
 		t.Fatal(err)

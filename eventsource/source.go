@@ -33,6 +33,9 @@ type Config struct {
 	Cache    *eventcache.Cache // opened with Options{ServeStatuses: ServeStatuses}
 	// Upstream is Synapse's federation API (asked as Synapse itself); nil answers from the cache alone.
 	Upstream synapseclient.FederationAPI
+	// Admin is Synapse's admin API, for the current state and forward extremities make_join and
+	// send_join need; nil answers joins with 502.
+	Admin RoomStateAPI
 	// Keys gives other servers' keys (NotaryKeys asks Synapse); nil knows only Identity's keys.
 	Keys    KeyFetcher
 	Metrics Metrics
@@ -54,6 +57,7 @@ type Source struct {
 
 	metaMu   sync.Mutex
 	versions sync.Map // room ID → room version
+	memo     joinMemo // the state each recent make_join template was built on
 }
 
 var _ federation.EventSource = (*Source)(nil)
@@ -99,6 +103,12 @@ func (s *Source) Event(ctx context.Context, eventID string) (federation.PDU, err
 	if !errors.Is(err, eventcache.ErrNotFound) {
 		return nil, err
 	}
+	if j, ok, err := s.joinEvent("", eventID); err != nil {
+		return nil, err
+	} else if ok {
+		s.metrics.CacheLookup("event", true)
+		return j.JSON, nil
+	}
 	s.metrics.CacheLookup("event", false)
 	ev, err = s.fetchEvent(ctx, "", eventID)
 	if errors.Is(err, errWrongEvent) {
@@ -115,8 +125,13 @@ func (s *Source) Event(ctx context.Context, eventID string) (federation.PDU, err
 
 // Backfill walks the cache newest first from seeds; whatever the walk reaches that the cache
 // lacks is fetched upstream (Synapse's /backfill, then /event and /get_missing_events for what it
-// omits) and the walk is repeated, so the answer is in the right order.
+// omits) and the walk is repeated, so the answer is in the right order. A seed that is a join
+// accepted through send_join is replaced by its prev_events (the join itself is not answered).
 func (s *Source) Backfill(ctx context.Context, roomID string, seeds []string, limit int) ([]federation.PDU, error) {
+	seeds, err := s.seedsPastJoins(roomID, seeds)
+	if err != nil {
+		return nil, err
+	}
 	return s.walk(ctx, "backfill", roomID, func() ([]eventcache.Event, []string, error) {
 		return s.cache.Backfill(roomID, seeds, limit)
 	})
@@ -309,6 +324,11 @@ func (s *Source) store(ctx context.Context, roomID, version string, pdus []synap
 
 // EventAuth returns the auth chain of eventID from the cache, fetching the links it lacks.
 func (s *Source) EventAuth(ctx context.Context, roomID, eventID string) ([]federation.PDU, error) {
+	if j, ok, err := s.joinEvent(roomID, eventID); err != nil {
+		return nil, err
+	} else if ok {
+		return s.authChain(ctx, roomID, j.AuthEvents)
+	}
 	start, err := s.cachedOrFetched(ctx, roomID, eventID)
 	if err != nil {
 		return nil, err
@@ -318,9 +338,22 @@ func (s *Source) EventAuth(ctx context.Context, roomID, eventID string) ([]feder
 
 // authChain returns the events reachable through auth_events from ids, ids included.
 func (s *Source) authChain(ctx context.Context, roomID string, ids []string) ([]federation.PDU, error) {
+	evs, err := s.authChainEvents(ctx, roomID, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]federation.PDU, len(evs))
+	for i := range evs {
+		out[i] = evs[i].JSON
+	}
+	return out, nil
+}
+
+// authChainEvents is authChain with the events' IDs and edges.
+func (s *Source) authChainEvents(ctx context.Context, roomID string, ids []string) ([]eventcache.Event, error) {
 	seen := map[string]bool{}
 	queue := slices.Clone(ids)
-	var out []federation.PDU
+	var out []eventcache.Event
 	for len(queue) > 0 {
 		id := queue[0]
 		queue = queue[1:]
@@ -332,7 +365,7 @@ func (s *Source) authChain(ctx context.Context, roomID string, ids []string) ([]
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, ev.JSON)
+		out = append(out, ev)
 		queue = append(queue, ev.AuthEvents...)
 	}
 	return out, nil
@@ -362,10 +395,19 @@ func (s *Source) cachedOrFetched(ctx context.Context, roomID, id string) (eventc
 	return ev, nil
 }
 
-// StateIDs asks Synapse for the state before eventID (state needs Synapse's state resolution).
+// StateIDs answers the state before eventID from a snapshot kept in the cache (every answer is
+// kept: the state before an event never changes), otherwise asks Synapse, whose state
+// resolution it needs.
 func (s *Source) StateIDs(ctx context.Context, roomID, eventID string) ([]string, []string, error) {
+	if snap, ok, err := s.snapshot(roomID, eventID); err != nil {
+		return nil, nil, err
+	} else if ok {
+		s.metrics.CacheLookup("state_ids", true)
+		return snap.State, snap.AuthChain, nil
+	}
+	s.metrics.CacheLookup("state_ids", false)
 	if s.up == nil {
-		return nil, nil, fmt.Errorf("%w: state needs Synapse", federation.ErrUpstreamUnavailable)
+		return nil, nil, fmt.Errorf("%w: the cache holds no state at %s and no Synapse is configured", federation.ErrUpstreamUnavailable, eventID)
 	}
 	start := time.Now()
 	r, err := s.up.StateIDs(ctx, roomID, eventID)
@@ -373,13 +415,32 @@ func (s *Source) StateIDs(ctx context.Context, roomID, eventID string) ([]string
 	if err != nil {
 		return nil, nil, upstreamError(err)
 	}
+	s.keepSnapshot(roomID, eventID, r.PDUIDs, r.AuthChainIDs)
 	return r.PDUIDs, r.AuthChainIDs, nil
 }
 
-// State asks Synapse for the state before eventID and serves each event verified, as stored.
+// State answers the state before eventID and its auth chain from a kept snapshot when the cache
+// holds all its events, otherwise asks Synapse and serves each event verified, as stored.
 func (s *Source) State(ctx context.Context, roomID, eventID string) ([]federation.PDU, []federation.PDU, error) {
+	if snap, ok, err := s.snapshot(roomID, eventID); err != nil {
+		return nil, nil, err
+	} else if ok {
+		state, missState, err := s.cache.GetMany(snap.State)
+		if err != nil {
+			return nil, nil, err
+		}
+		chain, missChain, err := s.cache.GetMany(snap.AuthChain)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(missState)+len(missChain) == 0 {
+			s.metrics.CacheLookup("state", true)
+			return jsonOf(state), jsonOf(chain), nil
+		}
+	}
+	s.metrics.CacheLookup("state", false)
 	if s.up == nil {
-		return nil, nil, fmt.Errorf("%w: state needs Synapse", federation.ErrUpstreamUnavailable)
+		return nil, nil, fmt.Errorf("%w: the cache holds no state at %s and no Synapse is configured", federation.ErrUpstreamUnavailable, eventID)
 	}
 	version, err := s.roomVersion(ctx, roomID, []string{eventID})
 	if err != nil {
@@ -399,12 +460,46 @@ func (s *Source) State(ctx context.Context, roomID, eventID string) ([]federatio
 	if err != nil {
 		return nil, nil, err
 	}
-	return state, chain, nil
+	s.keepSnapshot(roomID, eventID, idsOf(state), idsOf(chain))
+	return jsonOf(state), jsonOf(chain), nil
+}
+
+// snapshot returns the kept state before eventID, if it is of roomID.
+func (s *Source) snapshot(roomID, eventID string) (eventcache.StateSnapshot, bool, error) {
+	snap, ok, err := s.cache.StateAt(eventID)
+	if err != nil || !ok || snap.RoomID != roomID {
+		return eventcache.StateSnapshot{}, false, err
+	}
+	return snap, true, nil
+}
+
+// keepSnapshot stores the state before eventID as Synapse answered it; a failure only logs.
+func (s *Source) keepSnapshot(roomID, eventID string, state, chain []string) {
+	err := s.cache.Apply(eventcache.Batch{StateSnapshots: []eventcache.StateSnapshot{{EventID: eventID, RoomID: roomID, State: state, AuthChain: chain}}})
+	if err != nil {
+		s.log.Warn("could not keep the state at an event", zap.String("room_id", roomID), zap.String("event_id", eventID), zap.Error(err))
+	}
+}
+
+func jsonOf(evs []eventcache.Event) []federation.PDU {
+	out := make([]federation.PDU, len(evs))
+	for i := range evs {
+		out[i] = evs[i].JSON
+	}
+	return out
+}
+
+func idsOf(evs []eventcache.Event) []string {
+	out := make([]string, len(evs))
+	for i := range evs {
+		out[i] = evs[i].ID
+	}
+	return out
 }
 
 // storeAndServe verifies and stores pdus and returns them as the cache serves them; any that
 // fails verification fails the whole answer.
-func (s *Source) storeAndServe(ctx context.Context, roomID, version string, pdus []synapseclient.PDU) ([]federation.PDU, error) {
+func (s *Source) storeAndServe(ctx context.Context, roomID, version string, pdus []synapseclient.PDU) ([]eventcache.Event, error) {
 	ids, err := s.store(ctx, roomID, version, pdus)
 	if err != nil {
 		return nil, err
@@ -416,11 +511,7 @@ func (s *Source) storeAndServe(ctx context.Context, roomID, version string, pdus
 	if len(missing) > 0 || len(ids) != len(pdus) {
 		return nil, fmt.Errorf("%w: %d state events", federation.ErrNotVerified, len(pdus)-len(found))
 	}
-	out := make([]federation.PDU, len(found))
-	for i := range found {
-		out[i] = found[i].JSON
-	}
-	return out, nil
+	return found, nil
 }
 
 // roomVersion returns a room's version from memory, the cache, or Synapse (through the

@@ -19,6 +19,8 @@ type matrixError struct {
 	Status  int    `json:"-"`
 	ErrCode string `json:"errcode"`
 	Message string `json:"error"`
+	// RoomVersion is set on M_INCOMPATIBLE_ROOM_VERSION answers.
+	RoomVersion string `json:"room_version,omitempty"`
 }
 
 func (e *matrixError) Error() string { return e.ErrCode + ": " + e.Message }

@@ -86,6 +86,9 @@ func New(cfg Config) (*Server, error) {
 	r.Handle(v1+"/state_ids/{roomId}", s.wrap("state_ids", true, s.stateIDs)).Methods(http.MethodGet)
 	r.Handle(v1+"/state/{roomId}", s.wrap("state", true, s.state)).Methods(http.MethodGet)
 	r.Handle(v1+"/event_auth/{roomId}/{eventId}", s.wrap("event_auth", true, s.eventAuth)).Methods(http.MethodGet)
+	r.Handle(v1+"/make_join/{roomId}/{userId}", s.wrap("make_join", true, s.makeJoin)).Methods(http.MethodGet)
+	r.Handle(v1+"/send_join/{roomId}/{eventId}", s.wrap("send_join", true, s.sendJoin(true))).Methods(http.MethodPut)
+	r.Handle("/_matrix/federation/v2/send_join/{roomId}/{eventId}", s.wrap("send_join", true, s.sendJoin(false))).Methods(http.MethodPut)
 	s.router = r
 	return s, nil
 }

@@ -67,6 +67,7 @@ func openShim(cfg *config.Config, log *zap.Logger, m eventsource.Metrics) (*shim
 	p := &shimParts{}
 	var up synapseclient.FederationAPI
 	var keys eventsource.KeyFetcher
+	var admin eventsource.RoomStateAPI
 	if cfg.FederationURL() != "" {
 		c, err := synapseclient.New(synapseclient.Config{BaseURL: cfg.Synapse.URL, FederationURL: cfg.Synapse.FederationURL,
 			AdminToken: string(cfg.Synapse.AdminToken), ServerName: cfg.ServerName, Identity: cfg.Identity,
@@ -81,13 +82,16 @@ func openShim(cfg *config.Config, log *zap.Logger, m eventsource.Metrics) (*shim
 		p.client = c
 		up = c.Federation()
 		keys = &eventsource.NotaryKeys{Client: c.Federation(), Identity: cfg.Identity}
+		if cfg.Synapse.AdminToken != "" && cfg.Synapse.URL != "" {
+			admin = c.Admin() // make_join and send_join read the current state with it
+		}
 	}
 	cache, err := eventcache.Open(cfg.Path(cfg.Cache.Path), eventcache.Options{ServeStatuses: eventsource.ServeStatuses})
 	if err != nil {
 		return nil, fmt.Errorf("opening the event cache: %w", err)
 	}
 	p.cache = cache
-	src, err := eventsource.New(eventsource.Config{Identity: cfg.Identity, Cache: cache, Upstream: up, Keys: keys, Metrics: m, Logger: log})
+	src, err := eventsource.New(eventsource.Config{Identity: cfg.Identity, Cache: cache, Upstream: up, Admin: admin, Keys: keys, Metrics: m, Logger: log})
 	if err != nil {
 		cache.Close()
 		return nil, err
