@@ -80,7 +80,7 @@ type Batch struct {
 	Events         []Event
 	FrontierAdd    []Ref
 	FrontierRemove []Ref
-	Rooms          []RoomMeta // RoomVersion, Complete and Progress are set; counts are ignored
+	Rooms          []RoomMeta      // RoomVersion, Complete and Progress are set; counts are ignored
 	Joins          []Join          // joins accepted through send_join
 	StateSnapshots []StateSnapshot // room states before events, as answered
 }
