@@ -211,13 +211,18 @@ func (db *DB) check(ctx context.Context) error {
 	}
 	var problems []string
 	var missing []string
+	columns, err := db.columns(ctx)
+	if err != nil {
+		return err
+	}
+	want := []string{"key BLOB notnull=0 pk=1", "value BLOB notnull=1 pk=0"}
 	for _, t := range db.expectedTables() {
 		if !db.tables[t] {
 			missing = append(missing, t)
 			continue
 		}
-		if p := db.checkColumns(ctx, t); p != "" {
-			problems = append(problems, p)
+		if !slices.Equal(columns[t], want) {
+			problems = append(problems, fmt.Sprintf("table %s has columns %v, not Conduit's (key BLOB PRIMARY KEY, value BLOB NOT NULL)", t, columns[t]))
 		}
 	}
 	if len(missing) > 0 {
@@ -291,26 +296,23 @@ func (db *DB) otherServerUsers(ctx context.Context) []string {
 	return out
 }
 
-func (db *DB) checkColumns(ctx context.Context, table string) string {
-	rows, err := db.conn.QueryContext(ctx, `SELECT name, type, "notnull", pk FROM pragma_table_info(?)`, table)
+// columns describes every table's columns in one query.
+func (db *DB) columns(ctx context.Context) (map[string][]string, error) {
+	rows, err := db.conn.QueryContext(ctx, `SELECT m.name, p.name, p.type, p."notnull", p.pk FROM sqlite_master AS m, pragma_table_info(m.name) AS p WHERE m.type = 'table' ORDER BY m.name, p.cid`)
 	if err != nil {
-		return fmt.Sprintf("table %s: %v", table, err)
+		return nil, fmt.Errorf("conduit: read the schema: %w", err)
 	}
 	defer rows.Close()
-	var cols []string
+	out := map[string][]string{}
 	for rows.Next() {
-		var name, typ string
+		var table, name, typ string
 		var notNull, pk int
-		if err := rows.Scan(&name, &typ, &notNull, &pk); err != nil {
-			return fmt.Sprintf("table %s: %v", table, err)
+		if err := rows.Scan(&table, &name, &typ, &notNull, &pk); err != nil {
+			return nil, err
 		}
-		cols = append(cols, fmt.Sprintf("%s %s notnull=%d pk=%d", name, strings.ToUpper(typ), notNull, pk))
+		out[table] = append(out[table], fmt.Sprintf("%s %s notnull=%d pk=%d", name, strings.ToUpper(typ), notNull, pk))
 	}
-	want := []string{"key BLOB notnull=0 pk=1", "value BLOB notnull=1 pk=0"}
-	if !slices.Equal(cols, want) {
-		return fmt.Sprintf("table %s has columns %v, not Conduit's (key BLOB PRIMARY KEY, value BLOB NOT NULL)", table, cols)
-	}
-	return ""
+	return out, rows.Err()
 }
 
 func isASCII(b []byte) bool {

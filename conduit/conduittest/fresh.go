@@ -14,17 +14,39 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/transition-matrix/transition-matrix/conduit"
 )
 
+// templates caches one fresh database file per server name and version, so that tests copy a
+// file instead of creating 86 tables each time.
+var templates sync.Map // "<version> <server>" → []byte
+
 // FreshDB creates a fresh Conduit database of the given version in a new temporary directory and
-// returns the directory.
+// returns the directory. Databases of one test binary with the same server name and version are
+// copies of one NewFreshDB result (same admin room and keypair).
 func FreshDB(t testing.TB, serverName string, version int) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "conduit")
-	if err := NewFreshDB(dir, serverName, version); err != nil {
+	key := fmt.Sprint(version, " ", serverName)
+	tmpl, ok := templates.Load(key)
+	if !ok {
+		tmp := filepath.Join(t.TempDir(), "template")
+		if err := NewFreshDB(tmp, serverName, version); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(tmp, conduit.FileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl, _ = templates.LoadOrStore(key, b)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, conduit.FileName), tmpl.([]byte), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -76,7 +98,10 @@ func NewFreshDB(dir, serverName string, version int) error {
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	return db.Close()
+	if err := db.Close(); err != nil {
+		return err
+	}
+	return os.Chmod(path, 0o600)
 }
 
 type writer struct {

@@ -1,0 +1,323 @@
+package conduit_test
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/transition-matrix/transition-matrix/conduit"
+	"github.com/transition-matrix/transition-matrix/conduit/conduittest"
+)
+
+// dump renders every row of every table (with SQLite's storage class), to prove a refusal wrote nothing.
+func dump(t *testing.T, dir string) string {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, conduit.FileName)+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		tables = append(tables, n)
+	}
+	rows.Close()
+	var parts []string
+	for _, tb := range tables {
+		parts = append(parts, `SELECT '`+tb+`', typeof(key), hex(key), typeof(value), hex(value) FROM "`+tb+`"`)
+	}
+	r, err := db.Query(strings.Join(parts, " UNION ALL ") + " ORDER BY 1, 3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var b strings.Builder
+	for r.Next() {
+		var tb, a, k, c, v string
+		r.Scan(&tb, &a, &k, &c, &v)
+		fmt.Fprintf(&b, "%s %s:%s = %s:%s\n", tb, a, k, c, v)
+	}
+	return b.String()
+}
+
+// snapshot is the bytes of every file in the database directory, to prove a refusal wrote nothing.
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[e.Name()] = string(b)
+	}
+	return out
+}
+
+func sameFiles(t *testing.T, before, after map[string]string) {
+	t.Helper()
+	for name, b := range before {
+		if a, ok := after[name]; !ok || a != b {
+			t.Errorf("%s changed (%d → %d bytes, present %v)", name, len(b), len(a), ok)
+		}
+	}
+	for name := range after {
+		if _, ok := before[name]; !ok {
+			t.Errorf("%s was created", name)
+		}
+	}
+}
+
+// rawExec changes a database behind Conduit's back, for the refusal tests.
+func rawExec(t *testing.T, dir string, stmts ...string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, conduit.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, s := range stmts {
+		if _, err := db.Exec(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+func TestOpenRefusesMissingDatabase(t *testing.T) {
+	dir := t.TempDir()
+	_, err := conduit.Open(dir, conduit.Options{ServerName: server})
+	if !errors.Is(err, conduit.ErrNoDatabase) {
+		t.Fatalf("err = %v, want ErrNoDatabase", err)
+	}
+	if !strings.Contains(err.Error(), "start Conduit once") {
+		t.Errorf("error does not say what to do: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("refusal created %v", entries)
+	}
+}
+
+func TestOpenRefusals(t *testing.T) {
+	cases := []struct {
+		name    string
+		version int
+		server  string
+		change  []string
+		want    error
+		mention string
+	}{
+		{"unknown version 19 (continuwuity)", 18, server, []string{`UPDATE global SET value = X'0000000000000013' WHERE key = CAST('version' AS BLOB)`}, conduit.ErrUnknownVersion, "19"},
+		{"unknown version 15", 16, server, []string{`UPDATE global SET value = X'000000000000000F' WHERE key = CAST('version' AS BLOB)`}, conduit.ErrUnknownVersion, "known: 16"},
+		{"version of wrong width", 18, server, []string{`UPDATE global SET value = X'12' WHERE key = CAST('version' AS BLOB)`}, conduit.ErrNotCreatedByConduit, "1 bytes"},
+		{"no global table", 18, server, []string{`DROP TABLE global`}, conduit.ErrNotCreatedByConduit, "no global table"},
+		{"missing tables", 17, server, []string{`DROP TABLE keyid_key`, `DROP TABLE filehash_metadata`}, conduit.ErrNotCreatedByConduit, "filehash_metadata keyid_key"},
+		{"table of another shape", 18, server, []string{`DROP TABLE senderkey_pusher`, `CREATE TABLE senderkey_pusher (key TEXT PRIMARY KEY, value TEXT)`}, conduit.ErrNotCreatedByConduit, "senderkey_pusher"},
+		{"another server name", 18, "other.example", nil, conduit.ErrNotCreatedByConduit, "@conduit:example.org"},
+		{"no admin room", 18, server, []string{`DELETE FROM alias_roomid`}, conduit.ErrNotCreatedByConduit, "admin room"},
+		{"counter of wrong width", 18, server, []string{`UPDATE global SET value = X'00000010' WHERE key = CAST('c' AS BLOB)`}, conduit.ErrNotCreatedByConduit, `global["c"] is 4 bytes`},
+		{"counter stored as TEXT", 18, server, []string{`DELETE FROM global WHERE key = CAST('c' AS BLOB)`, `INSERT INTO global VALUES ('c', X'0000000000000010')`}, conduit.ErrNotCreatedByConduit, `no global["c"]`},
+		{"start never finished", 16, server, []string{`DELETE FROM roomusertype_roomuserdataid`}, conduit.ErrNotCreatedByConduit, "m.push_rules"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := conduittest.FreshDB(t, server, c.version)
+			rawExec(t, dir, c.change...)
+			before := snapshot(t, dir)
+			_, err := conduit.Open(dir, conduit.Options{ServerName: c.server})
+			if !errors.Is(err, c.want) {
+				t.Fatalf("err = %v, want %v", err, c.want)
+			}
+			if !strings.Contains(err.Error(), c.mention) {
+				t.Errorf("error %q does not mention %q", err, c.mention)
+			}
+			sameFiles(t, before, snapshot(t, dir))
+		})
+	}
+}
+
+func TestOpenRequiresServerNameForWriting(t *testing.T) {
+	dir := conduittest.FreshDB(t, server, 18)
+	if _, err := conduit.Open(dir, conduit.Options{}); err == nil || !strings.Contains(err.Error(), "ServerName") {
+		t.Fatalf("err = %v", err)
+	}
+	db, err := conduit.Open(dir, conduit.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Update(func(*conduit.Tx) error { return nil }); !errors.Is(err, conduit.ErrReadOnly) {
+		t.Fatalf("Update on a read-only DB: %v", err)
+	}
+}
+
+// holderEnv makes the test binary act as a second process on a database (see TestHelperProcess).
+const holderEnv = "CONDUIT_TEST_HOLDER"
+
+// TestHelperProcess is not a test: run by the tests below as a separate process, it either holds a
+// database open in WAL mode as Conduit does ("hold") or tries to open it as Conduit's start does
+// ("start"), and reports on stdout.
+func TestHelperProcess(t *testing.T) {
+	spec := os.Getenv(holderEnv)
+	if spec == "" {
+		t.Skip("helper process only")
+	}
+	mode, path, _ := strings.Cut(spec, ":")
+	// Conduit's prepare_conn: WAL, synchronous NORMAL, no autocheckpoint; rusqlite's 5 s busy
+	// timeout shortened to keep the test quick.
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(100)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)")
+	if err == nil {
+		db.SetMaxOpenConns(1)
+		switch mode {
+		case "hold":
+			var n int
+			if err = db.QueryRow("SELECT count(*) FROM global").Scan(&n); err == nil {
+				fmt.Println("ready")
+				io.Copy(io.Discard, os.Stdin) // hold until the parent closes stdin
+			}
+		case "start":
+			_, err = db.Exec(`CREATE TABLE IF NOT EXISTS global ( "key" BLOB PRIMARY KEY, "value" BLOB NOT NULL )`)
+			if err == nil {
+				_, err = db.Exec(`INSERT OR REPLACE INTO global VALUES (X'75', X'0000000000000001')`)
+			}
+		}
+	}
+	if err != nil {
+		fmt.Println("error:", err)
+	} else {
+		fmt.Println("ok")
+	}
+	db.Close()
+}
+
+type helper struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Reader
+}
+
+func startHelper(t *testing.T, mode, path string) *helper {
+	t.Helper()
+	cmd := exec.CommandContext(context.Background(), os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), holderEnv+"="+mode+":"+path)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &helper{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
+	t.Cleanup(func() { h.stop() })
+	return h
+}
+
+func (h *helper) line(t *testing.T) string {
+	t.Helper()
+	l, err := h.out.ReadString('\n')
+	if err != nil {
+		t.Fatalf("helper process: %v", err)
+	}
+	return strings.TrimSpace(l)
+}
+
+func (h *helper) stop() {
+	if h.stdin != nil {
+		h.stdin.Close()
+		h.stdin = nil
+		io.Copy(io.Discard, h.out)
+		h.cmd.Wait()
+	}
+}
+
+func TestOpenRefusesDatabaseInUse(t *testing.T) {
+	dir := conduittest.FreshDB(t, server, 18)
+	path := filepath.Join(dir, conduit.FileName)
+	before := dump(t, dir)
+
+	conduitLike := startHelper(t, "hold", path)
+	if l := conduitLike.line(t); l != "ready" {
+		t.Fatalf("holder: %s", l)
+	}
+	_, err := conduit.Open(dir, conduit.Options{ServerName: server})
+	if !errors.Is(err, conduit.ErrInUse) {
+		t.Fatalf("err = %v, want ErrInUse", err)
+	}
+	if !strings.Contains(err.Error(), "stop Conduit") {
+		t.Errorf("error does not say what to do: %v", err)
+	}
+	// The reader still works next to a running Conduit (shim verify).
+	ro, err := conduit.Open(dir, conduit.Options{ServerName: server, ReadOnly: true})
+	if err != nil {
+		t.Fatalf("read-only open next to Conduit: %v", err)
+	}
+	if users, err := ro.Users(); err != nil || len(users) != 1 {
+		t.Fatalf("users %v %v", users, err)
+	}
+	ro.Close()
+	conduitLike.stop()
+	if after := dump(t, dir); after != before {
+		t.Fatal("the refused open changed the database")
+	}
+
+	// Once Conduit is gone the import opens, and holds the database: Conduit cannot start meanwhile.
+	db, err := conduit.Open(dir, conduit.Options{ServerName: server})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := startHelper(t, "start", path)
+	if l := start.line(t); !strings.Contains(l, "database is locked") {
+		t.Fatalf("Conduit-like start while the import holds the database: %q, want database is locked", l)
+	}
+	start.stop()
+	db.Close()
+	start = startHelper(t, "start", path)
+	if l := start.line(t); l != "ok" {
+		t.Fatalf("Conduit-like start after Close: %q", l)
+	}
+}
+
+// TestAllRowsAreBlobs checks that every key and value the writer stored is a BLOB: Conduit binds
+// &[u8], and a TEXT row would be invisible to it (research conduit-join-and-spec-vectors §2).
+func TestAllRowsAreBlobs(t *testing.T) {
+	for _, version := range []int{16, 18} {
+		db, dir := openFresh(t, version)
+		if _, err := db.Update(importAlice); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		var bad []string
+		for _, line := range strings.Split(dump(t, dir), "\n") {
+			if line != "" && strings.Count(line, "blob:") != 2 {
+				bad = append(bad, line)
+			}
+		}
+		sort.Strings(bad)
+		if len(bad) > 0 {
+			t.Fatalf("version %d: rows not stored as BLOB:\n%s", version, strings.Join(bad, "\n"))
+		}
+	}
+}
+
