@@ -320,4 +320,3 @@ func TestAllRowsAreBlobs(t *testing.T) {
 		}
 	}
 }
-
