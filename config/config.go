@@ -62,6 +62,9 @@ type Synapse struct {
 	FederationURL  string `yaml:"federation_url"`
 	AdminToken     Secret `yaml:"admin_token"`
 	AdminTokenFile string `yaml:"admin_token_file"`
+	// MediaStorePath is Synapse's media_store_path (homeserver.yaml), read by the import for the
+	// files of local media; relative paths are resolved against the configuration file's folder.
+	MediaStorePath string `yaml:"media_store_path"`
 }
 
 // Target is the homeserver taking over (Conduit): its client API and an appservice as_token.
@@ -301,6 +304,8 @@ func (c *Config) Require(keys ...string) error {
 		case "synapse.admin_token":
 			v = string(c.Synapse.AdminToken)
 			k = "synapse.admin_token (or synapse.admin_token_file)"
+		case "synapse.media_store_path":
+			v = c.Synapse.MediaStorePath
 		case "listen":
 			v = c.Listen
 		case "cache.path":
@@ -328,6 +333,10 @@ func (c *Config) FederationURL() string {
 	}
 	return c.Synapse.URL
 }
+
+// MediaStorePath is synapse.media_store_path resolved against the configuration file's folder
+// ("" when unset).
+func (c *Config) MediaStorePath() string { return c.Path(c.Synapse.MediaStorePath) }
 
 // OverrideTargetURL replaces target.url with a -target flag's value, when one was given.
 func (c *Config) OverrideTargetURL(flagValue string) error {

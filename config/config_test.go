@@ -248,3 +248,30 @@ func TestTarget(t *testing.T) {
 		t.Fatalf("empty token file: %v", err)
 	}
 }
+
+func TestMediaStorePath(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "hs.key", "ed25519 a_Test "+testSeed+"\n", 0o600)
+	path := writeFile(t, dir, "shim.yaml", "server_name: hs.example\nsigning_key_path: hs.key\nsynapse: {media_store_path: synapse/media}\n", 0o600)
+	c, err := Load(path, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MediaStorePath() != filepath.Join(dir, "synapse/media") {
+		t.Errorf("relative media_store_path resolved to %q", c.MediaStorePath())
+	}
+	if err := c.Require("synapse.media_store_path"); err != nil {
+		t.Fatal(err)
+	}
+	c.Synapse.MediaStorePath = "/srv/media"
+	if c.MediaStorePath() != "/srv/media" {
+		t.Errorf("absolute path changed: %q", c.MediaStorePath())
+	}
+	unset := Default()
+	if unset.MediaStorePath() != "" {
+		t.Errorf("unset path resolved to %q", unset.MediaStorePath())
+	}
+	if err := unset.Require("synapse.media_store_path"); err == nil || !strings.Contains(err.Error(), "synapse.media_store_path: required") {
+		t.Errorf("Require on an unset path: %v", err)
+	}
+}

@@ -867,3 +867,117 @@ func (a *AdminClient) LocalMediaTotals(ctx context.Context) (*MediaTotals, error
 	}
 	return nil, fmt.Errorf("synapseclient: GET /_synapse/admin/v1/statistics/users/media: more than %d pages", maxPages)
 }
+
+// LocalMedia is one local upload as the admin API lists a user's media (Synapse 1.67 shape;
+// later versions add fields, ignored here). Null columns decode as "" and 0.
+type LocalMedia struct {
+	MediaID            string `json:"media_id"`
+	MediaType          string `json:"media_type"`
+	MediaLength        int64  `json:"media_length"`
+	UploadName         string `json:"upload_name"`
+	CreatedTS          int64  `json:"created_ts"`
+	LastAccessTS       int64  `json:"last_access_ts"`
+	QuarantinedBy      string `json:"quarantined_by"`
+	SafeFromQuarantine bool   `json:"safe_from_quarantine"`
+}
+
+// LocalMediaPage is one page of a user's uploads; NextToken is nil on the last page.
+type LocalMediaPage struct {
+	Media     []LocalMedia `json:"media"`
+	Total     int          `json:"total"`
+	NextToken *int         `json:"-"`
+}
+
+// UserMedia returns one page of the local media a user uploaded, oldest first (order_by=created_ts,
+// dir=f), from offset from with at most limit items (0 for Synapse's default, 100).
+// https://element-hq.github.io/synapse/latest/admin_api/user_admin_api.html#list-media-uploaded-by-a-user
+func (a *AdminClient) UserMedia(ctx context.Context, userID string, from, limit int) (*LocalMediaPage, error) {
+	q := url.Values{}
+	q.Set("order_by", "created_ts")
+	q.Set("dir", "f")
+	if from > 0 {
+		q.Set("from", strconv.Itoa(from))
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var out struct {
+		Media     []mediaJSON     `json:"media"`
+		Total     int             `json:"total"`
+		NextToken json.RawMessage `json:"next_token"`
+	}
+	const tmpl = "/_synapse/admin/v1/users/{userId}/media"
+	if err := a.get(ctx, tmpl, "/_synapse/admin/v1/users/"+escape(userID)+"/media", q.Encode(), &out); err != nil {
+		return nil, err
+	}
+	page := &LocalMediaPage{Total: out.Total, Media: make([]LocalMedia, 0, len(out.Media))}
+	for _, m := range out.Media {
+		page.Media = append(page.Media, m.toLocalMedia())
+	}
+	tok, err := flexToken(out.NextToken)
+	if err != nil {
+		return nil, fmt.Errorf("synapseclient: GET %s: next_token: %w", tmpl, err)
+	}
+	if tok != "" {
+		n, err := strconv.Atoi(tok)
+		if err != nil {
+			return nil, fmt.Errorf("synapseclient: GET %s: next_token %q is not an offset", tmpl, tok)
+		}
+		page.NextToken = &n
+	}
+	return page, nil
+}
+
+// AllUserMedia pages through UserMedia and returns all of a user's uploads, oldest first.
+// https://element-hq.github.io/synapse/latest/admin_api/user_admin_api.html#list-media-uploaded-by-a-user
+func (a *AdminClient) AllUserMedia(ctx context.Context, userID string) ([]LocalMedia, error) {
+	out := []LocalMedia{}
+	from := 0
+	for range maxPages {
+		page, err := a.UserMedia(ctx, userID, from, a.pageSize)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page.Media...)
+		if page.NextToken == nil || len(page.Media) == 0 {
+			return out, nil
+		}
+		if *page.NextToken <= from {
+			return nil, fmt.Errorf("synapseclient: GET /_synapse/admin/v1/users/{userId}/media: next_token %d does not advance", *page.NextToken)
+		}
+		from = *page.NextToken
+	}
+	return nil, fmt.Errorf("synapseclient: GET /_synapse/admin/v1/users/{userId}/media: more than %d pages", maxPages)
+}
+
+// mediaJSON decodes a media item whose nullable columns may be null; safe_from_quarantine is a
+// boolean on PostgreSQL and 0/1 on SQLite.
+type mediaJSON struct {
+	MediaID            string          `json:"media_id"`
+	MediaType          *string         `json:"media_type"`
+	MediaLength        *int64          `json:"media_length"`
+	UploadName         *string         `json:"upload_name"`
+	CreatedTS          *int64          `json:"created_ts"`
+	LastAccessTS       *int64          `json:"last_access_ts"`
+	QuarantinedBy      *string         `json:"quarantined_by"`
+	SafeFromQuarantine json.RawMessage `json:"safe_from_quarantine"`
+}
+
+func (m mediaJSON) toLocalMedia() LocalMedia {
+	deref := func(s *string) string {
+		if s == nil {
+			return ""
+		}
+		return *s
+	}
+	num := func(n *int64) int64 {
+		if n == nil {
+			return 0
+		}
+		return *n
+	}
+	safe := string(m.SafeFromQuarantine)
+	return LocalMedia{MediaID: m.MediaID, MediaType: deref(m.MediaType), MediaLength: num(m.MediaLength),
+		UploadName: deref(m.UploadName), CreatedTS: num(m.CreatedTS), LastAccessTS: num(m.LastAccessTS),
+		QuarantinedBy: deref(m.QuarantinedBy), SafeFromQuarantine: safe == "true" || safe == "1"}
+}

@@ -420,6 +420,8 @@ func TestSimCoversEveryClientMethod(t *testing.T) {
 		"FederationClient.QueryProfile":     "TestSimQueryProfileAndMediaTotals",
 		"AdminClient.UserMediaStatistics":   "TestSimQueryProfileAndMediaTotals",
 		"AdminClient.LocalMediaTotals":      "TestSimQueryProfileAndMediaTotals",
+		"AdminClient.UserMedia":             "TestSimUserMedia",
+		"AdminClient.AllUserMedia":          "TestSimUserMedia",
 	}
 	for _, typ := range []reflect.Type{
 		reflect.TypeFor[*synapseclient.Client](), reflect.TypeFor[*synapseclient.AdminClient](),
@@ -1905,5 +1907,46 @@ func TestSimQueryProfileAndMediaTotals(t *testing.T) {
 	page, err := r.c.Admin().UserMediaStatistics(ctx, 0, 3)
 	if err != nil || len(page.Users) != 3 || page.Total != want.Users || page.NextToken == nil || *page.NextToken != 3 {
 		t.Fatalf("first page %+v, %v", page, err)
+	}
+}
+
+func TestSimUserMedia(t *testing.T) {
+	r := startRig(t, synapsesim.Options{}, func(c *synapseclient.Config) { c.PageSize = 2 })
+	ctx := t.Context()
+	alice := r.w.User("@alice:" + r.w.ServerName)
+	got, err := r.c.Admin().AllUserMedia(ctx, alice.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(alice.Media) < 3 || len(got) != len(alice.Media) {
+		t.Fatalf("%d items, want %d (at least 3, to page by 2)", len(got), len(alice.Media))
+	}
+	for i, m := range alice.Media {
+		want := synapseclient.LocalMedia{MediaID: m.ID, MediaType: m.ContentType, MediaLength: int64(len(m.Bytes)),
+			UploadName: m.UploadName, CreatedTS: m.CreatedTS, LastAccessTS: m.LastAccessTS, QuarantinedBy: m.QuarantinedBy}
+		if got[i] != want {
+			t.Errorf("item %d: %+v, want %+v", i, got[i], want)
+		}
+	}
+	page, err := r.c.Admin().UserMedia(ctx, alice.ID, 0, 1)
+	if err != nil || len(page.Media) != 1 || page.Total != len(alice.Media) || page.NextToken == nil || *page.NextToken != 1 {
+		t.Fatalf("first page %+v, %v", page, err)
+	}
+	bob := r.w.User("@bob:" + r.w.ServerName)
+	bobs, err := r.c.Admin().AllUserMedia(ctx, bob.ID)
+	quarantined := 0
+	for _, m := range bobs {
+		if m.QuarantinedBy != "" {
+			quarantined++
+		}
+	}
+	if err != nil || quarantined != 1 {
+		t.Errorf("bob: %d quarantined items (want 1), %v", quarantined, err)
+	}
+	if none, err := r.c.Admin().AllUserMedia(ctx, "@dave:"+r.w.ServerName); err != nil || none == nil || len(none) != 0 {
+		t.Errorf("user without uploads: %v, %v", none, err)
+	}
+	if _, err := r.c.Admin().AllUserMedia(ctx, "@nobody:"+r.w.ServerName); !errors.Is(err, synapseclient.ErrNotFound) {
+		t.Errorf("unknown user: %v", err)
 	}
 }

@@ -561,14 +561,13 @@ func (s *Server) fetchEvent(w http.ResponseWriter, r *http.Request, v []string) 
 	writeJSON(w, http.StatusOK, []byte(`{"event":`+string(pdu)+`}`))
 }
 
-// LocalMedia lists the local media the simulated server holds for each user: the users' own avatars
-// (the only uploads a world has), each with a length derived from its media ID.
+// LocalMedia lists the local media the simulated server holds for each user with any: the
+// world's uploads (World.User.Media), in upload order.
 func (s *Server) LocalMedia() map[string][]MediaItem {
 	out := map[string][]MediaItem{}
-	prefix := "mxc://" + s.w.ServerName + "/"
 	for _, u := range s.w.Users {
-		if id, ok := strings.CutPrefix(u.Profile.AvatarURL, prefix); ok {
-			out[u.ID] = append(out[u.ID], MediaItem{MediaID: id, Length: 1000 + int64(crc32.ChecksumIEEE([]byte(id))%200000)})
+		for _, m := range u.Media {
+			out[u.ID] = append(out[u.ID], MediaItem{MediaID: m.ID, Length: int64(len(m.Bytes))})
 		}
 	}
 	return out

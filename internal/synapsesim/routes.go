@@ -26,6 +26,7 @@ func (s *Server) buildRoutes() []route {
 	add("admin.devices", "GET", adm+"/v2/users/{user}/devices", s.adminDevices)
 	add("admin.pushers", "GET", adm+"/v1/users/{user}/pushers", s.adminPushers)
 	add("admin.joined_rooms", "GET", adm+"/v1/users/{user}/joined_rooms", s.adminJoinedRooms)
+	add("admin.user_media", "GET", adm+"/v1/users/{user}/media", s.userMedia)
 	add("admin.whois", "GET", adm+"/v1/whois/{user}", s.whois)
 	add("admin.rooms", "GET", adm+"/v1/rooms", s.listRooms)
 	add("admin.room", "GET", adm+"/v1/rooms/{room}", s.roomDetails)

@@ -370,3 +370,21 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
+
+// FillBulk writes users×devices synthetic sessions (user, device, access token, one fallback key
+// each) for benchmarks.
+func FillBulk(ctx context.Context, db *sql.DB, backend string, users, devices int) error {
+	t := newTables(backend)
+	t.tokenID = 1 << 32
+	for i := range users {
+		uid := fmt.Sprintf("@bulk%06d:bulk.test", i)
+		t.add("users", uid, nil, int64(1_700_000_000_000), 0, nil, 0)
+		for k := range devices {
+			did := fmt.Sprintf("BULK%02dDEV", k)
+			t.add("devices", uid, did, nil, nil, nil, nil, false)
+			t.token(uid, did, fmt.Sprintf("syt_bulk_%06d_%02d_abcdefghijklmnopqrst", i, k), 0, "")
+			t.add("e2e_fallback_keys_json", uid, did, "signed_curve25519", "AAAAAA", `{"key":"bulk","fallback":true}`, false)
+		}
+	}
+	return t.write(ctx, db)
+}
