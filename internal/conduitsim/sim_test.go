@@ -19,7 +19,7 @@ const asToken = "as_token_for_tests"
 
 type bed struct {
 	w    *world.World
-	shim *fakeShim
+	shim *WorldPeer
 	sim  *Server
 }
 
@@ -31,7 +31,7 @@ func newBed(t *testing.T, o world.Options) *bed {
 	}
 	b := &bed{w: w}
 	sim := Start(t, Options{World: w, ShimURL: "placeholder", ASToken: asToken})
-	b.shim, sim.opts.ShimURL = newFakeShim(t, w, sim.id)
+	b.shim, sim.opts.ShimURL = StartWorldPeer(t, w, sim.id)
 	b.sim = sim
 	return b
 }

@@ -18,10 +18,12 @@ import (
 	"github.com/transition-matrix/transition-matrix/signing"
 )
 
-// fakeShim stands in for the shim in this package's tests: make_join and send_join answered from
-// the world, the rest by the real federation server over the world's events. A join's ID is
-// expanded to its prev_events when it seeds a /backfill, as the shim does.
-type fakeShim struct {
+// WorldPeer is a federation peer for tests that do not run the shim: make_join and send_join
+// answered from a world (template on the forward extremities, state = the current state, its auth
+// chain), /backfill and /event by the real federation server over the world's events (pruned when
+// redacted, as Synapse serves them). A join's ID seeding /backfill expands to its prev_events, as in
+// the shim. It checks no X-Matrix signature on make_join and send_join.
+type WorldPeer struct {
 	w   *world.World
 	fed http.Handler
 
@@ -31,20 +33,31 @@ type fakeShim struct {
 	event   json.RawMessage     // when set, send_join answers it as "event"
 }
 
-func newFakeShim(t *testing.T, w *world.World, id *signing.Identity) (*fakeShim, string) {
-	t.Helper()
-	f := &fakeShim{w: w, joins: map[string][]string{}, corrupt: map[string]bool{}}
+// NewWorldPeer builds a peer over a world, answering requests signed by id.
+func NewWorldPeer(w *world.World, id *signing.Identity) (*WorldPeer, error) {
+	f := &WorldPeer{w: w, joins: map[string][]string{}, corrupt: map[string]bool{}}
 	srv, err := federation.New(federation.Config{Identity: id, Source: worldSource{f}})
+	if err != nil {
+		return nil, err
+	}
+	f.fed = srv
+	return f, nil
+}
+
+// StartWorldPeer serves a WorldPeer on an httptest server closed when the test ends; it returns the URL.
+func StartWorldPeer(t testing.TB, w *world.World, id *signing.Identity) (*WorldPeer, string) {
+	t.Helper()
+	f, err := NewWorldPeer(w, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.fed = srv
 	hs := httptest.NewServer(f)
 	t.Cleanup(hs.Close)
 	return f, hs.URL
 }
 
-func (f *fakeShim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP answers a federation request.
+func (f *WorldPeer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(r.URL.EscapedPath(), "/")
 	for i := range parts {
 		parts[i], _ = url.PathUnescape(parts[i])
@@ -59,7 +72,7 @@ func (f *fakeShim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (f *fakeShim) makeJoin(w http.ResponseWriter, r *http.Request, roomID, user string) {
+func (f *WorldPeer) makeJoin(w http.ResponseWriter, r *http.Request, roomID, user string) {
 	rm := f.w.Room(roomID)
 	if rm == nil {
 		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "no such room")
@@ -87,7 +100,7 @@ func (f *fakeShim) makeJoin(w http.ResponseWriter, r *http.Request, roomID, user
 	}})
 }
 
-func (f *fakeShim) sendJoin(w http.ResponseWriter, r *http.Request, roomID string) {
+func (f *WorldPeer) sendJoin(w http.ResponseWriter, r *http.Request, roomID string) {
 	rm := f.w.Room(roomID)
 	body, _ := io.ReadAll(r.Body)
 	id, err := signing.EventID(rm.Version, body)
@@ -111,7 +124,7 @@ func (f *fakeShim) sendJoin(w http.ResponseWriter, r *http.Request, roomID strin
 	writeJSON(w, http.StatusOK, ans)
 }
 
-func (f *fakeShim) pdus(ids []string) []json.RawMessage {
+func (f *WorldPeer) pdus(ids []string) []json.RawMessage {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := make([]json.RawMessage, 0, len(ids))
@@ -133,7 +146,7 @@ func (f *fakeShim) pdus(ids []string) []json.RawMessage {
 }
 
 // pdu is an event as Synapse serves it: pruned when redacted.
-func (f *fakeShim) pdu(e *world.Event) json.RawMessage {
+func (f *WorldPeer) pdu(e *world.Event) json.RawMessage {
 	if e.Redacted && e.RedactedJSON != nil {
 		return e.RedactedJSON
 	}
@@ -141,7 +154,7 @@ func (f *fakeShim) pdu(e *world.Event) json.RawMessage {
 }
 
 // worldSource answers /backfill and /event from the world; the methods Conduit never calls are nil.
-type worldSource struct{ f *fakeShim }
+type worldSource struct{ f *WorldPeer }
 
 var _ federation.EventSource = worldSource{}
 
