@@ -45,6 +45,8 @@ func commands() []command {
 		{"export", "write every user and room to a directory, with a manifest (resumable)", runExport},
 		{"archive", "crawl every room's history from Synapse into the verified event cache", runArchive},
 		{"serve", "run the federation sidecar Conduit backfills history from", runServe},
+		{"rejoin", "have the target join every room through the shim (as a local member, via the appservice)", runRejoin},
+		{"warm", "page every room back to m.room.create on the target, so it backfills all history now (resumable)", runWarm},
 		{"demo", "run archive and serve against a simulated Synapse and backfill every room through the shim", runDemo},
 		{"help", "show this help, or a command's flags", nil},
 	}

@@ -163,6 +163,10 @@ func (r *Room) AddTimeline(p gmsl.PDU) {
 	r.timeline[p.EventID()] = true
 }
 
+// DropFromTimeline takes an event out of the timeline (it stays known as an outlier), so a later
+// /backfill answer takes it in again; for a consumer that discards part of a page.
+func (r *Room) DropFromTimeline(id string) { delete(r.timeline, id) }
+
 // BackfillRoom backfills a room from its newest events (the heads: Conduit's join stands on the
 // room's forward extremities, and the shim expands the join to them) until m.room.create arrives.
 // The heads are fetched with /event, the first /backfill names them all, and every later one names

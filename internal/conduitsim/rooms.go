@@ -110,7 +110,8 @@ func (s *Server) backfillIfRequired(ctx context.Context, rm *room, from int64) {
 			continue
 		}
 		if hasCut && rm.backfilled >= cut {
-			break
+			rm.cl.DropFromTimeline(rec.EventID) // never stored: a backfill after Clear brings it again
+			continue
 		}
 		rm.older = append(rm.older, entry{pos: -s.nextCount(), id: rec.EventID})
 		rm.backfilled++

@@ -1,0 +1,325 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/transition-matrix/transition-matrix/internal/conduitsim"
+	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
+	"github.com/transition-matrix/transition-matrix/internal/world"
+)
+
+// cutoverBed is a simulated Synapse, a shim (the real `shim serve`, or a WorldPeer standing in for
+// it) and a simulated patched Conduit whose requests for the own name go to that shim.
+type cutoverBed struct {
+	w       *world.World
+	syn     *synapsesim.Server
+	target  *conduitsim.Server
+	cfgPath string
+	dir     string
+}
+
+const testASToken = "as_token_cutover"
+
+func newCutoverBed(t *testing.T, opts world.Options, realShim bool) *cutoverBed {
+	t.Helper()
+	w, err := world.Generate(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &cutoverBed{w: w, syn: synapsesim.Start(t, synapsesim.Options{World: w}), dir: t.TempDir()}
+	b.cfgPath, _, err = writeDemoConfig(b.dir, w, b.syn.URL, b.syn.AdminToken())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shimURL string
+	if realShim {
+		shimURL = startServe(t, b.cfgPath)
+	} else {
+		_, shimURL = conduitsim.StartWorldPeer(t, w, b.syn.Identity())
+	}
+	b.target = conduitsim.Start(t, conduitsim.Options{World: w, ShimURL: shimURL, ASToken: testASToken})
+	if err := os.WriteFile(filepath.Join(b.dir, "as_token"), []byte(testASToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(b.cfgPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("target:\n  url: " + b.target.URL + "\n  token_file: as_token\n"); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// startServe runs `shim serve` until the test ends and returns its URL once it listens.
+func startServe(t *testing.T, cfgPath string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan int, 1)
+	env := &Env{Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}, Getenv: func(string) string { return "" },
+		Ready: func(what, a string) {
+			if what == "federation" {
+				addr <- a
+			}
+		}}
+	go func() { done <- Run(ctx, []string{"serve", "-config", cfgPath}, env) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case a := <-addr:
+		return "http://" + a
+	case code := <-done:
+		t.Fatalf("serve exited early with %d", code)
+		return ""
+	}
+}
+
+// run runs a shim command in-process and returns its exit status and output.
+func (b *cutoverBed) run(ctx context.Context, args ...string) (int, string, string) {
+	var out, errOut bytes.Buffer
+	code := Run(ctx, args, &Env{Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }})
+	return code, out.String(), errOut.String()
+}
+
+// hostable are the rooms a Conduit can take over: a local user joined, version 3 or later.
+func (b *cutoverBed) hostable() []*world.Room {
+	var out []*world.Room
+	for _, r := range b.w.Rooms {
+		if r.LocalJoinedNow() && r.Version != "1" && r.Version != "2" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// checkWhole asserts the target holds every hostable room with its whole history: the world's
+// event IDs plus its own join, down to m.room.create.
+func (b *cutoverBed) checkWhole(t *testing.T) {
+	t.Helper()
+	for _, r := range b.hostable() {
+		info, ok := b.target.Room(r.ID)
+		if !ok {
+			t.Fatalf("room %s (%s) not held by the target", r.ID, r.Kind)
+		}
+		if !info.ReachedCreate {
+			t.Fatalf("room %s (%s): m.room.create not reached (%d events)", r.ID, r.Kind, len(info.Timeline))
+		}
+		got := slices.Clone(info.Timeline)
+		slices.Sort(got)
+		var want []string
+		for _, e := range r.Events {
+			want = append(want, e.ID)
+		}
+		want = append(want, info.Timeline[0]) // the target's join
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("room %s (%s): the target holds %d events, the world %d (+ the join)", r.ID, r.Kind, len(got), len(want)-1)
+		}
+	}
+}
+
+// TestRejoinThenWarmBringsEveryRoomWhole runs rejoin then warm with a WorldPeer as the shim.
+func TestRejoinThenWarmBringsEveryRoomWhole(t *testing.T) { testRejoinThenWarm(t, false) }
+
+func testRejoinThenWarm(t *testing.T, realShim bool) {
+	b := newCutoverBed(t, world.Options{Seed: 31, MessagesPerRoom: 130, OldKeyEvents: 4}, realShim)
+	ctx := context.Background()
+	code, out, errOut := b.run(ctx, "rejoin", "-config", b.cfgPath)
+	if code != 0 {
+		t.Fatalf("rejoin: exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, r := range b.w.Rooms {
+		switch {
+		case r.Version == "1":
+			if !strings.Contains(out, r.ID) || !strings.Contains(out, "room version 1 cannot be hosted by Conduit") {
+				t.Errorf("rejoin does not report the v1 room:\n%s", out)
+			}
+		case !r.LocalJoinedNow():
+			if !strings.Contains(out, "no local user is joined") {
+				t.Errorf("rejoin does not report the room without local members:\n%s", out)
+			}
+		}
+	}
+	code, out, errOut = b.run(ctx, "warm", "-config", b.cfgPath, "-j", "2")
+	if code != 0 {
+		t.Fatalf("warm: exit %d\n%s\n%s", code, out, errOut)
+	}
+	b.checkWhole(t)
+
+	// A rerun of both is a no-op: no join, no /messages.
+	before := b.target.Requests()
+	code, out, _ = b.run(ctx, "rejoin", "-config", b.cfgPath)
+	if code != 0 || !strings.Contains(out, "already held") || strings.Contains(out, "  joined") {
+		t.Fatalf("rejoin rerun: exit %d\n%s", code, out)
+	}
+	if code, out, errOut = b.run(ctx, "warm", "-config", b.cfgPath); code != 0 {
+		t.Fatalf("warm rerun: exit %d\n%s\n%s", code, out, errOut)
+	}
+	after := b.target.Requests()
+	if after["client.join"] != before["client.join"] || after["client.messages"] != before["client.messages"] || after["fed.backfill"] != before["fed.backfill"] {
+		t.Fatalf("the reruns were not no-ops: %v → %v", before, after)
+	}
+}
+
+func TestWarmResumesAfterInterruption(t *testing.T) {
+	opts := world.Options{Seed: 32, MessagesPerRoom: 150, NoV1Room: true}
+	ctx := context.Background()
+
+	// Reference: an uninterrupted run, for the pages each room takes.
+	ref := newCutoverBed(t, opts, false)
+	if code, out, errOut := ref.run(ctx, "rejoin", "-config", ref.cfgPath); code != 0 {
+		t.Fatalf("rejoin: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := ref.run(ctx, "warm", "-config", ref.cfgPath, "-j", "1"); code != 0 {
+		t.Fatalf("warm: %d\n%s%s", code, out, errOut)
+	}
+	refState := readWarmState(t, ref.cfgPath)
+
+	b := newCutoverBed(t, opts, false)
+	if code, out, errOut := b.run(ctx, "rejoin", "-config", b.cfgPath); code != 0 {
+		t.Fatalf("rejoin: %d\n%s%s", code, out, errOut)
+	}
+	total := ref.target.Requests()["client.messages"]
+	stopCtx, stop := context.WithCancel(ctx)
+	var served atomic.Int64
+	b.target.Faults().OnMessages(func(string) {
+		if served.Add(1) == int64(total/2) {
+			stop()
+		}
+	})
+	code, out, errOut := b.run(stopCtx, "warm", "-config", b.cfgPath, "-j", "1")
+	if code == 0 || !strings.Contains(errOut, "interrupted: rerun") {
+		t.Fatalf("interrupted warm: exit %d\n%s%s", code, out, errOut)
+	}
+	b.target.Faults().OnMessages(nil)
+	st, err := os.Stat(b.cfgPath[:len(b.cfgPath)-len("shim.yaml")] + "cache.db.warm.json")
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("state file: %v, mode %v", err, st.Mode())
+	}
+	half := readWarmState(t, b.cfgPath)
+	doneHalf := 0
+	for _, r := range half.Rooms {
+		if r.Done {
+			doneHalf++
+		}
+	}
+	if doneHalf == 0 || doneHalf == len(refState.Rooms) {
+		t.Fatalf("interrupted at %d of %d /messages: %d rooms done of %d", total/2, total, doneHalf, len(refState.Rooms))
+	}
+	if code, out, errOut := b.run(ctx, "warm", "-config", b.cfgPath, "-j", "1"); code != 0 {
+		t.Fatalf("rerun: %d\n%s%s", code, out, errOut)
+	}
+	b.checkWhole(t)
+	final := readWarmState(t, b.cfgPath)
+	for id, r := range refState.Rooms {
+		if got := final.Rooms[id]; got == nil || !got.Done || got.Pages != r.Pages || got.Events != r.Events {
+			t.Errorf("room %s: resumed state %+v, uninterrupted %+v (a resume must continue from the token)", id, got, r)
+		}
+	}
+}
+
+func readWarmState(t *testing.T, cfgPath string) warmStateFile {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(filepath.Dir(cfgPath), "cache.db.warm.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f warmStateFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestRejoinAndWarmNameFailures(t *testing.T) {
+	b := newCutoverBed(t, world.Options{Seed: 33, MessagesPerRoom: 60, NoV1Room: true}, false)
+	rooms := b.hostable()
+	if len(rooms) < 3 {
+		t.Fatalf("%d hostable rooms", len(rooms))
+	}
+	notJoined, cut, failing := rooms[0], rooms[1], rooms[2]
+	b.target.Faults().FailJoin(notJoined.ID)
+	b.target.Faults().CutHistory(cut.ID, 30)
+	b.target.Faults().FailMessages(failing.ID, -1)
+	ctx := context.Background()
+
+	code, out, errOut := b.run(ctx, "rejoin", "-config", b.cfgPath)
+	if code != 1 || !strings.Contains(errOut, "1 of") || !strings.Contains(errOut, notJoined.ID) ||
+		!strings.Contains(out, "failed: 502 M_UNKNOWN: No server available to assist in joining.") {
+		t.Fatalf("rejoin with a failing room: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = b.run(ctx, "warm", "-config", b.cfgPath, "-retries", "0")
+	if code != 1 {
+		t.Fatalf("warm: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{
+		"3 of ", notJoined.ID, cut.ID, failing.ID,
+		"room " + notJoined.ID + ": the target does not hold the room",
+		"room " + cut.ID + ": no progress after 3 pages in a row",
+		"room " + failing.ID + ": target error after 0 pages: 500 M_UNKNOWN",
+	} {
+		if !strings.Contains(out+errOut, want) {
+			t.Errorf("warm output lacks %q:\n%s%s", want, out, errOut)
+		}
+	}
+	for _, r := range rooms[3:] {
+		if info, ok := b.target.Room(r.ID); !ok || !info.ReachedCreate {
+			t.Errorf("room %s: not whole although nothing failed there", r.ID)
+		}
+	}
+
+	// Once the causes are gone, reruns finish the rooms that failed.
+	b.target.Faults().Clear()
+	if code, out, errOut = b.run(ctx, "rejoin", "-config", b.cfgPath); code != 0 {
+		t.Fatalf("rejoin rerun: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut = b.run(ctx, "warm", "-config", b.cfgPath); code != 0 {
+		t.Fatalf("warm rerun: %d\n%s%s", code, out, errOut)
+	}
+	b.checkWhole(t)
+}
+
+func TestRejoinWarmUsage(t *testing.T) {
+	b := newCutoverBed(t, world.Options{Seed: 34, Rooms: -1, MessagesPerRoom: 5, NoV1Room: true}, false)
+	ctx := context.Background()
+	if code, _, errOut := b.run(ctx, "warm", "-config", b.cfgPath, "-target", "conduit:6167"); code != 2 || !strings.Contains(errOut, "-target: want an http") {
+		t.Fatalf("bad -target: %d %s", code, errOut)
+	}
+	if code, _, errOut := b.run(ctx, "rejoin", "-config", b.cfgPath, "-j", "0"); code != 2 || !strings.Contains(errOut, "-j must be at least 1") {
+		t.Fatalf("-j 0: %d %s", code, errOut)
+	}
+	noTarget := filepath.Join(b.dir, "plain.yaml")
+	data, _ := os.ReadFile(b.cfgPath)
+	plain := string(data[:bytes.Index(data, []byte("target:"))])
+	if err := os.WriteFile(noTarget, []byte(plain), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := b.run(ctx, "rejoin", "-config", noTarget)
+	if code != 1 || !strings.Contains(errOut, "target.url (or the -target flag): required") || !strings.Contains(errOut, "target.token (or target.token_file): required") {
+		t.Fatalf("no target: %d %s", code, errOut)
+	}
+	// -target overrides target.url: pointing at the wrong place names the failure and leaks no token.
+	code, out, errOut := b.run(ctx, "rejoin", "-config", b.cfgPath, "-target", b.syn.URL)
+	if code != 1 || strings.Contains(out+errOut, testASToken) {
+		t.Fatalf("wrong target: %d\n%s%s", code, out, errOut)
+	}
+	// A damaged state file is named, not overwritten.
+	statePath := filepath.Join(b.dir, "state.json")
+	os.WriteFile(statePath, []byte("{not json"), 0o600)
+	code, _, errOut = b.run(ctx, "warm", "-config", b.cfgPath, "-state", statePath)
+	if code != 1 || !strings.Contains(errOut, "is damaged") {
+		t.Fatalf("damaged state: %d %s", code, errOut)
+	}
+	if data, _ := os.ReadFile(statePath); string(data) != "{not json" {
+		t.Fatal("the damaged state file was overwritten")
+	}
+}
