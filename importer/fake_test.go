@@ -51,8 +51,8 @@ func (f *fakeTarget) WriteKeys(_ context.Context, k *KeysPlan) (Changes, error) 
 	defer f.mu.Unlock()
 	f.calls++
 	ch := Changes{}
-	f.put(ch, "global", "keypair", k.Keypair)
-	f.put(ch, "server_signingkeys", "self", k.ServerSigningKeys)
+	b, _ := json.Marshal(k)
+	f.put(ch, "keys", "self", b)
 	return ch, nil
 }
 

@@ -99,6 +99,10 @@ type MediaItem struct {
 	Size        int64
 	// Quarantined items are not carried: Synapse refuses to serve them.
 	Quarantined bool
+	// Authenticated items were uploaded with Synapse's authenticated media on: Synapse serves
+	// them only on the authenticated endpoints, and so will Conduit. Others stay reachable on
+	// the legacy unauthenticated endpoints, as Conduit does for the media it migrated itself.
+	Authenticated bool
 }
 
 // MediaPlan is one media item to write under the same media ID.

@@ -1,8 +1,6 @@
 package importer
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -15,17 +13,29 @@ import (
 // gone, and fixed by the export so that a second import writes the same bytes.
 const KeyValidity = 10 * 365 * 24 * time.Hour
 
-// KeysPlan is the server's identity in Conduit's terms.
+// KeysPlan is the server's identity in Conduit's terms: global["keypair"] from the signing key,
+// and server_signingkeys[<server name>] with every current key in verify_keys and every old key
+// (with expired_ts) in old_verify_keys, so events signed by rotated keys still verify.
 type KeysPlan struct {
-	// Keypair is global["keypair"]: the signing key's version, 0xFF, its PKCS#8 DER — secret.
-	Keypair []byte
-	// ServerSigningKeys is server_signingkeys[<server name>]: every current key in verify_keys,
-	// every old key (with expired_ts) in old_verify_keys, so events signed by rotated keys verify.
-	ServerSigningKeys json.RawMessage
-	// KeyID is the key that signs; OldKeyIDs the rotated ones carried.
-	KeyID     string
-	OldKeyIDs []string
+	ServerName string
+	// KeyID is the key that signs ("ed25519:a_xxxx"); Seed its 32-byte Ed25519 seed — secret.
+	KeyID string
+	Seed  []byte
+	// VerifyKeys and OldVerifyKeys map key IDs to unpadded base64 public keys.
+	VerifyKeys    map[string]string
+	OldVerifyKeys map[string]OldKey
+	// ValidUntilTS is the validity of the stored set (ms).
+	ValidUntilTS int64
 }
+
+// OldKey is a rotated-out key and when it expired (ms).
+type OldKey struct {
+	Key       string
+	ExpiredTS int64
+}
+
+// Version is the part of KeyID after "ed25519:", the version Conduit stores with the keypair.
+func (k *KeysPlan) Version() string { return signing.KeyID(k.KeyID).Version() }
 
 // planKeys checks the configured identity against the keys Synapse published when exported and
 // builds what Conduit stores: the configured signing key must be one Synapse published as
@@ -44,51 +54,30 @@ func planKeys(id *signing.Identity, m *export.Manifest) (*KeysPlan, error) {
 	case pub.Key != signing.EncodeBase64(sk.PublicKey()):
 		return nil, fmt.Errorf("the configured signing key %s has another public key than the one Synapse published under that ID", sk.ID)
 	}
-	type verifyKey struct {
-		Key string `json:"key"`
-	}
-	type oldKey struct {
-		Key       string `json:"key"`
-		ExpiredTS int64  `json:"expired_ts"`
-	}
-	doc := struct {
-		ServerName    string               `json:"server_name"`
-		VerifyKeys    map[string]verifyKey `json:"verify_keys"`
-		OldVerifyKeys map[string]oldKey    `json:"old_verify_keys"`
-		Signatures    map[string]any       `json:"signatures"`
-		ValidUntilTS  int64                `json:"valid_until_ts"`
-	}{ServerName: id.ServerName, VerifyKeys: map[string]verifyKey{}, OldVerifyKeys: map[string]oldKey{}, Signatures: map[string]any{},
-		ValidUntilTS: m.FinishedAt.Add(KeyValidity).UnixMilli()}
+	p := &KeysPlan{ServerName: id.ServerName, KeyID: string(sk.ID), Seed: sk.Seed, VerifyKeys: map[string]string{},
+		OldVerifyKeys: map[string]OldKey{}, ValidUntilTS: m.FinishedAt.Add(KeyValidity).UnixMilli()}
 	for _, k := range id.Keys {
-		doc.VerifyKeys[string(k.ID)] = verifyKey{signing.EncodeBase64(k.PublicKey())}
+		p.VerifyKeys[string(k.ID)] = signing.EncodeBase64(k.PublicKey())
 	}
 	for kid, k := range m.PublicKeys {
 		if k.ExpiredTS == nil {
-			if _, ok := doc.VerifyKeys[kid]; !ok {
-				doc.VerifyKeys[kid] = verifyKey{k.Key}
+			if _, ok := p.VerifyKeys[kid]; !ok {
+				p.VerifyKeys[kid] = k.Key
 			}
 			continue
 		}
-		doc.OldVerifyKeys[kid] = oldKey{k.Key, *k.ExpiredTS}
+		p.OldVerifyKeys[kid] = OldKey{k.Key, *k.ExpiredTS}
 	}
 	for _, k := range id.OldKeys {
 		key := signing.EncodeBase64(k.Public)
-		if prev, ok := doc.OldVerifyKeys[string(k.ID)]; ok && prev.Key != key {
+		if prev, ok := p.OldVerifyKeys[string(k.ID)]; ok && prev.Key != key {
 			return nil, fmt.Errorf("old key %s: the configuration and the export disagree on its public key", k.ID)
 		}
-		doc.OldVerifyKeys[string(k.ID)] = oldKey{key, k.ExpiredTS}
+		p.OldVerifyKeys[string(k.ID)] = OldKey{key, k.ExpiredTS}
 	}
-	for kid := range doc.OldVerifyKeys {
-		delete(doc.VerifyKeys, kid)
+	for kid := range p.OldVerifyKeys {
+		delete(p.VerifyKeys, kid)
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(doc); err != nil {
-		return nil, err
-	}
-	p := &KeysPlan{Keypair: sk.ConduitKeypair(), ServerSigningKeys: bytes.TrimSuffix(buf.Bytes(), []byte("\n")), KeyID: string(sk.ID)}
-	p.OldKeyIDs = sortedKeys(doc.OldVerifyKeys)
 	return p, nil
 }
 

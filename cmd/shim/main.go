@@ -43,6 +43,7 @@ func commands() []command {
 		{"check", "preflight: what stands in the way of moving this Synapse (exit 0 = no blockers)", runCheck},
 		{"keys", "print the signed key document, or the key in Conduit's form", runKeys},
 		{"export", "write every user and room to a directory, with a manifest (resumable)", runExport},
+		{"import", "write an export, Synapse's sessions and media into a stopped Conduit's database (import conduit)", runImport},
 		{"archive", "crawl every room's history from Synapse into the verified event cache", runArchive},
 		{"serve", "run the federation sidecar Conduit backfills history from", runServe},
 		{"rejoin", "have the target join every room through the shim (as a local member, via the appservice)", runRejoin},

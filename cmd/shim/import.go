@@ -1,0 +1,307 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"filippo.io/age"
+	"go.uber.org/zap"
+	"golang.org/x/term"
+
+	"github.com/transition-matrix/transition-matrix/conduit"
+	"github.com/transition-matrix/transition-matrix/config"
+	"github.com/transition-matrix/transition-matrix/importer"
+	"github.com/transition-matrix/transition-matrix/synapsedb"
+)
+
+// importListMax is how many names a list of the summary shows; -report has them all.
+const importListMax = 20
+
+// runImport writes an export, and what only Synapse's database and media store hold, into a
+// stopped Conduit's database: `shim import conduit`.
+func runImport(ctx context.Context, env *Env, args []string) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			fmt.Fprint(env.Stdout, "Usage: shim import conduit -config FILE -export DIR -db PATH [flags]\n\nRun 'shim import conduit -h' for the flags.\n")
+			return nil
+		}
+		return usagef("the target is missing: shim import conduit ...")
+	}
+	if args[0] != "conduit" {
+		return usagef("unknown target %q: the only target is conduit", args[0])
+	}
+	return runImportConduit(ctx, env, args[1:])
+}
+
+func runImportConduit(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "import conduit", "import conduit -config FILE -export DIR -db PATH [-synapse-db DSN] [-media-store DIR] [-dry-run] [-j N]")
+	fs.details = `Conduit must be stopped, and must have been started once with this server_name and
+database_backend = "sqlite" (that creates the database, its server user and admin room).
+The export is verified in full (manifest, SHA-256 and size of every file) before anything is
+written; every user is written in one transaction; a second run changes nothing.
+Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 wrong usage.
+`
+	configPath := fs.String("config", "", "the shim's configuration `file` (required): server name and Synapse's signing keys")
+	exportDir := fs.String("export", "", "the export `directory` written by shim export (required)")
+	dbPath := fs.String("db", "", "Conduit's database_path `directory` holding conduit.db (required)")
+	conduitMedia := fs.String("conduit-media", "", "Conduit's media `directory` (default <db>/media, Conduit's default)")
+	synapseDB := fs.String("synapse-db", "", "Synapse's database: a PostgreSQL `DSN` (postgres://...) or an SQLite file; carries access tokens and one-time keys")
+	mediaStore := fs.String("media-store", "", "Synapse's media_store_path `directory` (default synapse.media_store_path from the config)")
+	identity := fs.String("identity", "", "age identity `file` that decrypts an export written with -encrypt-to")
+	dryRun := fs.Bool("dry-run", false, "print what would be written, and write nothing")
+	jobs := fs.Int("j", importer.DefaultJobs, "users read and planned at once (one database writer)")
+	report := fs.String("report", "", "also write the full report as JSON to this `file` (mode 0600; names users, holds no secrets)")
+	every := fs.Duration("progress-every", 10*time.Second, "how often to log progress when stderr is not a terminal")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	switch {
+	case *configPath == "":
+		return usagef("-config is required")
+	case *exportDir == "":
+		return usagef("-export is required")
+	case *dbPath == "":
+		return usagef("-db is required")
+	case *jobs < 1:
+		return usagef("-j must be at least 1, got %d", *jobs)
+	}
+	cfg, log, err := loadConfigAndLogger(env, *configPath)
+	if err != nil {
+		return err
+	}
+	dir := *dbPath
+	if filepath.Base(dir) == conduit.FileName {
+		if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+			dir = filepath.Dir(dir)
+		}
+	}
+	icfg := importer.Config{
+		ExportDir:  *exportDir,
+		Identity:   cfg.Identity,
+		OpenTarget: importer.ConduitTarget(dir, *conduitMedia, cfg.ServerName),
+		DryRun:     *dryRun,
+		Jobs:       *jobs,
+		Log:        log,
+	}
+	if *identity != "" {
+		ids, err := readAgeIdentities(*identity)
+		if err != nil {
+			return err
+		}
+		icfg.Identities = ids
+	}
+	if *synapseDB != "" {
+		db, err := synapsedb.Open(ctx, *synapseDB)
+		if err != nil {
+			return err // synapsedb's errors never show the DSN's password
+		}
+		defer db.Close()
+		icfg.Sessions = importer.SynapseSessions{DB: db}
+	}
+	media, err := importMediaSource(cfg, *mediaStore)
+	if err != nil {
+		return err
+	}
+	icfg.Media = media
+	p := newImportProgress(env.Stderr, log, *every)
+	icfg.Progress = p.update
+	r, runErr := importer.Run(ctx, icfg)
+	p.done()
+	if r != nil {
+		printImportSummary(env.Stdout, r)
+		if *report != "" {
+			if err := writeImportReport(*report, r); err != nil && runErr == nil {
+				runErr = err
+			}
+		}
+	}
+	return runErr
+}
+
+// readAgeIdentities reads an age identity file (as age-keygen writes it).
+func readAgeIdentities(path string) ([]age.Identity, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("-identity: %w", err)
+	}
+	defer f.Close()
+	ids, err := age.ParseIdentities(f)
+	if err != nil {
+		return nil, fmt.Errorf("-identity %s: %w", path, err)
+	}
+	return ids, nil
+}
+
+func writeImportReport(path string, r *importer.Report) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("-report: %w", err)
+	}
+	return nil
+}
+
+// importProgress shows a progress line on a terminal, or logs one every so often.
+type importProgress struct {
+	w        io.Writer
+	log      *zap.Logger
+	terminal bool
+	every    time.Duration
+
+	mu    sync.Mutex
+	last  time.Time
+	drawn bool
+}
+
+func newImportProgress(w io.Writer, log *zap.Logger, every time.Duration) *importProgress {
+	p := &importProgress{w: w, log: log, every: every}
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		p.terminal = true
+	}
+	return p
+}
+
+func (p *importProgress) update(s importer.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if p.terminal {
+		if now.Sub(p.last) < 100*time.Millisecond {
+			return
+		}
+		p.last = now
+		fmt.Fprintf(p.w, "\r%-6s users %d/%d  media %d/%d  failed %d  %s ", s.Phase, s.UsersDone, s.Users, s.MediaDone, s.Media,
+			s.Failed, s.Elapsed.Round(time.Second))
+		p.drawn = true
+		return
+	}
+	if p.last.IsZero() {
+		p.last = now
+		return
+	}
+	if now.Sub(p.last) < p.every {
+		return
+	}
+	p.last = now
+	p.log.Info("import progress", zap.String("phase", s.Phase), zap.Int("users_done", s.UsersDone), zap.Int("users", s.Users),
+		zap.Int("media_done", s.MediaDone), zap.Int("media", s.Media), zap.Int("failed", s.Failed),
+		zap.Duration("elapsed", s.Elapsed.Round(time.Second)))
+}
+
+func (p *importProgress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}
+
+// printImportSummary prints the summary table: what was carried, rows changed per tree, and who
+// has to do something (reset a password, log in again). It names users, never secrets.
+func printImportSummary(w io.Writer, r *importer.Report) {
+	verb, state := "imported", "done"
+	if r.DryRun {
+		verb, state = "would import", "DRY RUN, nothing written"
+	}
+	if len(r.Failed) > 0 {
+		state += fmt.Sprintf(", %d FAILED", len(r.Failed))
+	}
+	target := r.Target
+	if target == "" {
+		target = "(database not opened)"
+	}
+	fmt.Fprintf(w, "import of %s into %s: %s\n", r.ServerName, target, state)
+	tw := func(label string, format string, args ...any) {
+		fmt.Fprintf(w, "  %-26s %s\n", label, fmt.Sprintf(format, args...))
+	}
+	c := r.Planned
+	tw("users", "%d of %d %s", r.Imported, r.Users, verb)
+	tw("devices", "%d (%d with keys)", c.Devices, c.DeviceKeys)
+	if r.SessionsCarried {
+		tw("access tokens", "%d (devices stay logged in)", c.AccessTokens)
+		tw("one-time keys", "%d", c.OneTimeKeys)
+		tw("fallback keys not carried", "%d (Conduit has none; clients upload new ones)", r.FallbackKeys)
+	} else {
+		tw("access tokens", "none: no -synapse-db, every device must log in again")
+	}
+	tw("cross-signing keys", "%d", c.CrossSigningKeys)
+	tw("key backups", "%d versions, %d sessions", c.BackupVersions, c.BackupSessions)
+	tw("account data", "%d events (push rules and tags included)", c.AccountData)
+	tw("pushers", "%d", c.Pushers)
+	switch {
+	case r.Media.NoSource:
+		tw("media", "not imported (no -media-store and no synapse.media_store_path)")
+	default:
+		tw("media", "%d of %d %s, %.1f MB; %d skipped", r.Media.Carried, r.Media.Listed, verb, float64(r.Media.Bytes)/1e6, len(r.Media.Skipped))
+	}
+	what := "rows changed"
+	if r.DryRun {
+		what = "rows that would change"
+	}
+	fmt.Fprintf(w, "%s by tree: %d\n", what, r.Rows.Total())
+	trees := make([]string, 0, len(r.Rows))
+	for t := range r.Rows {
+		trees = append(trees, t)
+	}
+	sort.Strings(trees)
+	for _, t := range trees {
+		fmt.Fprintf(w, "  %-34s %d\n", t, r.Rows[t])
+	}
+	list(w, "users with a bcrypt password: they log in on a Conduit with the transition-matrix patch, and need a password reset on an unpatched one", r.PasswordReset)
+	list(w, "users without a password in Synapse (SSO, appservices): they got an unusable hash", r.NoPassword)
+	list(w, "deactivated users (kept deactivated)", r.Deactivated)
+	list(w, "users who must log in again on at least one device", r.MustLogIn)
+	if r.SkippedTokens > 0 || r.ExpiringTokens > 0 {
+		fmt.Fprintf(w, "tokens: %d not carried (no exported device, or expired); %d had an expiry Conduit does not keep\n", r.SkippedTokens, r.ExpiringTokens)
+	}
+	var notes []string
+	for _, n := range r.Notes {
+		notes = append(notes, n.UserID+": "+n.Text)
+	}
+	list(w, "not carried", notes)
+	var skipped []string
+	for _, s := range r.Media.Skipped {
+		skipped = append(skipped, s.ID+": "+s.Err)
+	}
+	list(w, "media skipped", skipped)
+	var failed []string
+	for _, f := range r.Failed {
+		failed = append(failed, f.Kind+" "+f.ID+": "+f.Err)
+	}
+	list(w, "FAILED (rerun after fixing: what was written stays, nothing is written twice)", failed)
+	fmt.Fprintf(w, "elapsed: %s\n", r.Elapsed.Round(time.Millisecond))
+}
+
+// list prints a titled list, at most importListMax lines.
+func list(w io.Writer, title string, items []string) {
+	if len(items) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%s: %d\n", title, len(items))
+	for i, s := range items {
+		if i == importListMax {
+			fmt.Fprintf(w, "  ... and %d more (-report FILE lists them all)\n", len(items)-i)
+			break
+		}
+		fmt.Fprintf(w, "  %s\n", s)
+	}
+}
+
+var errNoMediaList = errors.New("listing media needs synapse.url and synapse.admin_token in the config")
+
+// importMediaSource lists local media through Synapse's admin API and reads their files from
+// Synapse's media store; nil when no media store is configured.
+func importMediaSource(cfg *config.Config, store string) (importer.MediaSource, error) {
+	return nil, nil
+}
