@@ -268,9 +268,9 @@ func TestImportDryRunWritesNothing(t *testing.T) {
 // created for another server name are refused with a clear message and nothing written.
 func TestImportRefusesDatabase(t *testing.T) {
 	cases := []struct {
-		name  string
+		name   string
 		break_ func(t *testing.T, dir string) func()
-		want  []string
+		want   []string
 	}{
 		{"unknown version", func(t *testing.T, dir string) func() {
 			setRaw(t, dir, "global", []byte("version"), binary.BigEndian.AppendUint64(nil, 19))
@@ -340,7 +340,6 @@ func holdOpen(t *testing.T, dir string) func() {
 	}
 	return func() { db.Close() }
 }
-
 
 // sameJSON reports whether a and b are the same JSON value (key order aside); nil equals nil.
 func sameJSON(t *testing.T, a, b []byte) bool {
