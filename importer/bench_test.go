@@ -1,0 +1,124 @@
+package importer
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/transition-matrix/transition-matrix/conduit"
+	"github.com/transition-matrix/transition-matrix/conduit/conduittest"
+	"github.com/transition-matrix/transition-matrix/export"
+)
+
+// BenchmarkImport imports 1,000 users with 5 devices each (every device with keys, a token and
+// two one-time keys) and 10,000 backed-up sessions (10 per user) into a fresh Conduit database.
+// The export is written directly from synthetic users (no simulated Synapse: building it through
+// one would measure the export). It reports the wall time per import, the peak Go heap above
+// the starting point and the process's peak RSS (VmHWM, the whole test binary).
+//
+//	go test -run '^$' -bench Import -benchtime 3x ./importer/
+func BenchmarkImport(b *testing.B) {
+	const users, devices, sessions = 1000, 5, 10
+	id := testIdentity()
+	dir := b.TempDir()
+	var files []*export.UserFile
+	devs := map[string][]string{}
+	for i := range users {
+		u := synthUser(testServer, i, devices, sessions)
+		files = append(files, u)
+		for d := range devices {
+			devs[u.UID] = append(devs[u.UID], fmt.Sprintf("DEV%05d%02d", i, d))
+		}
+	}
+	writeExport(b, dir, testServer, publishedKeys(id), files, nil, nil)
+	files = nil
+	for _, jobs := range []int{1, DefaultJobs} {
+		b.Run(fmt.Sprintf("j%d", jobs), func(b *testing.B) {
+			var elapsed time.Duration
+			var peak uint64
+			for i := 0; b.Loop(); i++ {
+				b.StopTimer()
+				db := filepath.Join(b.TempDir(), fmt.Sprint(i))
+				if err := conduittest.NewFreshDB(db, testServer, conduit.Version010); err != nil {
+					b.Fatal(err)
+				}
+				cfg := Config{ExportDir: dir, Identity: id, OpenTarget: ConduitTarget(db, "", testServer), Sessions: &fakeSessions{devs}, Jobs: jobs}
+				base, stop := heapPeak()
+				b.StartTimer()
+				start := time.Now()
+				r, err := Run(context.Background(), cfg)
+				elapsed += time.Since(start)
+				b.StopTimer()
+				peak = max(peak, stop()-base)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if r.Imported != users || r.Planned.BackupSessions != users*sessions || r.Planned.AccessTokens != users*devices {
+					b.Fatalf("imported %d, %+v", r.Imported, r.Planned)
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(elapsed.Seconds()/float64(b.N), "s/import")
+			b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+			b.ReportMetric(float64(vmHWM())/(1<<10), "peak-RSS-MiB")
+		})
+	}
+}
+
+// heapPeak samples the heap in use until stop is called; it returns the heap before sampling and
+// a stop function giving the highest sample.
+func heapPeak() (base uint64, stop func() uint64) {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base = ms.HeapInuse
+	var mu sync.Mutex
+	peak := base
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				var m runtime.MemStats
+				runtime.ReadMemStats(&m)
+				mu.Lock()
+				peak = max(peak, m.HeapInuse)
+				mu.Unlock()
+			}
+		}
+	}()
+	return base, func() uint64 {
+		close(done)
+		<-finished
+		mu.Lock()
+		defer mu.Unlock()
+		return peak
+	}
+}
+
+// vmHWM is the process's peak resident set size in KiB (Linux), 0 when unknown.
+func vmHWM() uint64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
