@@ -190,7 +190,9 @@ func TestLayoutDevices(t *testing.T) {
 	if ch := update(t, db, func(tx *conduit.Tx) error { return tx.PutDevice(alice, conduit.Device{ID: "DEV2"}) }); ch.Total() != 0 {
 		t.Fatalf("unchanged device wrote %+v", ch)
 	}
-	update(t, db, func(tx *conduit.Tx) error { return tx.PutDevice(alice, conduit.Device{ID: "DEV2", DisplayName: "laptop"}) })
+	update(t, db, func(tx *conduit.Tx) error {
+		return tx.PutDevice(alice, conduit.Device{ID: "DEV2", DisplayName: "laptop"})
+	})
 	wantTree(t, db, "userid_devicelistversion", "", row{alice, c(2)})
 	if n, _ := db.Counter(); n != freshCount {
 		t.Errorf("device writes moved global[\"c\"] to %d; the device list version is a per-user counter", n)
