@@ -37,7 +37,7 @@ type Options struct {
 	Keys conduitlike.Keys
 	// ASToken is the appservice as_token; its namespace is every user of the server name.
 	ASToken string
-	// ASSender is the appservice's sender_localpart (default "transition"): the user it acts as
+	// ASSender is the appservice's sender_localpart (default "transition-matrix", as in docs/cutover.md): the user it acts as
 	// without ?user_id=.
 	ASSender string
 	// World, when set, gives the identity, keys and local users (with their profiles).
@@ -109,7 +109,7 @@ func New(o Options) (*Server, error) {
 		s.now = time.Now
 	}
 	if s.asSender == "" {
-		s.asSender = "transition"
+		s.asSender = "transition-matrix"
 	}
 	if s.opts.MaxMessagesLimit == 0 {
 		s.opts.MaxMessagesLimit = 100

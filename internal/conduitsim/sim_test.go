@@ -233,7 +233,7 @@ func TestAppserviceAuth(t *testing.T) {
 	if status, body := b.call(t, "GET", "/_matrix/client/v3/account/whoami", user, &who); status != 200 || who.UserID != user {
 		t.Fatalf("whoami as %s: %d %s", user, status, body)
 	}
-	if status, _ := b.call(t, "GET", "/_matrix/client/v3/account/whoami", "", &who); status != 200 || who.UserID != "@transition:"+b.w.ServerName {
+	if status, _ := b.call(t, "GET", "/_matrix/client/v3/account/whoami", "", &who); status != 200 || who.UserID != "@transition-matrix:"+b.w.ServerName {
 		t.Fatalf("whoami without user_id: %s", who.UserID)
 	}
 	for _, c := range []struct {
