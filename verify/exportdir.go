@@ -1,0 +1,212 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"filippo.io/age"
+	"github.com/tidwall/gjson"
+
+	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/signing"
+)
+
+// ExportDir reads an export written by `shim export`: its rooms (current state, local members,
+// forward extremities) and its users, each file checked against the manifest's SHA-256.
+type ExportDir struct {
+	Manifest *export.Manifest
+	root     *os.Root
+	ids      []age.Identity
+	rooms    map[string]string // room ID → path
+	users    map[string]string // user ID → path
+}
+
+// OpenExport opens dir and reads its manifest. identities decrypt an encrypted export (files
+// ending in .age); an encrypted export without them is refused.
+func OpenExport(dir string, identities ...age.Identity) (*ExportDir, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	data, err := root.ReadFile("manifest.json")
+	if err != nil {
+		root.Close()
+		return nil, fmt.Errorf("export %s: no manifest (%w): is this a directory `shim export` wrote?", dir, err)
+	}
+	var m export.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		root.Close()
+		return nil, fmt.Errorf("export %s: manifest.json is not valid: %w", dir, err)
+	}
+	if m.Format != export.Format || m.FormatVersion != export.FormatVersion {
+		root.Close()
+		return nil, fmt.Errorf("export %s: manifest has format %q version %d; verify reads %q version %d", dir, m.Format, m.FormatVersion, export.Format, export.FormatVersion)
+	}
+	if !m.Complete {
+		root.Close()
+		return nil, fmt.Errorf("export %s is not complete (finish it by rerunning `shim export` with the same directory)", dir)
+	}
+	if m.EncryptedTo != nil && len(identities) == 0 {
+		root.Close()
+		return nil, fmt.Errorf("export %s is encrypted to %s: give the age identity file that decrypts it", dir, *m.EncryptedTo)
+	}
+	e := &ExportDir{Manifest: &m, root: root, ids: identities, rooms: map[string]string{}, users: map[string]string{}}
+	for path, f := range m.Files {
+		switch f.Kind {
+		case "room":
+			e.rooms[f.ID] = path
+		case "user":
+			e.users[f.ID] = path
+		}
+	}
+	return e, nil
+}
+
+// Close releases the directory.
+func (e *ExportDir) Close() error { return e.root.Close() }
+
+// read returns a file's JSON after checking it against the manifest and decrypting it.
+func (e *ExportDir) read(path string) ([]byte, error) {
+	entry := e.Manifest.Files[path]
+	data, err := e.root.ReadFile(filepath.FromSlash(path))
+	if err != nil {
+		return nil, fmt.Errorf("export file %s: %w", path, err)
+	}
+	sum := sha256.Sum256(data)
+	if hex.EncodeToString(sum[:]) != entry.SHA256 || int64(len(data)) != entry.Size {
+		return nil, fmt.Errorf("export file %s does not match the manifest's SHA-256 and size: changed or damaged since the export", path)
+	}
+	if !strings.HasSuffix(path, ".age") {
+		return data, nil
+	}
+	r, err := age.Decrypt(bytes.NewReader(data), e.ids...)
+	if err != nil {
+		return nil, fmt.Errorf("export file %s: decrypting: %w", path, err)
+	}
+	return io.ReadAll(r)
+}
+
+// RoomFile reads one room's file.
+func (e *ExportDir) RoomFile(roomID string) (*export.RoomFile, error) {
+	path, ok := e.rooms[roomID]
+	if !ok {
+		return nil, fmt.Errorf("the export has no room %s", roomID)
+	}
+	data, err := e.read(path)
+	if err != nil {
+		return nil, err
+	}
+	var r export.RoomFile
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("export file %s: %w", path, err)
+	}
+	if r.RoomID != roomID {
+		return nil, fmt.Errorf("export file %s holds room %q, the manifest says %q", path, r.RoomID, roomID)
+	}
+	return &r, nil
+}
+
+// RoomIDs implements Rooms: every exported room.
+func (e *ExportDir) RoomIDs(context.Context) ([]string, error) { return sortedKeys(e.rooms), nil }
+
+// Room implements Rooms: the room with the state and members it had at export time.
+func (e *ExportDir) Room(_ context.Context, roomID string) (Room, error) {
+	f, err := e.RoomFile(roomID)
+	if err != nil {
+		return Room{RoomID: roomID}, err
+	}
+	r, err := roomFromExport(f)
+	if err != nil {
+		return r, fmt.Errorf("room %s in the export: %w", roomID, err)
+	}
+	return r, nil
+}
+
+// roomFromExport turns a room file into what verify compares.
+func roomFromExport(f *export.RoomFile) (Room, error) {
+	r := Room{RoomID: f.RoomID, RoomVersion: f.RoomVersion, Heads: f.ForwardExtremities}
+	for uid, m := range f.LocalMembers {
+		if m == "join" {
+			r.JoinedLocalMembers = append(r.JoinedLocalMembers, uid)
+		}
+	}
+	sort.Strings(r.JoinedLocalMembers)
+	switch f.StateFormat {
+	case export.StateClient:
+		st, err := stateFromClientEvents(f.State)
+		if err != nil {
+			return r, err
+		}
+		r.State = st
+	default:
+		r.State = make(map[StateKey]string, len(f.State))
+		for _, pdu := range f.State {
+			id, err := signing.EventID(f.RoomVersion, pdu)
+			if err != nil {
+				return r, fmt.Errorf("state event: %w", err)
+			}
+			p := gjson.ParseBytes(pdu)
+			r.State[StateKey{p.Get("type").String(), p.Get("state_key").String()}] = id
+		}
+	}
+	return r, nil
+}
+
+// UserIDs implements Users.
+func (e *ExportDir) UserIDs(context.Context) ([]string, error) { return sortedKeys(e.users), nil }
+
+// User implements Users.
+func (e *ExportDir) User(_ context.Context, userID string) (*export.UserFile, error) {
+	path, ok := e.users[userID]
+	if !ok {
+		return nil, fmt.Errorf("the export has no user %s", userID)
+	}
+	data, err := e.read(path)
+	if err != nil {
+		return nil, err
+	}
+	var u export.UserFile
+	if err := json.Unmarshal(data, &u); err != nil {
+		return nil, fmt.Errorf("export file %s: %w", path, err)
+	}
+	if u.UID != userID {
+		return nil, fmt.Errorf("export file %s holds user %q, the manifest says %q", path, u.UID, userID)
+	}
+	return &u, nil
+}
+
+// ReadIdentities reads age identities from a file (as `age -i` takes them).
+func ReadIdentities(path string) ([]age.Identity, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ids, err := age.ParseIdentities(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(ids) == 0 {
+		return nil, errors.New(path + ": no age identity in it")
+	}
+	return ids, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
