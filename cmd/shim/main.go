@@ -48,6 +48,7 @@ func commands() []command {
 		{"serve", "run the federation sidecar Conduit backfills history from", runServe},
 		{"rejoin", "have the target join every room through the shim (as a local member, via the appservice)", runRejoin},
 		{"warm", "page every room back to m.room.create on the target, so it backfills all history now (resumable)", runWarm},
+		{"verify", "compare the target with Synapse (or the export and the cache): what arrived, what is missing", runVerify},
 		{"demo", "run archive and serve against a simulated Synapse and backfill every room through the shim", runDemo},
 		{"help", "show this help, or a command's flags", nil},
 	}
