@@ -30,6 +30,7 @@ type fakeTarget struct {
 	accountData map[string]json.RawMessage // user|room|type
 	keys        map[string]*Keys
 	backups     map[string]*KeyBackupVersion
+	refuse      map[string]bool // users the target refuses to act as
 	pages       int
 }
 
@@ -97,6 +98,9 @@ func (f *fakeTarget) Profile(_ context.Context, userID string) (json.RawMessage,
 }
 
 func (f *fakeTarget) Devices(_ context.Context, userID string) ([]Device, error) {
+	if f.refuse[userID] {
+		return nil, forbidden()
+	}
 	return f.devices[userID], nil
 }
 
@@ -116,6 +120,9 @@ func (f *fakeTarget) QueryKeys(_ context.Context, userID string) (*Keys, error) 
 }
 
 func (f *fakeTarget) KeyBackup(_ context.Context, userID string) (*KeyBackupVersion, error) {
+	if f.refuse[userID] {
+		return nil, forbidden()
+	}
 	return f.backups[userID], nil
 }
 

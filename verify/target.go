@@ -287,11 +287,12 @@ func (t *HTTPTarget) State(ctx context.Context, roomID, userID string) ([]StateE
 	return out, err
 }
 
-// Profile returns a user's profile.
+// Profile returns a user's profile, asked as the appservice itself, so that a user the target
+// does not have gives 404 instead of a refused identity assertion.
 // https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3profileuserid
 func (t *HTTPTarget) Profile(ctx context.Context, userID string) (json.RawMessage, error) {
 	var out json.RawMessage
-	err := t.do(ctx, "GET", "GET /profile/{userId}", clientPrefix+"/profile/"+esc(userID), asUser(userID), nil, &out)
+	err := t.do(ctx, "GET", "GET /profile/{userId}", clientPrefix+"/profile/"+esc(userID), nil, nil, &out)
 	return out, err
 }
 

@@ -67,9 +67,18 @@ func (v *verifier) checkUser(ctx context.Context, id string) UserReport {
 		{&rep.KeyBackup, v.checkKeyBackup},
 	}
 	var errs []string
+	refused := false
 	for _, s := range steps {
 		st, err := s.run(ctx, u, c)
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrForbidden):
+			// The target refuses to act as the user: it does not have the account.
+			st = UserMissing
+			if !refused {
+				refused = true
+				c.problem("the target refuses to act as this user (not imported, or outside the appservice's namespace): %v", err)
+			}
+		case err != nil:
 			st = UserError
 			errs = append(errs, err.Error())
 		}

@@ -112,6 +112,8 @@ func TestUserDifferences(t *testing.T) {
 			func(u UserReport) string { return u.Profile }, "profile displayname: missing"},
 		{"user unknown", func(tgt *fakeTarget) { delete(tgt.profiles, alice) }, UserMissing,
 			func(u UserReport) string { return u.Profile }, "profile: not on the target"},
+		{"user refused", func(tgt *fakeTarget) { tgt.refuse = map[string]bool{alice: true} }, UserMissing,
+			func(u UserReport) string { return u.Devices + u.KeyBackup[:0] }, "the target refuses to act as this user"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

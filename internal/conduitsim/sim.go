@@ -50,6 +50,9 @@ type Options struct {
 	Now func() time.Time
 	// MaxMessagesLimit caps /messages' limit, as Conduit does (default 100).
 	MaxMessagesLimit int
+	// UserData, when set, is what the user endpoints serve (users.go): a Conduit database the
+	// import wrote, read with the conduit package. Without it they serve World's profiles only.
+	UserData UserData
 }
 
 // Server is a simulated Conduit; serve it with Handler or Start.
