@@ -14,6 +14,8 @@ import (
 //	"r" roomID                             room meta record
 //	"d" roomID 0x00 depth(8, BE, biased) eventID   depth index (value 0x01)
 //	"f" roomID 0x00 eventID                crawl frontier (value 0x01)
+//	"j" eventID                            join accepted through send_join (join.go)
+//	"s" eventID                            state snapshot: the room state before the event (join.go)
 const (
 	prefixEvent    = 'e'
 	prefixRoom     = 'r'

@@ -455,6 +455,9 @@ func (s *Source) SendJoin(ctx context.Context, roomID, eventID string, body []by
 	if join.Redacted() {
 		return nil, nil, federation.Forbidden("The join's content does not match its content hash")
 	}
+	if state, chain, ok, err := s.acceptedBefore(roomID, eventID, raw); err != nil || ok {
+		return state, chain, err
+	}
 	prev := join.PrevEventIDs()
 	if len(prev) == 0 || len(prev) > maxPrevEvents {
 		return nil, nil, federation.BadJSON("The join must have 1 to 20 prev_events")
@@ -500,6 +503,28 @@ func (s *Source) SendJoin(ctx context.Context, roomID, eventID string, body []by
 		out[i] = state[i].JSON
 	}
 	return out, chain, nil
+}
+
+// acceptedBefore answers a join sent again (Conduit retries) with what was answered the first
+// time, from the cache alone.
+func (s *Source) acceptedBefore(roomID, eventID string, raw []byte) ([]federation.PDU, []federation.PDU, bool, error) {
+	j, ok, err := s.joinEvent(roomID, eventID)
+	if err != nil || !ok || string(j.JSON) != string(raw) {
+		return nil, nil, false, err
+	}
+	snap, ok, err := s.snapshot(roomID, eventID)
+	if err != nil || !ok {
+		return nil, nil, false, err
+	}
+	state, missState, err := s.cache.GetMany(snap.State)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	chain, missChain, err := s.cache.GetMany(snap.AuthChain)
+	if err != nil || len(missState)+len(missChain) > 0 {
+		return nil, nil, false, err
+	}
+	return jsonOf(state), jsonOf(chain), true, nil
 }
 
 // checkJoinAuth checks the join's auth_events (exactly the state events the auth rules need,

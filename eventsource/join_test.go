@@ -16,6 +16,7 @@ import (
 	gmsl "github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/sirupsen/logrus"
 	"github.com/tidwall/gjson"
 
 	"github.com/transition-matrix/transition-matrix/eventcache"
@@ -24,6 +25,8 @@ import (
 	"github.com/transition-matrix/transition-matrix/signing"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 )
+
+func init() { logrus.SetOutput(io.Discard) } // gomatrixserverlib's checks log every call
 
 // conduitVersions is the ver list Conduit sends with make_join: stable 6–12, then unstable 3–5.
 var conduitVersions = []string{"6", "7", "8", "9", "10", "11", "12", "3", "4", "5"}
@@ -343,6 +346,11 @@ func TestJoinStateIsServedWithSynapseDown(t *testing.T) {
 	}
 	b.backfillWhole(t, r)
 	b.simHTTP.Close()
+	// Conduit sends the same join again: the same answer, from the cache.
+	again := b.put(t, sendJoinPath(r.ID, join.EventID()), join.JSON())
+	if againBody := readAll(t, again); again.StatusCode != http.StatusOK || !bytes.Equal(againBody, body) {
+		t.Fatalf("send_join again with Synapse down: %d %s", again.StatusCode, againBody)
+	}
 	ids := b.get(t, "/_matrix/federation/v1/state_ids/"+url.PathEscape(r.ID)+"?event_id="+url.QueryEscape(join.EventID()))
 	idsBody := readAll(t, ids)
 	if ids.StatusCode != http.StatusOK {
@@ -423,6 +431,8 @@ func TestRefusedJoinsStoreNothing(t *testing.T) {
 	if gjson.GetBytes(body, "room_version").String() != r.Version {
 		t.Fatalf("M_INCOMPATIBLE_ROOM_VERSION without the room's version: %s", body)
 	}
+	left := b.w.RoomsOfKind(world.KindAllLeft)[0]
+	wantError(t, "room no local user is in", b.get(t, makeJoinPath(left.ID, user, conduitVersions)), 403, "M_FORBIDDEN")
 	v1 := b.w.RoomsOfKind(world.KindV1)[0]
 	wantError(t, "v1 room", b.get(t, makeJoinPath(v1.ID, localJoined(b.w, v1), conduitVersions)), 400, "M_INCOMPATIBLE_ROOM_VERSION")
 
