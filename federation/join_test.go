@@ -93,7 +93,9 @@ func TestJoinErrorsBecomeMatrixErrors(t *testing.T) {
 		{ErrNotFound, 404, "M_NOT_FOUND"},
 		{ErrUpstreamUnavailable, 502, "M_UNKNOWN"},
 	} {
-		f.makeJoin = func(context.Context, string, string, []string) (string, json.RawMessage, error) { return "", nil, c.err }
+		f.makeJoin = func(context.Context, string, string, []string) (string, json.RawMessage, error) {
+			return "", nil, c.err
+		}
 		code, m, raw := s.do("GET", "/_matrix/federation/v1/make_join/%21r%3Ahs.example/%40a%3Ahs.example?ver=10", nil)
 		if code != c.status || m["errcode"] != c.errcode {
 			t.Errorf("%v: %d %s", c.err, code, raw)
