@@ -110,7 +110,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		mode = "ro"
 	}
 	// busy_timeout 0: a database Conduit holds must fail at once, not after a wait.
-	dsn := "file:" + escapeURIPath(path) + "?mode=" + mode + "&_pragma=busy_timeout(0)"
+	dsn := "file:" + escapeURIPath(path) + "?mode=" + mode + "&_pragma=busy_timeout(0)&_pragma=synchronous(NORMAL)"
 	sdb, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("conduit: open %s: %w", path, err)

@@ -557,3 +557,35 @@ func TestUpdateRollsBack(t *testing.T) {
 	}
 	onlyMediaFiles(t, filepath.Join(dir, "media"), 1)
 }
+
+// A media file with other bytes is replaced only when the Update commits; a failed Update puts the
+// previous file back and leaves no temporary file.
+func TestMediaFileReplacedOnlyOnCommit(t *testing.T) {
+	db, dir := openFresh(t, 16)
+	m := conduit.Media{Server: server, MediaID: "m1", Filename: "a.png", ContentType: "image/png"}
+	file := conduit.LegacyMediaPath(filepath.Join(dir, "media"), conduit.LegacyMediaKey(m))
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte("older bytes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	if _, err := db.Update(func(tx *conduit.Tx) error {
+		if err := tx.PutMediaBytes(m, []byte("new bytes")); err != nil {
+			return err
+		}
+		return boom
+	}); !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(file); string(b) != "older bytes" {
+		t.Fatalf("after a failed Update the file holds %q", b)
+	}
+	onlyMediaFiles(t, filepath.Join(dir, "media"), 1)
+	update(t, db, func(tx *conduit.Tx) error { return tx.PutMediaBytes(m, []byte("new bytes")) })
+	if b, _ := os.ReadFile(file); string(b) != "new bytes" {
+		t.Fatalf("after the Update the file holds %q", b)
+	}
+	onlyMediaFiles(t, filepath.Join(dir, "media"), 1)
+}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -270,7 +271,8 @@ func writeTemp(dir string, content io.Reader) (string, [32]byte, uint64, error) 
 	return tmp, sum, uint64(n), nil
 }
 
-// placeFile renames tmp to final unless final already holds the same bytes.
+// placeFile renames tmp to final unless final already holds the same bytes. A file with other
+// bytes is moved aside until the Update commits, so that a failed Update (or a dry run) restores it.
 func (tx *Tx) placeFile(tmp, final string, sum [32]byte) error {
 	existed := false
 	if got, err := fileSHA256(final); err == nil {
@@ -284,6 +286,18 @@ func (tx *Tx) placeFile(tmp, final string, sum [32]byte) error {
 	dir := filepath.Dir(final)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
+	}
+	if existed && !slices.Contains(tx.createdFiles, final) {
+		if _, aside := tx.replacedFiles[final]; !aside {
+			aside := tmp + ".previous"
+			if err := os.Rename(final, aside); err != nil {
+				return err
+			}
+			if tx.replacedFiles == nil {
+				tx.replacedFiles = map[string]string{}
+			}
+			tx.replacedFiles[final] = aside
+		}
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		return err

@@ -11,6 +11,8 @@ import (
 
 const server = "example.org"
 
+func freshDir(tb testing.TB) string { return conduittest.FreshDB(tb, server, 18) }
+
 func openFresh(t *testing.T, version int) (*conduit.DB, string) {
 	t.Helper()
 	dir := conduittest.FreshDB(t, server, version)

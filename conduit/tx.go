@@ -54,7 +54,8 @@ type Tx struct {
 	oneTimeKeyChanged map[string]bool // user → userid_lastonetimekeyupdate
 	backupChanged     map[string]bool // user 0xFF version → backupid_etag
 
-	createdFiles []string // media files this Update created, removed again if it fails
+	createdFiles  []string          // media files this Update created, removed again if it fails
+	replacedFiles map[string]string // media file → its previous bytes, moved aside until commit
 }
 
 // Update runs fn in one SQLite transaction: all of it is written, or nothing.
@@ -110,6 +111,9 @@ func (db *DB) UpdateContext(ctx context.Context, fn func(tx *Tx) error) (ch Chan
 		return Changes{}, fmt.Errorf("conduit: commit: %w", err)
 	}
 	done = true
+	for _, aside := range tx.replacedFiles {
+		_ = os.Remove(aside)
+	}
 	return tx.changes, nil
 }
 
@@ -241,9 +245,14 @@ func (tx *Tx) del(tree string, key []byte) error {
 	return nil
 }
 
+// removeCreatedFiles undoes the media files of a failed Update: new files go, replaced ones come back.
 func (tx *Tx) removeCreatedFiles() {
 	for _, p := range tx.createdFiles {
 		_ = os.Remove(p)
 	}
 	tx.createdFiles = nil
+	for final, aside := range tx.replacedFiles {
+		_ = os.Rename(aside, final)
+	}
+	tx.replacedFiles = nil
 }
