@@ -264,22 +264,35 @@ func TestImportDryRunWritesNothing(t *testing.T) {
 	}
 }
 
-// TestImportRefusesDatabase checks that a database of an unknown version, one in use, and one
-// created for another server name are refused with a clear message and nothing written.
+// TestImportRefusesDatabase checks that a database of an unknown version, one in use, a missing
+// one, and a truncated or tampered export are refused with a clear message, and that the
+// database directory (rows, bytes, media) is byte-identical afterwards.
 func TestImportRefusesDatabase(t *testing.T) {
 	cases := []struct {
-		name   string
-		break_ func(t *testing.T, dir string) func()
-		want   []string
+		name  string
+		spoil func(t *testing.T, dir, exportDir string) func()
+		want  []string
 	}{
-		{"unknown version", func(t *testing.T, dir string) func() {
+		{"unknown version", func(t *testing.T, dir, _ string) func() {
 			setRaw(t, dir, "global", []byte("version"), binary.BigEndian.AppendUint64(nil, 19))
 			return func() {}
 		}, []string{"unknown Conduit database version", "19"}},
-		{"in use", func(t *testing.T, dir string) func() {
+		{"in use", func(t *testing.T, dir, _ string) func() {
 			return holdOpen(t, dir)
 		}, []string{"in use", "stop Conduit"}},
-		{"no database", func(t *testing.T, dir string) func() {
+		{"truncated export file", func(t *testing.T, _, exportDir string) func() {
+			p := filepath.Join(exportDir, "users", export.Encode(synthUser(testServer, 1, 0, 0).UID)+".json")
+			data, _ := os.ReadFile(p)
+			os.WriteFile(p, data[:len(data)-100], 0o600)
+			return func() {}
+		}, []string{"users/%40user00001%3asynapse.test.json", "the manifest says", "truncated"}},
+		{"tampered export file", func(t *testing.T, _, exportDir string) func() {
+			p := filepath.Join(exportDir, "users", export.Encode(synthUser(testServer, 0, 0, 0).UID)+".json")
+			data, _ := os.ReadFile(p)
+			os.WriteFile(p, bytes.Replace(data, []byte("User 0"), []byte("User X"), 1), 0o600)
+			return func() {}
+		}, []string{"users/%40user00000%3asynapse.test.json", "sha256", "changed after the export"}},
+		{"no database", func(t *testing.T, dir, _ string) func() {
 			os.Remove(filepath.Join(dir, conduit.FileName))
 			return func() {}
 		}, []string{"no Conduit database", "start Conduit once"}},
@@ -287,7 +300,7 @@ func TestImportRefusesDatabase(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cfg, dbDir, _, _ := synthSetup(t, 2, conduit.Version010)
-			release := c.break_(t, dbDir)
+			release := c.spoil(t, dbDir, cfg.ExportDir)
 			defer release()
 			before := snapshotDir(t, dbDir)
 			r, err := Run(context.Background(), cfg)

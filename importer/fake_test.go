@@ -131,7 +131,7 @@ type fakeMedia struct {
 	files map[string][]byte
 }
 
-func (m *fakeMedia) LocalMedia(context.Context) ([]MediaItem, error) { return m.items, nil }
+func (m *fakeMedia) LocalMedia(context.Context, []string) ([]MediaItem, error) { return m.items, nil }
 func (m *fakeMedia) Open(_ context.Context, it MediaItem) (io.ReadCloser, error) {
 	b, ok := m.files[it.MediaID]
 	if !ok {

@@ -82,10 +82,10 @@ type SessionSource interface {
 	UserSessions(ctx context.Context, userID string) (*Sessions, error)
 }
 
-// MediaSource lists the server's local media (the admin API) and opens their files (Synapse's
-// media store).
+// MediaSource lists the local media of the exported users (the admin API) and opens their files
+// (Synapse's media store).
 type MediaSource interface {
-	LocalMedia(ctx context.Context) ([]MediaItem, error)
+	LocalMedia(ctx context.Context, users []string) ([]MediaItem, error)
 	Open(ctx context.Context, m MediaItem) (io.ReadCloser, error)
 }
 
@@ -183,7 +183,11 @@ func (im *importer) run(ctx context.Context) error {
 	}
 	var media []MediaItem
 	if im.cfg.Media != nil {
-		if media, err = im.cfg.Media.LocalMedia(ctx); err != nil {
+		users := make([]string, len(x.Users))
+		for i, u := range x.Users {
+			users[i] = u.ID
+		}
+		if media, err = im.cfg.Media.LocalMedia(ctx, users); err != nil {
 			return fmt.Errorf("%w: listing local media: %w", ErrRefused, err)
 		}
 		im.progress.Media = len(media)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -20,6 +19,8 @@ import (
 	"github.com/transition-matrix/transition-matrix/conduit"
 	"github.com/transition-matrix/transition-matrix/config"
 	"github.com/transition-matrix/transition-matrix/importer"
+	"github.com/transition-matrix/transition-matrix/mediastore"
+	"github.com/transition-matrix/transition-matrix/synapseclient"
 	"github.com/transition-matrix/transition-matrix/synapsedb"
 )
 
@@ -107,7 +108,7 @@ Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 wron
 		defer db.Close()
 		icfg.Sessions = importer.SynapseSessions{DB: db}
 	}
-	media, err := importMediaSource(cfg, *mediaStore)
+	media, err := importMediaSource(cfg, *mediaStore, *jobs)
 	if err != nil {
 		return err
 	}
@@ -298,10 +299,26 @@ func list(w io.Writer, title string, items []string) {
 	}
 }
 
-var errNoMediaList = errors.New("listing media needs synapse.url and synapse.admin_token in the config")
-
 // importMediaSource lists local media through Synapse's admin API and reads their files from
-// Synapse's media store; nil when no media store is configured.
-func importMediaSource(cfg *config.Config, store string) (importer.MediaSource, error) {
-	return nil, nil
+// Synapse's media store (-media-store, or synapse.media_store_path); nil when neither is given.
+func importMediaSource(cfg *config.Config, store string, jobs int) (importer.MediaSource, error) {
+	if store == "" {
+		store = cfg.MediaStorePath()
+	}
+	if store == "" {
+		return nil, nil
+	}
+	if err := cfg.Require("synapse.url", "synapse.admin_token"); err != nil {
+		return nil, fmt.Errorf("media: Synapse's admin API lists the media to import: %w", err)
+	}
+	ms, err := mediastore.Open(store)
+	if err != nil {
+		return nil, err
+	}
+	cli, err := synapseclient.New(synapseclient.Config{BaseURL: cfg.Synapse.URL, AdminToken: string(cfg.Synapse.AdminToken),
+		ServerName: cfg.ServerName, Identity: cfg.Identity, MaxPerHost: jobs, Timeout: 30 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	return importer.SynapseMedia{Admin: cli.Admin(), Store: ms, Jobs: jobs}, nil
 }
