@@ -130,8 +130,12 @@ func (b *cutoverBed) checkWhole(t *testing.T) {
 // TestRejoinThenWarmBringsEveryRoomWhole runs rejoin then warm with a WorldPeer as the shim.
 func TestRejoinThenWarmBringsEveryRoomWhole(t *testing.T) { testRejoinThenWarm(t, false) }
 
+// TestRejoinThenWarmThroughTheShim is the acceptance: simulated Synapse, `shim serve`, simulated
+// patched Conduit; rejoin then warm leave every room Conduit can host whole on the target.
+func TestRejoinThenWarmThroughTheShim(t *testing.T) { testRejoinThenWarm(t, true) }
+
 func testRejoinThenWarm(t *testing.T, realShim bool) {
-	b := newCutoverBed(t, world.Options{Seed: 31, MessagesPerRoom: 130, OldKeyEvents: 4}, realShim)
+	b := newCutoverBed(t, world.Options{Seed: 31, MessagesPerRoom: 130}, realShim)
 	ctx := context.Background()
 	code, out, errOut := b.run(ctx, "rejoin", "-config", b.cfgPath)
 	if code != 0 {
