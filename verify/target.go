@@ -127,6 +127,10 @@ type HTTPTarget struct {
 const clientPrefix = "/_matrix/client/v3"
 
 func (t *HTTPTarget) do(ctx context.Context, method, endpoint, path string, query url.Values, body []byte, out any) error {
+	return t.doAttempts(ctx, t.Attempts, method, endpoint, path, query, body, out)
+}
+
+func (t *HTTPTarget) doAttempts(ctx context.Context, attempts int, method, endpoint, path string, query url.Values, body []byte, out any) error {
 	base, err := url.Parse(strings.TrimRight(t.BaseURL, "/"))
 	if err != nil {
 		return fmt.Errorf("target URL %q: %w", t.BaseURL, err)
@@ -143,7 +147,7 @@ func (t *HTTPTarget) do(ctx context.Context, method, endpoint, path string, quer
 	if client == nil {
 		client = http.DefaultClient
 	}
-	attempts, timeout := t.Attempts, t.Timeout
+	timeout := t.Timeout
 	if attempts <= 0 {
 		attempts = 4
 	}
@@ -250,19 +254,28 @@ func asUser(userID string) url.Values {
 
 func esc(s string) string { return url.PathEscape(s) }
 
-// Check asks whoami with the token: the target must answer and accept it.
+// Check asks whoami with the token: the target must answer and accept it. It tries twice at
+// most, so that a target that is down is reported at once.
 // https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3accountwhoami
 func (t *HTTPTarget) Check(ctx context.Context) error {
 	var out struct {
 		UserID string `json:"user_id"`
 	}
-	if err := t.do(ctx, "GET", "GET /account/whoami", clientPrefix+"/account/whoami", nil, nil, &out); err != nil {
+	if err := t.doAttempts(ctx, checkAttempts(t.Attempts), "GET", "GET /account/whoami", clientPrefix+"/account/whoami", nil, nil, &out); err != nil {
 		return err
 	}
 	if out.UserID == "" {
 		return errors.New("target: GET /account/whoami: answer has no user_id")
 	}
 	return nil
+}
+
+// checkAttempts is at most 2 attempts, fewer when the target is configured with fewer.
+func checkAttempts(attempts int) int {
+	if attempts <= 0 || attempts > 2 {
+		return 2
+	}
+	return attempts
 }
 
 // Messages pages a room's timeline backwards.

@@ -63,13 +63,21 @@ func verdict(rep *Report) string {
 	s := rep.Summary
 	switch rep.Result {
 	case ResultOK:
-		return fmt.Sprintf("Everything arrived: %d events in %d rooms, %d users.", s.EventsArrived, s.RoomsOK, s.UsersOK)
+		return fmt.Sprintf("Everything arrived: %s in %s, %s.", count(s.EventsArrived, "event"), count(s.RoomsOK, "room"), count(s.UsersOK, "user"))
 	case ResultMissing:
-		return fmt.Sprintf("Something is missing: %d rooms and %d users have problems (%d events missing).",
-			s.RoomsWithProblems, s.UsersWithProblems, s.EventsMissing)
+		return fmt.Sprintf("Something is missing: %s and %s with problems (%s missing).",
+			count(s.RoomsWithProblems, "room"), count(s.UsersWithProblems, "user"), count(s.EventsMissing, "event"))
 	}
-	return fmt.Sprintf("Verification is incomplete: %d rooms and %d users could not be checked; %d rooms and %d users have problems.",
-		s.RoomsError, s.UsersError, s.RoomsWithProblems, s.UsersWithProblems)
+	return fmt.Sprintf("Verification is incomplete: %s and %s could not be checked; %s and %s with problems.",
+		count(s.RoomsError, "room"), count(s.UsersError, "user"), count(s.RoomsWithProblems, "room"), count(s.UsersWithProblems, "user"))
+}
+
+// count says "1 room", "2 rooms".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // WriteSummary prints the verdict and the summary table, then each room with a problem with its

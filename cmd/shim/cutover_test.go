@@ -4,16 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/transition-matrix/transition-matrix/conduit"
+	"github.com/transition-matrix/transition-matrix/conduit/conduittest"
 	"github.com/transition-matrix/transition-matrix/internal/conduitsim"
 	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
 	"github.com/transition-matrix/transition-matrix/internal/world"
+	"github.com/transition-matrix/transition-matrix/verify"
 )
 
 // cutoverBed is a simulated Synapse, a shim (the real `shim serve`, or a WorldPeer standing in for
@@ -325,5 +330,178 @@ func TestRejoinWarmUsage(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(statePath); string(data) != "{not json" {
 		t.Fatal("the damaged state file was overwritten")
+	}
+}
+
+// hidingUsers is the imported database as the simulated Conduit reads it, with one device of one
+// user hidden on demand: a user whose devices differ from the export.
+type hidingUsers struct {
+	conduitsim.UserData
+	mu           sync.Mutex
+	user, device string
+}
+
+func (h *hidingUsers) hide(user, device string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.user, h.device = user, device
+}
+
+func (h *hidingUsers) Devices(user string) ([]conduit.Device, error) {
+	devs, err := h.UserData.Devices(user)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if user == h.user {
+		devs = slices.DeleteFunc(devs, func(d conduit.Device) bool { return d.ID == h.device })
+	}
+	return devs, err
+}
+
+// startStoppableServe runs `shim serve` and returns its URL and a function that stops it.
+func startStoppableServe(t *testing.T, cfgPath string) (string, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan int, 1)
+	env := &Env{Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}, Getenv: func(string) string { return "" },
+		Ready: func(what, a string) {
+			if what == "federation" {
+				addr <- a
+			}
+		}}
+	go func() { done <- Run(ctx, []string{"serve", "-config", cfgPath}, env) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	select {
+	case a := <-addr:
+		return "http://" + a, stop
+	case code := <-done:
+		t.Fatalf("serve exited early with %d", code)
+		return "", nil
+	}
+}
+
+// TestVerifyAfterCutover is issue 7's acceptance for verify: export, import, archive, serve,
+// rejoin and warm against the simulated Synapse and Conduit; with one room's history cut short
+// and one user's device missing, verify names both, with the missing count, and exits 1; once
+// warm has finished the room and the device is back, verify says everything arrived and exits 0.
+func TestVerifyAfterCutover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("export, import, archive, serve, rejoin, warm and four verifications: about 5 s, 25 s with -race")
+	}
+	w, err := world.Generate(world.Options{Seed: 41, MessagesPerRoom: 60, Users: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	syn := synapsesim.Start(t, synapsesim.Options{World: w})
+	dir := t.TempDir()
+	cfgPath, _, err := writeDemoConfig(dir, w, syn.URL, syn.AdminToken())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	run := func(want int, args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		code := Run(ctx, args, &Env{Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }})
+		if want >= 0 && code != want {
+			t.Fatalf("shim %s: exit %d, want %d\n%s\n%s", strings.Join(args, " "), code, want, out.String(), errOut.String())
+		}
+		return out.String()
+	}
+	exportDir, dbDir := filepath.Join(dir, "export"), conduittest.FreshDB(t, w.ServerName, conduit.Version010)
+	run(0, "export", "-config", cfgPath, "-out", exportDir)
+	run(0, "import", "conduit", "-config", cfgPath, "-export", exportDir, "-db", dbDir)
+	run(0, "archive", "-config", cfgPath)
+	shimURL, stopServe := startStoppableServe(t, cfgPath)
+
+	db, err := conduit.Open(dbDir, conduit.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	users := &hidingUsers{UserData: db}
+	target := conduitsim.Start(t, conduitsim.Options{World: w, ShimURL: shimURL, ASToken: testASToken, UserData: users})
+	if err := os.WriteFile(filepath.Join(dir, "as_token"), []byte(testASToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("target:\n  url: " + target.URL + "\n  token_file: as_token\n")
+	f.Close()
+
+	var cut *world.Room
+	for _, r := range w.RoomsOfKind(world.KindOrdinary) {
+		if cut == nil || len(r.Events) > len(cut.Events) {
+			cut = r
+		}
+	}
+	var victim *world.User
+	for _, u := range w.Users {
+		if !u.Deactivated && len(u.Devices) > 0 && (victim == nil || len(u.Devices) > len(victim.Devices)) {
+			victim = u
+		}
+	}
+	const kept = 10
+	target.Faults().CutHistory(cut.ID, kept)
+	users.hide(victim.ID, victim.Devices[0].ID)
+	run(0, "rejoin", "-config", cfgPath)
+	run(1, "warm", "-config", cfgPath) // the cut room makes no progress
+
+	// Synapse is up and serve holds the cache: verify reads the rooms again from Synapse.
+	outDir := filepath.Join(dir, "report-cut")
+	out := run(1, "verify", "-config", cfgPath, "-export", exportDir, "-out", outDir)
+	missing := len(cut.Events) - kept
+	for _, want := range []string{
+		fmt.Sprintf("room %s: missing, %d of %d events missing", cut.ID, missing, len(cut.Events)),
+		fmt.Sprintf("user %s: missing: device %s: missing", victim.ID, victim.Devices[0].ID),
+		"Something is missing: 1 room and 1 user with problems",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("verify output lacks %q:\n%s", want, out)
+		}
+	}
+	var rep verify.Report
+	data, err := os.ReadFile(filepath.Join(outDir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Result != verify.ResultMissing || rep.Summary.RoomsMissing != 1 || rep.Summary.EventsMissing != missing || rep.Summary.UsersMissing != 1 {
+		t.Errorf("report.json summary: %s %+v", rep.Result, rep.Summary)
+	}
+	for _, r := range rep.Rooms {
+		if r.RoomID == cut.ID && (r.Arrived != kept || len(r.MissingIDs) == 0 || r.MissingIDs[0] != cut.Create().ID) {
+			t.Errorf("cut room: %d arrived, missing IDs %v (want the create event first)", r.Arrived, r.MissingIDs)
+		}
+	}
+	md, err := os.ReadFile(filepath.Join(outDir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range w.Users {
+		for _, secret := range []string{u.PasswordHash, testASToken, syn.AdminToken()} {
+			if secret != "" && (bytes.Contains(data, []byte(secret)) || bytes.Contains(md, []byte(secret))) {
+				t.Fatalf("the report holds a secret of %s", u.ID)
+			}
+		}
+	}
+
+	// The cause goes away: warm finishes the room, the device is back.
+	target.Faults().Clear()
+	users.hide("", "")
+	run(0, "warm", "-config", cfgPath)
+	stopServe()
+	for _, mode := range [][]string{nil, {"-offline"}} { // Synapse's admin API, then the export alone
+		args := append([]string{"verify", "-config", cfgPath, "-export", exportDir, "-out", filepath.Join(dir, "report-ok")}, mode...)
+		out = run(0, args...)
+		if !strings.Contains(out, "Everything arrived") {
+			t.Errorf("verify %v:\n%s", mode, out)
+		}
 	}
 }

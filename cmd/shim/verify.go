@@ -94,9 +94,13 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return exitWith(2, err)
 		}
-		pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		_, err = client.Admin().ServerVersion(pctx)
-		cancel()
+		// One attempt, so that a Synapse that is down is reported at once.
+		probe, err := synapseclient.New(synapseclient.Config{BaseURL: cfg.Synapse.URL, AdminToken: string(cfg.Synapse.AdminToken),
+			ServerName: cfg.ServerName, Timeout: 20 * time.Second, MaxAttempts: 1})
+		if err != nil {
+			return exitWith(2, err)
+		}
+		_, err = probe.Admin().ServerVersion(ctx)
 		if err != nil {
 			return exitWith(2, fmt.Errorf("Synapse at %s does not answer (%v); if it is shut down on purpose, rerun with -offline to verify from the export and the event cache", cfg.Synapse.URL, err))
 		}
