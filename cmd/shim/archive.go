@@ -62,17 +62,23 @@ func runArchive(ctx context.Context, env *Env, args []string) error {
 	if err := printArchiveSummary(env.Stdout, sums, skipped); err != nil {
 		return err
 	}
-	failed := 0
+	failed, rejected := 0, int64(0)
 	for _, s := range sums {
 		if s.Err != nil || !s.Complete {
 			failed++
 		}
+		rejected += s.Rejected
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted: rerun the same command to continue where it stopped")
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d rooms are not complete; rerun to continue (what is archived is kept)", failed, len(sums))
+	}
+	if rejected > 0 {
+		return fmt.Errorf("%d events failed signature verification and will not be served, so Conduit will not get them: "+
+			"if %s signed them with a key it has since rotated, add that key to old_signing_keys in homeserver.yaml and point synapse_config at it "+
+			"(shim check lists keys Synapse publishes that the configuration lacks); rerun to fetch them again", rejected, cfg.Identity.ServerName)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -224,15 +225,26 @@ func serveLoopback(ctx context.Context, g *errgroup.Group, h http.Handler) (stri
 func writeDemoConfig(dir string, w *world.World, synapseURL, adminToken string) (configPath, keyPath string, err error) {
 	keyPath = filepath.Join(dir, w.ServerName+".signing.key")
 	tokenPath := filepath.Join(dir, "admin_token")
+	homeserverPath := filepath.Join(dir, "homeserver.yaml")
 	configPath = filepath.Join(dir, "shim.yaml")
-	// The seed of the old key (kept out of the key file: it is retired) is not needed: its public
-	// half is in the world's old keys, which the simulated Synapse publishes.
+	// As on a real server, the shim reads the key and the retired keys (public halves only) from
+	// Synapse's homeserver.yaml, so events Synapse signed before a key rotation still verify.
+	var old strings.Builder
+	if len(w.OldKeys) > 0 {
+		old.WriteString("old_signing_keys:\n")
+		for _, k := range w.OldKeys {
+			fmt.Fprintf(&old, "  %q: {key: %q, expired_ts: %d}\n", k.KeyID, signing.EncodeBase64(k.Public), k.ExpiredTS)
+		}
+	}
 	files := map[string]string{
 		keyPath:   w.SigningKey.SynapseKeyFile(),
 		tokenPath: adminToken + "\n",
-		configPath: fmt.Sprintf(`# Written by 'shim demo' for its simulated Synapse.
+		homeserverPath: fmt.Sprintf(`# A stand-in for the simulated Synapse's homeserver.yaml: what the shim reads from it.
 server_name: %s
 signing_key_path: %s
+%s`, w.ServerName, filepath.Base(keyPath), old.String()),
+		configPath: fmt.Sprintf(`# Written by 'shim demo' for its simulated Synapse.
+synapse_config: %s
 synapse:
   url: %s
   admin_token_file: %s
@@ -241,7 +253,7 @@ cache:
   path: %s
 log:
   level: warn
-`, w.ServerName, filepath.Base(keyPath), synapseURL, filepath.Base(tokenPath), "cache.db"),
+`, filepath.Base(homeserverPath), synapseURL, filepath.Base(tokenPath), "cache.db"),
 	}
 	for p, content := range files {
 		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
