@@ -12,13 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/transition-matrix/transition-matrix/config"
-	"github.com/transition-matrix/transition-matrix/internal/conduitlike"
 	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/signing"
@@ -39,6 +37,7 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	if *messages < 1 || *big < 0 {
 		return usagef("-messages must be at least 1 and -big not negative")
 	}
+	keep := *dir != "" || *serveOnly
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "shim-demo-")
 		if err != nil {
@@ -54,7 +53,7 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	}
 
 	started := time.Now()
-	w, err := world.Generate(world.Options{Seed: *seed, MessagesPerRoom: *messages, BigRoomActivity: *big})
+	w, err := world.Generate(world.Options{Seed: *seed, MessagesPerRoom: *messages, BigRoomActivity: *big, OldKeyEvents: demoOldKeyEvents})
 	if err != nil {
 		return fmt.Errorf("generating the world: %w", err)
 	}
@@ -85,11 +84,15 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	}
 
 	quiet := &Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: env.Getenv}
+	d := &demoRun{env: env, dir: *dir, w: w, sim: sim, configPath: configPath}
 	if !*serveOnly {
-		fmt.Fprintf(env.Stdout, "Simulated Synapse at %s. Archiving every room into the verified cache:\n\n", simURL)
-		archiveEnv := &Env{Stdout: env.Stdout, Stderr: io.Discard, Getenv: env.Getenv}
-		if code := Run(ctx, []string{"archive", "-config", configPath}, archiveEnv); code != 0 {
-			return fmt.Errorf("archive failed (exit %d)", code)
+		where := "pass -dir DIR to keep each command's output, the export, the Conduit database and the reports"
+		if keep {
+			where = "each command's output is kept in " + filepath.Join(*dir, "logs")
+		}
+		fmt.Fprintf(env.Stdout, "Simulated Synapse at %s. Before the cutover (%s):\n\n", simURL, where)
+		if err := d.beforeCutover(ctx); err != nil {
+			return err
 		}
 	}
 
@@ -128,8 +131,8 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 		return ignoreCanceled(g.Wait())
 	}
 
-	fmt.Fprintf(env.Stdout, "\nThe shim serves at %s. Synapse stays up; a Conduit-like consumer backfills each room through the shim:\n\n", shimURL)
-	ok, err := backfillEveryRoom(ctx, env.Stdout, w, shimURL)
+	fmt.Fprintf(env.Stdout, "\nThe shim serves at %s. Synapse stays up for the cutover.\n\n", shimURL)
+	ok, err := d.cutover(ctx, shimURL)
 	cancel()
 	if werr := ignoreCanceled(g.Wait()); err == nil {
 		err = werr
@@ -138,60 +141,14 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	if !ok {
-		return errors.New("some rooms did not arrive whole")
+		return errors.New("verify found something missing: see the table above")
 	}
-	fmt.Fprintf(env.Stdout, "\nEvery room arrived whole, newest to oldest, every signature verified (REDACTED: events Synapse serves redacted, as it shows them to itself). %s in all.\n", time.Since(started).Round(time.Millisecond))
+	fmt.Fprintf(env.Stdout, "\nEverything arrived: every room Conduit can host holds its whole history, every user their devices, keys and sessions. %s in all.\n",
+		time.Since(started).Round(time.Millisecond))
+	if keep {
+		fmt.Fprintf(env.Stdout, "The export, the Conduit database, the logs and verify/report.md are in %s.\n", *dir)
+	}
 	return nil
-}
-
-// backfillEveryRoom has the consumer backfill each room through the shim and prints a table; ok
-// is true when every room Synapse can serve arrived whole.
-func backfillEveryRoom(ctx context.Context, out io.Writer, w *world.World, shimURL string) (bool, error) {
-	id := worldIdentity(w)
-	keys := conduitlike.WorldKeys(w)
-	c := &conduitlike.Consumer{Identity: id, Destination: w.ServerName, BaseURL: shimURL, Keys: keys}
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "ROOM\tVERSION\tKIND\tEXPECTED\tRECEIVED\tVERIFIED\tREDACTED\tREJECTED\tTIME\tRESULT\t")
-	ok := true
-	for _, r := range w.Rooms {
-		if r.Kind == world.KindAllLeft {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t-\t-\t-\t-\t-\tnot served: no local user is joined\t\n", r.ID, r.Version, r.Kind, len(r.Events))
-			continue
-		}
-		start := time.Now()
-		res, err := c.BackfillRoom(ctx, r.ID, r.Version, r.ForwardExtremities())
-		took := time.Since(start).Round(time.Millisecond)
-		if err != nil {
-			ok = false
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t-\t-\t-\t-\t%s\tFAILED: %v\t\n", r.ID, r.Version, r.Kind, len(r.Events), took, err)
-			continue
-		}
-		whole := res.ReachedCreate && res.Count(conduitlike.Rejected) == 0 && sameEvents(res, r)
-		result := "whole"
-		if !whole {
-			ok, result = false, "INCOMPLETE"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", r.ID, r.Version, r.Kind, len(r.Events), len(res.Timeline),
-			res.Count(conduitlike.Verified), res.Count(conduitlike.Redacted), res.Count(conduitlike.Rejected), took, result)
-	}
-	return ok, tw.Flush()
-}
-
-// sameEvents reports whether the consumer received exactly the room's events, newest first.
-func sameEvents(res *conduitlike.Result, r *world.Room) bool {
-	if len(res.Timeline) != len(r.Events) {
-		return false
-	}
-	for i, e := range res.Timeline {
-		if r.Event(e.EventID) == nil || (i > 0 && e.Depth > res.Timeline[i-1].Depth) {
-			return false
-		}
-	}
-	return true
-}
-
-func worldIdentity(w *world.World) *signing.Identity {
-	return &signing.Identity{ServerName: w.ServerName, Keys: []signing.Key{{ID: signing.KeyID(w.SigningKey.KeyID), Seed: w.SigningKey.Private.Seed()}}}
 }
 
 // serveLoopback serves h on a fresh 127.0.0.1 port until ctx ends.

@@ -4,19 +4,38 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
 
-func TestDemoBackfillsEveryRoomWhole(t *testing.T) {
-	code, out, errOut := runShim(t, nil, "demo", "-messages", "40")
+// TestDemoRunsTheWholeFlow runs the demo: every step succeeds, every room a Conduit can host
+// arrives whole, the v1 room and the room with no local member are named, and the files stay.
+func TestDemoRunsTheWholeFlow(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errOut := runShim(t, nil, "demo", "-messages", "40", "-dir", dir)
 	if code != 0 {
 		t.Fatalf("demo exit %d\n%s\n%s", code, out, errOut)
 	}
-	if !strings.Contains(out, "Every room arrived whole") || strings.Count(out, " whole\n") < 6 || strings.Contains(out, "INCOMPLETE") {
+	for i, step := range []string{"check", "export", "archive", "import", "rejoin", "warm", "verify"} {
+		if !strings.Contains(out, fmt.Sprintf("%2d. %-8s ", i+1, step)) {
+			t.Errorf("step %d (%s) missing from the output", i+1, step)
+		}
+	}
+	if !strings.Contains(out, "Everything arrived") || strings.Count(out, " whole\n") < 6 ||
+		!strings.Contains(out, "not hostable (room version 1)") || !strings.Contains(out, "no local member") {
 		t.Fatalf("demo output:\n%s", out)
+	}
+	if !strings.Contains(out, "0 differ, 0 missing") {
+		t.Fatalf("users did not all arrive:\n%s", out)
+	}
+	for _, f := range []string{"verify/report.json", "verify/report.md", "conduit/conduit.db", "export/manifest.json", "logs/7-verify.txt"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("the demo left no %s: %v", f, err)
+		}
 	}
 }
 
