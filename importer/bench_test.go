@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,7 +22,8 @@ import (
 // two one-time keys) and 10,000 backed-up sessions (10 per user) into a fresh Conduit database.
 // The export is written directly from synthetic users (no simulated Synapse: building it through
 // one would measure the export). It reports the wall time per import, the peak Go heap above
-// the starting point and the process's peak RSS (VmHWM, the whole test binary).
+// the starting point, the CPU time (user + system) per import and the process's peak RSS (VmHWM,
+// the whole test binary).
 //
 //	go test -run '^$' -bench Import -benchtime 3x ./importer/
 func BenchmarkImport(b *testing.B) {
@@ -41,7 +43,7 @@ func BenchmarkImport(b *testing.B) {
 	files = nil
 	for _, jobs := range []int{1, DefaultJobs} {
 		b.Run(fmt.Sprintf("j%d", jobs), func(b *testing.B) {
-			var elapsed time.Duration
+			var elapsed, cpu time.Duration
 			var peak uint64
 			for i := 0; b.Loop(); i++ {
 				b.StopTimer()
@@ -52,9 +54,10 @@ func BenchmarkImport(b *testing.B) {
 				cfg := Config{ExportDir: dir, Identity: id, OpenTarget: ConduitTarget(db, "", testServer), Sessions: &fakeSessions{devs}, Jobs: jobs}
 				base, stop := heapPeak()
 				b.StartTimer()
-				start := time.Now()
+				start, cpu0 := time.Now(), cpuTime()
 				r, err := Run(context.Background(), cfg)
 				elapsed += time.Since(start)
+				cpu += cpuTime() - cpu0
 				b.StopTimer()
 				peak = max(peak, stop()-base)
 				if err != nil {
@@ -66,6 +69,7 @@ func BenchmarkImport(b *testing.B) {
 				b.StartTimer()
 			}
 			b.ReportMetric(elapsed.Seconds()/float64(b.N), "s/import")
+			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/import")
 			b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
 			b.ReportMetric(float64(vmHWM())/(1<<10), "peak-RSS-MiB")
 		})
@@ -106,6 +110,15 @@ func heapPeak() (base uint64, stop func() uint64) {
 		defer mu.Unlock()
 		return peak
 	}
+}
+
+// cpuTime is the user and system CPU time the process used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // vmHWM is the process's peak resident set size in KiB (Linux), 0 when unknown.

@@ -342,8 +342,8 @@ func isNull(b json.RawMessage) bool {
 
 // checkObject accepts a JSON object and nothing else.
 func checkObject(b json.RawMessage) error {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(b, &m); err != nil {
+	t := bytes.TrimSpace(b)
+	if len(t) == 0 || t[0] != '{' || !json.Valid(t) {
 		return fmt.Errorf("not a JSON object")
 	}
 	return nil

@@ -14,6 +14,8 @@ import (
 	"github.com/transition-matrix/transition-matrix/export"
 	"github.com/transition-matrix/transition-matrix/importer"
 	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
+	"github.com/transition-matrix/transition-matrix/mediastore/mediastoretest"
+	"github.com/transition-matrix/transition-matrix/synapsedb/synapsedbtest"
 )
 
 // importSetup exports a simulated Synapse with the export command and creates a fresh Conduit
@@ -187,5 +189,62 @@ func setVersion(t *testing.T, dir string, v uint64) {
 	defer db.Close()
 	if _, err := db.Exec(`UPDATE global SET value = ? WHERE key = ?`, binary.BigEndian.AppendUint64(nil, v), []byte("version")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestImportCommandSessionsAndMedia imports with Synapse's database (SQLite) and media store:
+// devices stay logged in and every upload is in Conduit.
+func TestImportCommandSessionsAndMedia(t *testing.T) {
+	cfgPath, out, db, sim := importSetup(t)
+	w := sim.World()
+	env := map[string]string{"ADMIN_TOKEN": sim.AdminToken()}
+	sdb := synapsedbtest.WriteSQLite(t, w)
+	store := mediastoretest.Write(t, w)
+	code, stdout, stderr := runShim(t, env, "import", "conduit", "-config", cfgPath, "-export", out, "-db", db, "-synapse-db", sdb, "-media-store", store)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"(devices stay logged in)", "one-time keys", "fallback keys not carried", "media skipped: 1"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("summary lacks %q:\n%s", want, stdout)
+		}
+	}
+	c, err := conduit.Open(db, conduit.Options{ServerName: w.ServerName, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tokens, media := 0, 0
+	for _, u := range w.Users {
+		got, err := c.AccessTokens(u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range u.Devices {
+			if d.AccessTokenValidUntilMS == 0 && got[d.ID] != d.AccessToken {
+				t.Errorf("%s device %s: token not carried", u.ID, d.ID)
+			}
+		}
+		tokens += len(got)
+		for _, m := range u.Media {
+			mf, ok, err := c.Media(w.ServerName, m.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.QuarantinedBy == "" && (!ok || string(mf.Content) != string(m.Bytes)) {
+				t.Errorf("%s: media %s not carried", u.ID, m.ID)
+			}
+			if ok {
+				media++
+			}
+		}
+	}
+	if tokens == 0 || media == 0 {
+		t.Errorf("%d tokens, %d media found", tokens, media)
+	}
+	// A PostgreSQL DSN that cannot connect: the error names the database, never the password.
+	code, _, stderr = runShim(t, env, "import", "conduit", "-config", cfgPath, "-export", out, "-db", db, "-synapse-db", "postgres://synapse:s3cr3tpw@127.0.0.1:1/synapse?connect_timeout=2")
+	if code != 1 || strings.Contains(stderr, "s3cr3tpw") || !strings.Contains(stderr, "127.0.0.1") {
+		t.Errorf("bad DSN: exit %d, stderr %q", code, stderr)
 	}
 }
