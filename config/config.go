@@ -366,7 +366,11 @@ func (c *Config) Resolve() error {
 	var id *signing.Identity
 	var err error
 	if c.SynapseConfig != "" {
-		id, err = readSynapseConfig(c.Path(c.SynapseConfig), &c.Warnings)
+		var mediaStore string
+		id, mediaStore, err = readSynapseConfig(c.Path(c.SynapseConfig), &c.Warnings)
+		if err == nil && c.Synapse.MediaStorePath == "" && mediaStore != "" {
+			c.Synapse.MediaStorePath = mediaStore // absolute: resolved against homeserver.yaml's folder
+		}
 		if err != nil {
 			p = append(p, fmt.Errorf("synapse_config: %w", err))
 		} else if c.ServerName != "" && c.ServerName != id.ServerName {
@@ -419,21 +423,27 @@ func (c *Config) readTokenFile(file, what string) (Secret, error) {
 	return Secret(tok), nil
 }
 
-// readSynapseConfig takes server_name, the signing key and old_signing_keys from homeserver.yaml;
-// signing_key_path is relative to that file's folder and defaults to <server_name>.signing.key there.
-func readSynapseConfig(path string, warnings *[]string) (*signing.Identity, error) {
+// readSynapseConfig takes server_name, the signing key, old_signing_keys and media_store_path from
+// homeserver.yaml; relative paths are relative to that file's folder, and signing_key_path defaults
+// to <server_name>.signing.key there.
+func readSynapseConfig(path string, warnings *[]string) (*signing.Identity, string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var hs struct {
 		ServerName     string         `yaml:"server_name"`
 		SigningKeyPath string         `yaml:"signing_key_path"`
 		SigningKey     string         `yaml:"signing_key"`
 		OldSigningKeys map[string]any `yaml:"old_signing_keys"`
+		MediaStorePath string         `yaml:"media_store_path"`
 	}
 	if err := yaml.Unmarshal(data, &hs); err != nil {
-		return nil, fmt.Errorf("%s is not valid YAML: %w", path, err)
+		return nil, "", fmt.Errorf("%s is not valid YAML: %w", path, err)
+	}
+	mediaStore := hs.MediaStorePath
+	if mediaStore != "" && !filepath.IsAbs(mediaStore) {
+		mediaStore = filepath.Join(filepath.Dir(path), mediaStore)
 	}
 	var p []error
 	if hs.ServerName == "" {
@@ -470,9 +480,9 @@ func readSynapseConfig(path string, warnings *[]string) (*signing.Identity, erro
 	}
 	id.OldKeys = old
 	if err := errors.Join(p...); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return id, nil
+	return id, mediaStore, nil
 }
 
 // isHostPort reports whether s is a listen address with a port, such as 127.0.0.1:8448 or :9090.

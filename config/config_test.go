@@ -97,6 +97,16 @@ database: {name: sqlite3}
 		t.Fatalf("relative signing_key_path: %v", err)
 	}
 
+	// media_store_path comes from homeserver.yaml (relative to its folder) unless ours names one.
+	writeFile(t, dir, "synapse/homeserver.yaml", "server_name: hs.example\nsigning_key_path: keys/other.key\nmedia_store_path: media\n", 0o600)
+	if c, err = Load(path, env(nil)); err != nil || c.MediaStorePath() != filepath.Join(dir, "synapse", "media") {
+		t.Fatalf("media_store_path from homeserver.yaml: %q, %v", c.MediaStorePath(), err)
+	}
+	path3 := writeFile(t, dir, "shim3.yaml", "synapse_config: synapse/homeserver.yaml\nsynapse:\n  media_store_path: /srv/media\n", 0o600)
+	if c, err = Load(path3, env(nil)); err != nil || c.MediaStorePath() != "/srv/media" {
+		t.Fatalf("our media_store_path wins: %q, %v", c.MediaStorePath(), err)
+	}
+
 	// server_name in our config must agree with Synapse's.
 	path2 := writeFile(t, dir, "shim2.yaml", "synapse_config: synapse/homeserver.yaml\nserver_name: other.example\n", 0o600)
 	if _, err := Load(path2, env(nil)); err == nil || !strings.Contains(err.Error(), `server_name: "other.example" differs`) {
