@@ -183,7 +183,10 @@ func checkUser(t *testing.T, db *conduit.DB, u *export.UserFile, _ *fakeSessions
 		if d.ID != want.DeviceID || d.DisplayName != want.DisplayName || d.LastSeenIP != want.LastSeenIP || d.LastSeenTS != want.LastSeenTS {
 			t.Errorf("%s device %d = %+v, want %+v", u.UID, i, d, want)
 		}
-		if tokens[d.ID] != synthToken(u.UID, i) {
+		switch {
+		case u.Locked && tokens[d.ID] != "":
+			t.Errorf("%s is locked, but device %s got a token", u.UID, d.ID)
+		case !u.Locked && tokens[d.ID] != synthToken(u.UID, i):
 			t.Errorf("%s device %s token not carried", u.UID, d.ID)
 		}
 		if len(otks[d.ID]) != 2 {

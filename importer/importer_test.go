@@ -51,6 +51,8 @@ func fakeExport(t *testing.T, id *signing.Identity, n int) (string, map[string][
 			u.PasswordHash = nil
 		case 2:
 			u.Deactivated, u.PasswordHash, u.Devices, u.E2E.DeviceKeys = true, nil, nil, map[string]json.RawMessage{}
+		case 4:
+			u.Locked = true
 		}
 		for _, d := range u.Devices {
 			var dev struct {
@@ -88,10 +90,14 @@ func TestRunWithFakeTarget(t *testing.T) {
 	if want := []string{uid(0), uid(3), uid(4)}; !slices.Equal(r.PasswordReset, want) {
 		t.Errorf("password reset %v, want %v", r.PasswordReset, want)
 	}
-	if len(r.MustLogIn) != 0 || !r.SessionsCarried {
+	// The locked user 4 keeps no session: it must log in (and be locked on Conduit).
+	if !slices.Equal(r.MustLogIn, []string{uid(4)}) || !r.SessionsCarried {
 		t.Errorf("must log in %v with sessions", r.MustLogIn)
 	}
-	if r.Planned.AccessTokens != 8 || r.Planned.OneTimeKeys != 16 || r.FallbackKeys != 8 || r.Planned.BackupSessions != 20 {
+	if len(r.Notes) != 1 || r.Notes[0].UserID != uid(4) || !strings.Contains(r.Notes[0].Text, "locked") {
+		t.Errorf("notes %+v", r.Notes)
+	}
+	if r.Planned.AccessTokens != 6 || r.Planned.OneTimeKeys != 16 || r.FallbackKeys != 8 || r.Planned.BackupSessions != 20 {
 		t.Errorf("planned %+v, fallback %d", r.Planned, r.FallbackKeys)
 	}
 	if got := target.users[uid(1)].PasswordHash; got != UnusableHash {

@@ -190,6 +190,12 @@ func planUser(u *export.UserFile, s *Sessions, nowMS int64) (*UserPlan, error) {
 	}
 	sort.Slice(p.Devices, func(i, j int) bool { return p.Devices[i].ID < p.Devices[j].ID })
 
+	if u.Locked {
+		p.Notes = append(p.Notes, "locked in Synapse: Conduit has no locked accounts, so no session is carried (lock or deactivate the account on Conduit)")
+	}
+	if u.ShadowBanned {
+		p.Notes = append(p.Notes, "shadow-banned in Synapse: Conduit has no shadow bans")
+	}
 	if s != nil {
 		p.SkippedTokens += s.Orphans
 		byID := map[string]*DevicePlan{}
@@ -200,7 +206,7 @@ func planUser(u *export.UserFile, s *Sessions, nowMS int64) (*UserPlan, error) {
 			t := s.Tokens[dev]
 			d := byID[dev]
 			switch {
-			case d == nil, t.Token == "":
+			case d == nil, t.Token == "", u.Locked:
 				p.SkippedTokens++
 			case t.ValidUntilMS != 0 && t.ValidUntilMS <= nowMS:
 				p.SkippedTokens++
