@@ -107,7 +107,7 @@ func (x *Export) verify(serverName string) error {
 		return refuse(manifestName, "%d items failed to export (first: %s %s: %s): rerun shim export", len(m.Failed), m.Failed[0].Kind, m.Failed[0].ID, m.Failed[0].Reason)
 	}
 	if m.EncryptedTo != nil && len(x.identities) == 0 {
-		return refuse("", "the export is encrypted to %s: pass the age identity file that decrypts it (-identity)", *m.EncryptedTo)
+		return refuse("", "the export is encrypted to %s: pass the age identity file that decrypts it (-age-identity)", *m.EncryptedTo)
 	}
 	x.Manifest = m
 

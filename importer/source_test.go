@@ -53,8 +53,8 @@ func TestOpenExportEncrypted(t *testing.T) {
 	}
 	dir, _ := smallExport(t, id.Recipient())
 	_, err = OpenExport(dir, testServer, nil)
-	if err == nil || !strings.Contains(err.Error(), "-identity") {
-		t.Fatalf("no identity: err = %v, want a hint at -identity", err)
+	if err == nil || !strings.Contains(err.Error(), "-age-identity") {
+		t.Fatalf("no identity: err = %v, want a hint at -age-identity", err)
 	}
 	other, _ := age.GenerateX25519Identity()
 	_, err = OpenExport(dir, testServer, []age.Identity{other})

@@ -57,7 +57,7 @@ Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 wron
 	conduitMedia := fs.String("conduit-media", "", "Conduit's media `directory` (default <db>/media, Conduit's default)")
 	synapseDB := fs.String("synapse-db", "", "Synapse's database: a PostgreSQL `DSN` (postgres://...) or an SQLite file; carries access tokens and one-time keys")
 	mediaStore := fs.String("media-store", "", "Synapse's media_store_path `directory` (default synapse.media_store_path from the config)")
-	identity := fs.String("identity", "", "age identity `file` that decrypts an export written with -encrypt-to")
+	identity := fs.String("age-identity", "", "age identity `file` that decrypts an export written with -encrypt-to")
 	dryRun := fs.Bool("dry-run", false, "print what would be written, and write nothing")
 	jobs := fs.Int("j", importer.DefaultJobs, "users read and planned at once (one database writer)")
 	report := fs.String("report", "", "also write the full report as JSON to this `file` (mode 0600; names users, holds no secrets)")
@@ -132,12 +132,12 @@ Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 wron
 func readAgeIdentities(path string) ([]age.Identity, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("-identity: %w", err)
+		return nil, fmt.Errorf("-age-identity: %w", err)
 	}
 	defer f.Close()
 	ids, err := age.ParseIdentities(f)
 	if err != nil {
-		return nil, fmt.Errorf("-identity %s: %w", path, err)
+		return nil, fmt.Errorf("-age-identity %s: %w", path, err)
 	}
 	return ids, nil
 }

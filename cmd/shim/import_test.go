@@ -165,7 +165,7 @@ func TestImportCommandErrors(t *testing.T) {
 		{[]string{"import", "conduit", "-config", cfgPath, "-export", bad, "-db", db}, 1, victim},
 		{[]string{"import", "conduit", "-config", cfgPath, "-export", out, "-db", unknown}, 1, "unknown Conduit database version"},
 		{[]string{"import", "conduit", "-config", cfgPath, "-export", out, "-db", filepath.Join(t.TempDir(), "none")}, 1, "no Conduit database"},
-		{[]string{"import", "conduit", "-config", cfgPath, "-export", out, "-db", db, "-identity", "/nonexistent"}, 1, "-identity"},
+		{[]string{"import", "conduit", "-config", cfgPath, "-export", out, "-db", db, "-age-identity", "/nonexistent"}, 1, "-age-identity"},
 	}
 	for _, c := range cases {
 		code, _, stderr := runShim(t, env, c.args...)
