@@ -532,3 +532,23 @@ func (b *bed) putBan(t testing.TB, r *world.Room, target string) *synapseclient.
 	}
 	return &p
 }
+
+// BenchmarkJoinThroughShim measures one make_join + send_join round through the shim (HTTP,
+// X-Matrix, Synapse's admin API on the simulated Synapse, verification, one cache write) for the
+// world's lobby (version 11, every user a member), with its state events already cached.
+func BenchmarkJoinThroughShim(b *testing.B) {
+	for _, users := range []int{3, 500} {
+		bd := newBed(b, bedOptions{world: world.Options{Seed: 24, Rooms: -1, MessagesPerRoom: 50, Users: users}})
+		r := bd.w.RoomsOfKind(world.KindOrdinary)[1]
+		user := localJoined(bd.w, r)
+		b.Run(fmt.Sprintf("state-%d", r.CurrentState().Len()), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				join := bd.signJoin(b, r.Version, bd.makeTemplate(b, r, user), fmt.Sprintf("run %d", i))
+				resp := bd.put(b, sendJoinPath(r.ID, join.EventID()), join.JSON())
+				if body := readAll(b, resp); resp.StatusCode != http.StatusOK {
+					b.Fatalf("send_join: %d %s", resp.StatusCode, body)
+				}
+			}
+		})
+	}
+}
