@@ -96,6 +96,26 @@ func TestServeTLSMetricsAndGracefulShutdown(t *testing.T) {
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 
 	room := w.Rooms[0]
+	// serve reads the current state with the admin token: make_join works (in another room, so
+	// the event asked below is still not cached).
+	joinRoom := w.Rooms[1]
+	mj := "/_matrix/federation/v1/make_join/" + url.PathEscape(joinRoom.ID) + "/" + url.PathEscape(joinRoom.Creator) + "?ver=" + joinRoom.Version
+	xj, err := signing.SignRequest(sim.Identity(), "GET", w.ServerName, mj, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mreq, _ := http.NewRequest("GET", "https://"+got["federation"]+mj, nil)
+	mreq.Header.Set("Authorization", xj.String())
+	mresp, err := client.Do(mreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mbody, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	if mresp.StatusCode != http.StatusOK || gjson.GetBytes(mbody, "room_version").String() != joinRoom.Version {
+		t.Fatalf("make_join through serve: %d %s", mresp.StatusCode, mbody)
+	}
+
 	path := "/_matrix/federation/v1/event/" + url.PathEscape(room.Latest().ID)
 	x, err := signing.SignRequest(sim.Identity(), "GET", w.ServerName, path, nil)
 	if err != nil {
