@@ -562,17 +562,15 @@ func checkJoinAuth(st *roomState, join gmsl.PDU) error {
 	return nil
 }
 
-// rememberStateAtPrev asks Synapse, while it still answers, for the state at each prev event of
-// a join, so /state and /state_ids there are answered from the cache later. Failures only log.
+// rememberStateAtPrev asks Synapse, while it still answers, for the state IDs at each prev
+// event of a join (cheap: IDs only), so /state_ids there is answered from the cache later, and
+// /state too when the cache holds those events (mostly the join's state). Failures only log.
 func (s *Source) rememberStateAtPrev(ctx context.Context, roomID string, prev []string) {
 	if s.up == nil {
 		return
 	}
 	for _, id := range prev {
-		if snap, ok, err := s.cache.StateAt(id); err == nil && ok && snap.RoomID == roomID {
-			continue
-		}
-		if _, _, err := s.State(ctx, roomID, id); err != nil {
+		if _, _, err := s.StateIDs(ctx, roomID, id); err != nil {
 			s.log.Warn("could not keep the state at a join's prev event", zap.String("room_id", roomID), zap.String("event_id", id), zap.Error(err))
 		}
 	}
