@@ -249,24 +249,26 @@ func (s *Source) loadEvents(ctx context.Context, roomID string, ids, near []stri
 	return found, nil
 }
 
-// authProvider returns the state as gomatrixserverlib auth events.
-func (st *roomState) authProvider() (*gmsl.AuthEvents, map[string]gmsl.PDU, error) {
+// authProvider returns the state events with the keys the auth rules need (parsing only those:
+// the state may hold thousands of members) as gomatrixserverlib auth events.
+func (st *roomState) authProvider(needed gmsl.StateNeeded) (*gmsl.AuthEvents, error) {
 	ver, err := gmsl.GetRoomVersion(gmsl.RoomVersion(st.version))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	byID := make(map[string]gmsl.PDU, len(st.events))
-	pdus := make([]gmsl.PDU, 0, len(st.events))
-	for _, e := range st.events {
+	var pdus []gmsl.PDU
+	for _, k := range needed.Tuples() {
+		e, ok := st.events[k]
+		if !ok {
+			continue
+		}
 		p, err := ver.NewEventFromTrustedJSONWithEventID(e.ID, e.JSON, e.Status != eventcache.StatusVerified)
 		if err != nil {
-			return nil, nil, fmt.Errorf("state event %s: %w", e.ID, err)
+			return nil, fmt.Errorf("state event %s: %w", e.ID, err)
 		}
 		pdus = append(pdus, p)
-		byID[e.ID] = p
 	}
-	a, err := gmsl.NewAuthEvents(pdus)
-	return a, byID, err
+	return gmsl.NewAuthEvents(pdus)
 }
 
 // MakeJoin builds a join template for userID on the room's current state in Synapse: prev_events
@@ -305,14 +307,14 @@ func (s *Source) MakeJoin(ctx context.Context, roomID, userID string, versions [
 		depth = max(depth, e.Depth)
 	}
 	depth++
-	authEvents, _, err := st.authProvider()
-	if err != nil {
-		return "", nil, err
-	}
 	stateKey := userID
 	proto := gmsl.ProtoEvent{SenderID: userID, RoomID: roomID, Type: spec.MRoomMember, StateKey: &stateKey,
 		PrevEvents: prevIDs, Depth: depth, Content: spec.RawJSON(`{"membership":"join"}`)}
 	needed, err := gmsl.StateNeededForProtoEvent(&proto)
+	if err != nil {
+		return "", nil, err
+	}
+	authEvents, err := st.authProvider(needed)
 	if err != nil {
 		return "", nil, err
 	}
@@ -530,11 +532,15 @@ func (s *Source) acceptedBefore(roomID, eventID string, raw []byte) ([]federatio
 // checkJoinAuth checks the join's auth_events (exactly the state events the auth rules need,
 // as in the state) and the auth rules against the state.
 func checkJoinAuth(st *roomState, join gmsl.PDU) error {
-	authEvents, byID, err := st.authProvider()
+	needed := gmsl.StateNeededForAuth([]gmsl.PDU{join})
+	authEvents, err := st.authProvider(needed)
 	if err != nil {
 		return err
 	}
-	needed := gmsl.StateNeededForAuth([]gmsl.PDU{join})
+	inState := make(map[string]bool, len(st.events))
+	for _, e := range st.events {
+		inState[e.ID] = true
+	}
 	want, err := needed.AuthEventReferences(authEvents)
 	if err != nil {
 		return err
@@ -547,7 +553,7 @@ func checkJoinAuth(st *roomState, join gmsl.PDU) error {
 	}
 	got := slices.Clone(join.AuthEventIDs())
 	for _, id := range got {
-		if _, ok := byID[id]; !ok {
+		if !inState[id] {
 			return federation.BadJSON("The join's auth event " + id + " is not in the room state at its prev_events")
 		}
 	}
