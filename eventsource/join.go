@@ -131,7 +131,7 @@ func (s *Source) currentState(ctx context.Context, roomID string) (*roomState, e
 		if err != nil {
 			return nil, err
 		}
-		stateIDs = stateIDs[:0]
+		stateIDs, create = stateIDs[:0], ""
 		for _, ev := range raw {
 			id := gjson.GetBytes(ev, "event_id").String()
 			if id == "" {
