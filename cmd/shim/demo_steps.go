@@ -217,12 +217,12 @@ func (d *demoRun) cutover(ctx context.Context, shimURL string) (bool, error) {
 
 // printEndToEnd prints, room by room and then for users, what Synapse had and what the target holds.
 func (d *demoRun) printEndToEnd(rep *verify.Report) error {
-	tw := tabwriter.NewWriter(d.env.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "ROOM\tVERSION\tKIND\tSYNAPSE\tCONDUIT\tMISSING\tHIDDEN\tSTATE\tRESULT\t")
+	tw := tabwriter.NewWriter(d.env.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROOM\tVERSION\tKIND\tSYNAPSE\tCONDUIT\tMISSING\tHIDDEN\tSTATE\tRESULT")
 	for _, r := range rep.Rooms {
-		kind := ""
+		kind, events := "", 0
 		if wr := d.w.Room(r.RoomID); wr != nil {
-			kind = wr.Kind
+			kind, events = wr.Kind, len(wr.Events)
 		}
 		state := "-"
 		if r.State != nil {
@@ -237,7 +237,11 @@ func (d *demoRun) printEndToEnd(rep *verify.Report) error {
 		case verify.RoomNoLocalMembers:
 			result = "no local member: not carried"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t\n", r.RoomID, r.RoomVersion, kind, r.Expected, r.Arrived, r.Missing, r.Hidden, state, result)
+		if r.Status == verify.RoomUnsupportedVersion || r.Status == verify.RoomNoLocalMembers {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t-\t-\t-\t-\t%s\n", r.RoomID, r.RoomVersion, kind, events, result)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.RoomID, r.RoomVersion, kind, r.Expected, r.Arrived, r.Missing, r.Hidden, state, result)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
