@@ -155,6 +155,9 @@ type UserReport struct {
 	AccountData string `json:"account_data"`
 	Keys        string `json:"keys"`
 	KeyBackup   string `json:"key_backup"`
+	// Sessions says whether every exported device has an access token in the target's database
+	// (checked only with -conduit-db): a device without one must log in again.
+	Sessions string `json:"sessions,omitempty"`
 	// Problems name what is missing or differs: device IDs, account data types, key names.
 	Problems []string `json:"problems"`
 	Error    string   `json:"error,omitempty"`

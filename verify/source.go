@@ -58,6 +58,12 @@ type Users interface {
 	User(ctx context.Context, userID string) (*export.UserFile, error)
 }
 
+// Sessions reads the access tokens the target keeps per device; *conduit.DB (opened read-only,
+// which works while Conduit runs) is one.
+type Sessions interface {
+	AccessTokens(user string) (map[string]string, error)
+}
+
 // CacheEvents reads a room's events from the shim's event cache (filled by `shim archive` and
 // by `shim serve` as Conduit asks).
 type CacheEvents struct {

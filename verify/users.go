@@ -66,6 +66,12 @@ func (v *verifier) checkUser(ctx context.Context, id string) UserReport {
 		{&rep.Keys, v.checkKeys},
 		{&rep.KeyBackup, v.checkKeyBackup},
 	}
+	if v.cfg.Sessions != nil {
+		steps = append(steps, struct {
+			into *string
+			run  func(context.Context, *export.UserFile, *userCheck) (string, error)
+		}{&rep.Sessions, v.checkSessions})
+	}
 	var errs []string
 	refused := false
 	for _, s := range steps {
@@ -85,7 +91,7 @@ func (v *verifier) checkUser(ctx context.Context, id string) UserReport {
 		*s.into = st
 	}
 	rep.Status = UserOK
-	for _, st := range []string{rep.Profile, rep.Devices, rep.AccountData, rep.Keys, rep.KeyBackup} {
+	for _, st := range []string{rep.Profile, rep.Devices, rep.AccountData, rep.Keys, rep.KeyBackup, rep.Sessions} {
 		rep.Status = worse(rep.Status, st)
 	}
 	if len(errs) > 0 {
@@ -167,6 +173,27 @@ func (v *verifier) checkDevices(ctx context.Context, u *export.UserFile, c *user
 		}
 	}
 	return aspect(len(u.Devices), missing, differs), nil
+}
+
+// checkSessions reports the exported devices that have no access token in the target's database:
+// their users must log in on them again (no -synapse-db at import, or Synapse had no token).
+func (v *verifier) checkSessions(_ context.Context, u *export.UserFile, c *userCheck) (string, error) {
+	if len(u.Devices) == 0 {
+		return AspectNone, nil
+	}
+	tokens, err := v.cfg.Sessions.AccessTokens(u.UID)
+	if err != nil {
+		return "", fmt.Errorf("sessions: %w", err)
+	}
+	missing := 0
+	for _, raw := range u.Devices {
+		id := gjson.GetBytes(raw, "device_id").String()
+		if tokens[id] == "" {
+			missing++
+			c.problem("device %s: no session on the target, it must log in again", id)
+		}
+	}
+	return aspect(len(u.Devices), missing, 0), nil
 }
 
 func deref(s *string) string {

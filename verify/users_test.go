@@ -151,3 +151,39 @@ func TestUserSkippedAndNothingToCompare(t *testing.T) {
 		t.Errorf("result %s summary %+v", rep.Result, rep.Summary)
 	}
 }
+
+// fakeSessions is the target's database as far as sessions go: user → device → token.
+type fakeSessions map[string]map[string]string
+
+func (f fakeSessions) AccessTokens(user string) (map[string]string, error) { return f[user], nil }
+
+// TestUserSessions checks that a device without an access token in the target's database is
+// named, and that the check is left out without a database.
+func TestUserSessions(t *testing.T) {
+	src, tgt := newMemSource(), newFakeTarget()
+	src.users[alice] = exportedUser(alice)
+	holdUser(tgt, src.users[alice])
+
+	whole := run(t, src, tgt, func(c *Config) { c.Sessions = fakeSessions{alice: {"AAA": "syt_a", "BBB": "syt_b"}} })
+	if got := userReport(t, whole, alice); got.Sessions != UserOK || got.Status != UserOK {
+		t.Fatalf("every device has a session: %+v", got)
+	}
+
+	lost := run(t, src, tgt, func(c *Config) { c.Sessions = fakeSessions{alice: {"AAA": "syt_a"}} })
+	got := userReport(t, lost, alice)
+	if got.Sessions != UserMissing || got.Status != UserMissing || lost.Result != ResultMissing {
+		t.Fatalf("a device lost its session: %+v, result %s", got, lost.Result)
+	}
+	if len(got.Problems) != 1 || !strings.Contains(got.Problems[0], "device BBB: no session") {
+		t.Fatalf("problems %q", got.Problems)
+	}
+	for _, p := range got.Problems {
+		if strings.Contains(p, "syt_") {
+			t.Fatalf("a token leaked into the report: %q", p)
+		}
+	}
+
+	if got := userReport(t, run(t, src, tgt), alice); got.Sessions != "" {
+		t.Fatalf("sessions checked without a database: %q", got.Sessions)
+	}
+}

@@ -29,7 +29,9 @@ type Config struct {
 	Rooms      Rooms  // rooms, their current state and local members
 	Events     Events // every event of a room
 	Users      Users  // nil: users are not checked
-	Target     Target
+	// Sessions, when set, is the target's database, read for the access tokens the import carried.
+	Sessions Sessions
+	Target   Target
 	// SourceName and TargetURL describe the two sides in the report ("synapse", "export").
 	SourceName, TargetURL string
 	// Jobs is how many rooms and users are checked at once (default DefaultJobs).

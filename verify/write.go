@@ -189,8 +189,12 @@ func WriteMarkdown(w io.Writer, rep *Report) error {
 			continue
 		}
 		n++
-		fmt.Fprintf(b, "### %s\n\n- status: **%s** — profile %s, devices %s, account data %s, keys %s, key backup %s\n",
+		fmt.Fprintf(b, "### %s\n\n- status: **%s** — profile %s, devices %s, account data %s, keys %s, key backup %s",
 			mdCode(u.UserID), u.Status, u.Profile, u.Devices, u.AccountData, u.Keys, u.KeyBackup)
+		if u.Sessions != "" {
+			fmt.Fprintf(b, ", sessions %s", u.Sessions)
+		}
+		b.WriteString("\n")
 		for _, p := range u.Problems {
 			fmt.Fprintf(b, "- %s\n", mdText(p))
 		}

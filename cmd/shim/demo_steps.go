@@ -204,7 +204,7 @@ func (d *demoRun) cutover(ctx context.Context, shimURL string) (bool, error) {
 			return "no report: " + err.Error()
 		}
 		return fmt.Sprintf("%d rooms and %d users checked → verify/report.md", rep.Summary.Rooms, rep.Summary.Users)
-	}, "verify", "-config", d.configPath, "-export", d.path("export"), "-out", reportDir)
+	}, "verify", "-config", d.configPath, "-export", d.path("export"), "-conduit-db", d.path("conduit"), "-out", reportDir)
 	if rep.Format == "" { // verify failed before writing a report
 		return false, verr
 	}
@@ -247,7 +247,7 @@ func (d *demoRun) printEndToEnd(rep *verify.Report) error {
 		return err
 	}
 	s := rep.Summary
-	fmt.Fprintf(d.env.Stdout, "\nUsers: %d checked, %d whole (profile, devices, device and cross-signing keys, account data, key backup), %d differ, %d missing, %d deactivated.\n",
+	fmt.Fprintf(d.env.Stdout, "\nUsers: %d checked, %d whole (profile, devices and their sessions, device and cross-signing keys, account data, key backup), %d differ, %d missing, %d deactivated.\n",
 		s.Users, s.UsersOK, s.UsersDiffer, s.UsersMissing, s.UsersSkipped)
 	fmt.Fprintf(d.env.Stdout, "HIDDEN: events Synapse itself holds only redacted (before any local user joined a \"joined\"-visibility room); STATE: current state pieces equal or newer on the target.\n")
 	return nil

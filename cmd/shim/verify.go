@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/term"
 
+	"github.com/transition-matrix/transition-matrix/conduit"
 	"github.com/transition-matrix/transition-matrix/config"
 	"github.com/transition-matrix/transition-matrix/eventcache"
 	"github.com/transition-matrix/transition-matrix/eventsource"
@@ -50,6 +51,7 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 	strict := fs.Bool("strict", false, "count rooms of versions the target cannot host (1, 2) as problems")
 	offline := fs.Bool("offline", false, "Synapse is shut down: verify from the export and the event cache alone")
 	ageIdentity := fs.String("age-identity", "", "age identity `file` that decrypts an encrypted export")
+	conduitDB := fs.String("conduit-db", "", "Conduit's database_path `directory`, read-only (works while Conduit runs): checks every device kept its session")
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -114,6 +116,14 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 
 	vc := verify.Config{ServerName: cfg.ServerName, Users: exp, TargetURL: cfg.Target.URL, Jobs: *jobs, Strict: *strict,
 		Target: &verify.HTTPTarget{BaseURL: cfg.Target.URL, Token: string(cfg.Target.Token)}}
+	if *conduitDB != "" {
+		db, err := conduit.Open(*conduitDB, conduit.Options{ServerName: cfg.ServerName, ReadOnly: true})
+		if err != nil {
+			return exitWith(2, fmt.Errorf("-conduit-db: %w", err))
+		}
+		defer db.Close()
+		vc.Sessions = db
+	}
 	if client != nil {
 		src, err := eventsource.New(eventsource.Config{Identity: cfg.Identity, Cache: cache, Upstream: client.Federation(),
 			Keys: &eventsource.NotaryKeys{Client: client.Federation(), Identity: cfg.Identity}, Logger: log})
