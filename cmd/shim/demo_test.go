@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/transition-matrix/transition-matrix/verify"
 )
 
 // TestDemoRunsTheWholeFlow runs the demo: every step succeeds, every room a Conduit can host
@@ -31,6 +33,19 @@ func TestDemoRunsTheWholeFlow(t *testing.T) {
 	}
 	if !strings.Contains(out, "0 differ, 0 missing") {
 		t.Fatalf("users did not all arrive:\n%s", out)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "verify", "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep verify.Report
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range rep.Users {
+		if u.Status != verify.UserSkipped && u.Sessions != verify.UserOK && u.Sessions != verify.AspectNone {
+			t.Errorf("user %s: sessions %q, want every device's session carried", u.UserID, u.Sessions)
+		}
 	}
 	for _, f := range []string{"verify/report.json", "verify/report.md", "conduit/conduit.db", "export/manifest.json", "logs/7-verify.txt"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
