@@ -191,6 +191,9 @@ func (g *gen) planRooms() {
 		g.lobby.activity(g.opts.BigRoomActivity, true)
 	}
 
+	if g.opts.LongForkLength > 0 {
+		remoteMembers.longFork(rita, bob, g.opts.LongForkLength)
+	}
 	g.lobby.member(dave, dave, "leave") // deactivation parts the user
 	remoteMembers.fork(true)            // two forward extremities remain
 }

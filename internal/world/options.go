@@ -36,6 +36,10 @@ type Options struct {
 	// NoV1Room leaves out the room of version 1 (KindV1), giving a world with no room a Conduit
 	// cannot host. The other rooms then get different IDs and events than without it.
 	NoV1Room bool
+	// LongForkLength, if > 0, gives the room of remote members (KindRemoteMembers) a netsplit: two
+	// branches of this many messages each from the same event, one sent by a remote user, one by a
+	// local user, then one local message merging them (two prev_events).
+	LongForkLength int
 }
 
 func (o Options) withDefaults() Options {

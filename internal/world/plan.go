@@ -400,6 +400,22 @@ func (p *roomPlan) fork(leaveOpen bool) bool {
 	return true
 }
 
+// longFork writes two branches of n messages each from the current extremities, one by a and
+// one by b (a netsplit), then a message by b whose prev_events are both branches' ends.
+func (p *roomPlan) longFork(a, b string, n int) {
+	base := append([]int(nil), p.ext...)
+	for range n {
+		p.message(a)
+	}
+	endA := p.ext[0]
+	p.ext = base
+	for range n {
+		p.message(b)
+	}
+	p.ext = []int{endA, p.ext[0]}
+	p.message(b)
+}
+
 // churn makes a non-admin member leave and come back.
 func (p *roomPlan) churn() bool {
 	var cands []string

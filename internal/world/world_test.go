@@ -40,6 +40,25 @@ func testWorld(t testing.TB) *World {
 	return defaultWorld
 }
 
+var (
+	longForkOnce  sync.Once
+	longForkWorld *World
+	longForkErr   error
+)
+
+// checkedWorlds are the worlds the structural checks run on: the default one and a small one with
+// a long fork (Options.LongForkLength).
+func checkedWorlds(t testing.TB) []*World {
+	t.Helper()
+	longForkOnce.Do(func() {
+		longForkWorld, longForkErr = Generate(Options{Seed: 43, Rooms: -1, MessagesPerRoom: 10, LongForkLength: 150})
+	})
+	if longForkErr != nil {
+		t.Fatal(longForkErr)
+	}
+	return []*World{testWorld(t), longForkWorld}
+}
+
 // memKeys is an in-memory gmsl.JSONVerifier over fixed server keys; a key
 // with a non-zero expiry only verifies messages from before it.
 type memKeys map[string]map[string]struct {
@@ -165,83 +184,84 @@ func v1RefHash(t *testing.T, pdu []byte) string {
 }
 
 func TestEventsParseAndVerify(t *testing.T) {
-	w := testWorld(t)
-	keys := keysOf(w)
-	ctx := context.Background()
-	n := 0
-	for _, r := range w.Rooms {
-		verImpl := gmsl.MustGetRoomVersion(gmsl.RoomVersion(r.Version))
-		for _, e := range r.Events {
-			n++
-			pdu, err := verImpl.NewEventFromUntrustedJSON(e.JSON)
-			if err != nil {
-				t.Fatalf("%s: %v", e.ID, err)
-			}
-			if pdu.Redacted() {
-				t.Fatalf("%s: content hash mismatch", e.ID)
-			}
-			if pdu.EventID() != e.ID {
-				t.Fatalf("event ID %s, computed %s", e.ID, pdu.EventID())
-			}
-			if err := gmsl.VerifyEventSignatures(ctx, pdu, keys, userIDForSender); err != nil {
-				t.Fatalf("%s: %v", e.ID, err)
-			}
-			if gjson.GetBytes(e.JSON, "unsigned").Exists() {
-				t.Fatalf("%s has unsigned", e.ID)
-			}
-			hasID := gjson.GetBytes(e.JSON, "event_id").Exists()
-			if hasID != (r.Version == "1") {
-				t.Fatalf("%s (v%s): event_id present=%v", e.ID, r.Version, hasID)
-			}
-			if gjson.GetBytes(e.JSON, "origin").String() != e.Origin || serverOf(e.Sender) != e.Origin {
-				t.Fatalf("%s: origin %q sender %q", e.ID, e.Origin, e.Sender)
-			}
-			if e.IsState() && !gjson.GetBytes(e.JSON, "prev_state").IsArray() {
-				t.Fatalf("%s: state event without prev_state", e.ID)
-			}
-			if r.Version == "1" {
-				if !strings.HasSuffix(e.ID, ":"+e.Origin) || len(e.ID) != 1+18+1+len(e.Origin) {
-					t.Fatalf("bad v1 event ID %q", e.ID)
+	for _, w := range checkedWorlds(t) {
+		keys := keysOf(w)
+		ctx := context.Background()
+		n := 0
+		for _, r := range w.Rooms {
+			verImpl := gmsl.MustGetRoomVersion(gmsl.RoomVersion(r.Version))
+			for _, e := range r.Events {
+				n++
+				pdu, err := verImpl.NewEventFromUntrustedJSON(e.JSON)
+				if err != nil {
+					t.Fatalf("%s: %v", e.ID, err)
 				}
-				for _, field := range []string{"prev_events", "auth_events"} {
-					for _, ref := range gjson.GetBytes(e.JSON, field).Array() {
-						target := r.Event(ref.Get("0").String())
-						if target == nil || ref.Get("1.sha256").String() != v1RefHash(t, target.JSON) {
-							t.Fatalf("%s: bad %s ref %s", e.ID, field, ref.Raw)
+				if pdu.Redacted() {
+					t.Fatalf("%s: content hash mismatch", e.ID)
+				}
+				if pdu.EventID() != e.ID {
+					t.Fatalf("event ID %s, computed %s", e.ID, pdu.EventID())
+				}
+				if err := gmsl.VerifyEventSignatures(ctx, pdu, keys, userIDForSender); err != nil {
+					t.Fatalf("%s: %v", e.ID, err)
+				}
+				if gjson.GetBytes(e.JSON, "unsigned").Exists() {
+					t.Fatalf("%s has unsigned", e.ID)
+				}
+				hasID := gjson.GetBytes(e.JSON, "event_id").Exists()
+				if hasID != (r.Version == "1") {
+					t.Fatalf("%s (v%s): event_id present=%v", e.ID, r.Version, hasID)
+				}
+				if gjson.GetBytes(e.JSON, "origin").String() != e.Origin || serverOf(e.Sender) != e.Origin {
+					t.Fatalf("%s: origin %q sender %q", e.ID, e.Origin, e.Sender)
+				}
+				if e.IsState() && !gjson.GetBytes(e.JSON, "prev_state").IsArray() {
+					t.Fatalf("%s: state event without prev_state", e.ID)
+				}
+				if r.Version == "1" {
+					if !strings.HasSuffix(e.ID, ":"+e.Origin) || len(e.ID) != 1+18+1+len(e.Origin) {
+						t.Fatalf("bad v1 event ID %q", e.ID)
+					}
+					for _, field := range []string{"prev_events", "auth_events"} {
+						for _, ref := range gjson.GetBytes(e.JSON, field).Array() {
+							target := r.Event(ref.Get("0").String())
+							if target == nil || ref.Get("1.sha256").String() != v1RefHash(t, target.JSON) {
+								t.Fatalf("%s: bad %s ref %s", e.ID, field, ref.Raw)
+							}
 						}
 					}
 				}
-			}
-			if e.Redacted {
-				red, err := verImpl.NewEventFromUntrustedJSON(e.RedactedJSON)
-				if err != nil || red.EventID() != e.ID || gjson.GetBytes(e.RedactedJSON, "content.body").Exists() {
-					t.Fatalf("%s: bad redacted JSON (%v)", e.ID, err)
+				if e.Redacted {
+					red, err := verImpl.NewEventFromUntrustedJSON(e.RedactedJSON)
+					if err != nil || red.EventID() != e.ID || gjson.GetBytes(e.RedactedJSON, "content.body").Exists() {
+						t.Fatalf("%s: bad redacted JSON (%v)", e.ID, err)
+					}
+					if err := gmsl.VerifyEventSignatures(ctx, red, keys, userIDForSender); err != nil {
+						t.Fatalf("%s redacted: %v", e.ID, err)
+					}
 				}
-				if err := gmsl.VerifyEventSignatures(ctx, red, keys, userIDForSender); err != nil {
-					t.Fatalf("%s redacted: %v", e.ID, err)
-				}
 			}
 		}
-	}
-	if n != w.EventCount() {
-		t.Fatalf("checked %d events, world has %d", n, w.EventCount())
-	}
-	// A tampered signature must fail, so the check above means something.
-	rm := w.RoomsOfKind(KindRemoteMembers)[0]
-	for _, e := range rm.Events {
-		if e.Origin != w.RemoteServerName {
-			continue
+		if n != w.EventCount() {
+			t.Fatalf("checked %d events, world has %d", n, w.EventCount())
 		}
-		sig := gjson.GetBytes(e.JSON, "signatures."+strings.ReplaceAll(w.RemoteServerName, ".", `\.`)+"."+strings.ReplaceAll(w.RemoteKey.KeyID, ".", `\.`)).String()
-		forged := strings.Replace(string(e.JSON), sig, base64.RawStdEncoding.EncodeToString(make([]byte, 64)), 1)
-		pdu, err := gmsl.MustGetRoomVersion(gmsl.RoomVersion(rm.Version)).NewEventFromUntrustedJSON([]byte(forged))
-		if err != nil || sig == "" {
-			t.Fatal(err, sig)
+		// A tampered signature must fail, so the check above means something.
+		rm := w.RoomsOfKind(KindRemoteMembers)[0]
+		for _, e := range rm.Events {
+			if e.Origin != w.RemoteServerName {
+				continue
+			}
+			sig := gjson.GetBytes(e.JSON, "signatures."+strings.ReplaceAll(w.RemoteServerName, ".", `\.`)+"."+strings.ReplaceAll(w.RemoteKey.KeyID, ".", `\.`)).String()
+			forged := strings.Replace(string(e.JSON), sig, base64.RawStdEncoding.EncodeToString(make([]byte, 64)), 1)
+			pdu, err := gmsl.MustGetRoomVersion(gmsl.RoomVersion(rm.Version)).NewEventFromUntrustedJSON([]byte(forged))
+			if err != nil || sig == "" {
+				t.Fatal(err, sig)
+			}
+			if gmsl.VerifyEventSignatures(ctx, pdu, keys, userIDForSender) == nil {
+				t.Fatal("forged signature verified")
+			}
+			break
 		}
-		if gmsl.VerifyEventSignatures(ctx, pdu, keys, userIDForSender) == nil {
-			t.Fatal("forged signature verified")
-		}
-		break
 	}
 }
 
@@ -262,69 +282,70 @@ func parsed(t *testing.T, r *Room, cache map[string]gmsl.PDU, id string) gmsl.PD
 }
 
 func TestAuthRules(t *testing.T) {
-	w := testWorld(t)
-	for _, r := range w.Rooms {
-		cache := map[string]gmsl.PDU{}
+	for _, w := range checkedWorlds(t) {
+		for _, r := range w.Rooms {
+			cache := map[string]gmsl.PDU{}
+			for _, e := range r.Events {
+				pdu := parsed(t, r, cache, e.ID)
+				var authPDUs []gmsl.PDU
+				for _, a := range e.AuthEvents {
+					authPDUs = append(authPDUs, parsed(t, r, cache, a))
+				}
+				ae, err := gmsl.NewAuthEvents(authPDUs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := gmsl.Allowed(pdu, ae, userIDForSender); err != nil {
+					t.Fatalf("room v%s %s event %s (%s): %v", r.Version, r.Kind, e.ID, e.Type, err)
+				}
+				// The auth events are exactly those gmsl selects from the state before the event.
+				st, _ := r.StateBefore(e.ID)
+				var statePDUs []gmsl.PDU
+				for _, id := range st.EventIDs() {
+					statePDUs = append(statePDUs, parsed(t, r, cache, id))
+				}
+				provider, err := gmsl.NewAuthEvents(statePDUs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				needed, err := gmsl.StateNeededForProtoEvent(&gmsl.ProtoEvent{Type: e.Type, StateKey: e.StateKey, SenderID: e.Sender, Content: contentOf(e.JSON)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := needed.AuthEventReferences(provider)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e.Type == "m.room.create" {
+					want = []string{}
+				}
+				got := append([]string(nil), e.AuthEvents...)
+				sort.Strings(got)
+				want = dedupSorted(want)
+				if strings.Join(got, ",") != strings.Join(want, ",") {
+					t.Fatalf("%s (%s): auth_events %v, gmsl wants %v", e.ID, e.Type, got, want)
+				}
+			}
+		}
+		// Dropping the sender's membership from a message's auth events must be refused.
+		r := w.Rooms[0]
 		for _, e := range r.Events {
-			pdu := parsed(t, r, cache, e.ID)
+			if e.Type != "m.room.message" {
+				continue
+			}
+			cache := map[string]gmsl.PDU{}
 			var authPDUs []gmsl.PDU
 			for _, a := range e.AuthEvents {
-				authPDUs = append(authPDUs, parsed(t, r, cache, a))
+				if r.Event(a).Type != "m.room.member" {
+					authPDUs = append(authPDUs, parsed(t, r, cache, a))
+				}
 			}
-			ae, err := gmsl.NewAuthEvents(authPDUs)
-			if err != nil {
-				t.Fatal(err)
+			ae, _ := gmsl.NewAuthEvents(authPDUs)
+			if gmsl.Allowed(parsed(t, r, cache, e.ID), ae, userIDForSender) == nil {
+				t.Fatal("message allowed without the sender's membership")
 			}
-			if err := gmsl.Allowed(pdu, ae, userIDForSender); err != nil {
-				t.Fatalf("room v%s %s event %s (%s): %v", r.Version, r.Kind, e.ID, e.Type, err)
-			}
-			// The auth events are exactly those gmsl selects from the state before the event.
-			st, _ := r.StateBefore(e.ID)
-			var statePDUs []gmsl.PDU
-			for _, id := range st.EventIDs() {
-				statePDUs = append(statePDUs, parsed(t, r, cache, id))
-			}
-			provider, err := gmsl.NewAuthEvents(statePDUs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			needed, err := gmsl.StateNeededForProtoEvent(&gmsl.ProtoEvent{Type: e.Type, StateKey: e.StateKey, SenderID: e.Sender, Content: contentOf(e.JSON)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := needed.AuthEventReferences(provider)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if e.Type == "m.room.create" {
-				want = []string{}
-			}
-			got := append([]string(nil), e.AuthEvents...)
-			sort.Strings(got)
-			want = dedupSorted(want)
-			if strings.Join(got, ",") != strings.Join(want, ",") {
-				t.Fatalf("%s (%s): auth_events %v, gmsl wants %v", e.ID, e.Type, got, want)
-			}
+			break
 		}
-	}
-	// Dropping the sender's membership from a message's auth events must be refused.
-	r := w.Rooms[0]
-	for _, e := range r.Events {
-		if e.Type != "m.room.message" {
-			continue
-		}
-		cache := map[string]gmsl.PDU{}
-		var authPDUs []gmsl.PDU
-		for _, a := range e.AuthEvents {
-			if r.Event(a).Type != "m.room.member" {
-				authPDUs = append(authPDUs, parsed(t, r, cache, a))
-			}
-		}
-		ae, _ := gmsl.NewAuthEvents(authPDUs)
-		if gmsl.Allowed(parsed(t, r, cache, e.ID), ae, userIDForSender) == nil {
-			t.Fatal("message allowed without the sender's membership")
-		}
-		break
 	}
 }
 
@@ -340,90 +361,91 @@ func dedupSorted(s []string) []string {
 }
 
 func TestDAG(t *testing.T) {
-	w := testWorld(t)
-	forks, merges := 0, 0
-	var lastTS int64
-	type seq struct {
-		stream, ts int64
-	}
-	var all []seq
-	for _, r := range w.Rooms {
-		pos := map[string]int{}
-		children := map[string]int{}
-		for i, e := range r.Events {
-			if e.RoomID != r.ID || w.Event(e.ID) != e || r.Event(e.ID) != e {
-				t.Fatalf("index broken for %s", e.ID)
-			}
-			if i == 0 {
-				if e.Type != "m.room.create" || e.Depth != 1 || len(e.PrevEvents) != 0 || len(e.AuthEvents) != 0 {
-					t.Fatalf("bad create event in %s", r.ID)
+	for _, w := range checkedWorlds(t) {
+		forks, merges := 0, 0
+		var lastTS int64
+		type seq struct {
+			stream, ts int64
+		}
+		var all []seq
+		for _, r := range w.Rooms {
+			pos := map[string]int{}
+			children := map[string]int{}
+			for i, e := range r.Events {
+				if e.RoomID != r.ID || w.Event(e.ID) != e || r.Event(e.ID) != e {
+					t.Fatalf("index broken for %s", e.ID)
 				}
-			} else {
-				if len(e.PrevEvents) == 0 {
-					t.Fatalf("%s has no prev_events", e.ID)
-				}
-				var maxDepth int64
-				for _, p := range e.PrevEvents {
-					j, ok := pos[p]
-					if !ok {
-						t.Fatalf("%s: prev %s is not an earlier event", e.ID, p)
+				if i == 0 {
+					if e.Type != "m.room.create" || e.Depth != 1 || len(e.PrevEvents) != 0 || len(e.AuthEvents) != 0 {
+						t.Fatalf("bad create event in %s", r.ID)
 					}
-					maxDepth = max(maxDepth, r.Events[j].Depth)
-					children[p]++
+				} else {
+					if len(e.PrevEvents) == 0 {
+						t.Fatalf("%s has no prev_events", e.ID)
+					}
+					var maxDepth int64
+					for _, p := range e.PrevEvents {
+						j, ok := pos[p]
+						if !ok {
+							t.Fatalf("%s: prev %s is not an earlier event", e.ID, p)
+						}
+						maxDepth = max(maxDepth, r.Events[j].Depth)
+						children[p]++
+					}
+					if e.Depth != maxDepth+1 {
+						t.Fatalf("%s: depth %d, want %d", e.ID, e.Depth, maxDepth+1)
+					}
+					if len(e.PrevEvents) > 1 {
+						merges++
+					}
 				}
-				if e.Depth != maxDepth+1 {
-					t.Fatalf("%s: depth %d, want %d", e.ID, e.Depth, maxDepth+1)
+				for _, a := range e.AuthEvents {
+					if _, ok := pos[a]; !ok {
+						t.Fatalf("%s: auth %s is not an earlier event", e.ID, a)
+					}
 				}
-				if len(e.PrevEvents) > 1 {
-					merges++
+				if d := gjson.GetBytes(e.JSON, "depth").Int(); d != e.Depth {
+					t.Fatalf("JSON depth %d != %d", d, e.Depth)
+				}
+				pos[e.ID] = i
+				all = append(all, seq{e.StreamOrdering, e.OriginServerTS})
+			}
+			for _, c := range children {
+				if c > 1 {
+					forks++
 				}
 			}
-			for _, a := range e.AuthEvents {
-				if _, ok := pos[a]; !ok {
-					t.Fatalf("%s: auth %s is not an earlier event", e.ID, a)
+			var ext []string
+			for _, e := range r.Events {
+				if children[e.ID] == 0 {
+					ext = append(ext, e.ID)
 				}
 			}
-			if d := gjson.GetBytes(e.JSON, "depth").Int(); d != e.Depth {
-				t.Fatalf("JSON depth %d != %d", d, e.Depth)
-			}
-			pos[e.ID] = i
-			all = append(all, seq{e.StreamOrdering, e.OriginServerTS})
-		}
-		for _, c := range children {
-			if c > 1 {
-				forks++
+			sort.Strings(ext)
+			if strings.Join(ext, ",") != strings.Join(r.ForwardExtremities(), ",") {
+				t.Fatalf("%s: extremities %v, want %v", r.ID, r.ForwardExtremities(), ext)
 			}
 		}
-		var ext []string
-		for _, e := range r.Events {
-			if children[e.ID] == 0 {
-				ext = append(ext, e.ID)
+		if forks == 0 || merges == 0 {
+			t.Fatalf("forks=%d merges=%d, want both", forks, merges)
+		}
+		// Positive stream orderings are unique and follow time.
+		sort.Slice(all, func(i, j int) bool { return all[i].stream < all[j].stream })
+		for i, s := range all {
+			if s.stream <= 0 {
+				continue
 			}
+			if i > 0 && all[i-1].stream == s.stream {
+				t.Fatal("duplicate stream ordering")
+			}
+			if s.ts <= lastTS {
+				t.Fatal("timestamps not increasing with stream ordering")
+			}
+			lastTS = s.ts
 		}
-		sort.Strings(ext)
-		if strings.Join(ext, ",") != strings.Join(r.ForwardExtremities(), ",") {
-			t.Fatalf("%s: extremities %v, want %v", r.ID, r.ForwardExtremities(), ext)
+		if len(w.RoomsOfKind(KindRemoteMembers)[0].ForwardExtremities()) != 2 {
+			t.Fatal("remote_members room should end with two forward extremities")
 		}
-	}
-	if forks == 0 || merges == 0 {
-		t.Fatalf("forks=%d merges=%d, want both", forks, merges)
-	}
-	// Positive stream orderings are unique and follow time.
-	sort.Slice(all, func(i, j int) bool { return all[i].stream < all[j].stream })
-	for i, s := range all {
-		if s.stream <= 0 {
-			continue
-		}
-		if i > 0 && all[i-1].stream == s.stream {
-			t.Fatal("duplicate stream ordering")
-		}
-		if s.ts <= lastTS {
-			t.Fatal("timestamps not increasing with stream ordering")
-		}
-		lastTS = s.ts
-	}
-	if len(w.RoomsOfKind(KindRemoteMembers)[0].ForwardExtremities()) != 2 {
-		t.Fatal("remote_members room should end with two forward extremities")
 	}
 }
 
@@ -443,45 +465,46 @@ func TestSameDepthEvents(t *testing.T) {
 
 // TestStateViews replays each room naively and compares every state snapshot.
 func TestStateViews(t *testing.T) {
-	w := testWorld(t)
-	for _, r := range w.Rooms {
-		after := map[string]map[StateKey]string{}
-		for _, e := range r.Events {
-			cur := map[StateKey]string{}
-			if len(e.PrevEvents) > 0 {
-				for k, v := range after[e.PrevEvents[0]] {
-					cur[k] = v
+	for _, w := range checkedWorlds(t) {
+		for _, r := range w.Rooms {
+			after := map[string]map[StateKey]string{}
+			for _, e := range r.Events {
+				cur := map[StateKey]string{}
+				if len(e.PrevEvents) > 0 {
+					for k, v := range after[e.PrevEvents[0]] {
+						cur[k] = v
+					}
+				}
+				got, _ := r.StateBefore(e.ID)
+				if !equalState(got.Map(), cur) || got.Len() != len(cur) {
+					t.Fatalf("%s: state before differs", e.ID)
+				}
+				for k, v := range cur {
+					if id, ok := got.Get(k.Type, k.StateKey); !ok || id != v {
+						t.Fatalf("%s: Get(%v)=%s want %s", e.ID, k, id, v)
+					}
+				}
+				if e.IsState() {
+					cur[StateKey{e.Type, *e.StateKey}] = e.ID
+				}
+				after[e.ID] = cur
+				ga, _ := r.StateAfter(e.ID)
+				if !equalState(ga.Map(), cur) {
+					t.Fatalf("%s: state after differs", e.ID)
+				}
+				localJoined := 0
+				for k, id := range cur {
+					if k.Type == "m.room.member" && serverOf(k.StateKey) == w.ServerName && r.Event(id).Membership == "join" {
+						localJoined++
+					}
+				}
+				if ga.LocalJoined() != localJoined || r.LocalJoinedAt(e.ID) != (localJoined > 0) {
+					t.Fatalf("%s: local joined %d, want %d", e.ID, ga.LocalJoined(), localJoined)
 				}
 			}
-			got, _ := r.StateBefore(e.ID)
-			if !equalState(got.Map(), cur) || got.Len() != len(cur) {
-				t.Fatalf("%s: state before differs", e.ID)
+			if !equalState(r.CurrentState().Map(), after[r.Latest().ID]) {
+				t.Fatalf("%s: current state differs", r.ID)
 			}
-			for k, v := range cur {
-				if id, ok := got.Get(k.Type, k.StateKey); !ok || id != v {
-					t.Fatalf("%s: Get(%v)=%s want %s", e.ID, k, id, v)
-				}
-			}
-			if e.IsState() {
-				cur[StateKey{e.Type, *e.StateKey}] = e.ID
-			}
-			after[e.ID] = cur
-			ga, _ := r.StateAfter(e.ID)
-			if !equalState(ga.Map(), cur) {
-				t.Fatalf("%s: state after differs", e.ID)
-			}
-			localJoined := 0
-			for k, id := range cur {
-				if k.Type == "m.room.member" && serverOf(k.StateKey) == w.ServerName && r.Event(id).Membership == "join" {
-					localJoined++
-				}
-			}
-			if ga.LocalJoined() != localJoined || r.LocalJoinedAt(e.ID) != (localJoined > 0) {
-				t.Fatalf("%s: local joined %d, want %d", e.ID, ga.LocalJoined(), localJoined)
-			}
-		}
-		if !equalState(r.CurrentState().Map(), after[r.Latest().ID]) {
-			t.Fatalf("%s: current state differs", r.ID)
 		}
 	}
 }
@@ -839,5 +862,44 @@ func TestNoV1Room(t *testing.T) {
 	}
 	if len(with.Rooms) != len(w.Rooms)+1 || len(with.RoomsOfKind(KindV1)) != 1 {
 		t.Errorf("rooms: %d without the option, %d with it", len(with.Rooms), len(w.Rooms))
+	}
+}
+
+// TestLongFork checks the netsplit Options.LongForkLength adds: two branches of that many
+// messages from one event, one remote and one local sender, merged by one local message.
+func TestLongFork(t *testing.T) {
+	const n = 150
+	w := checkedWorlds(t)[1]
+	r := w.RoomsOfKind(KindRemoteMembers)[0]
+	var merge *Event
+	for _, e := range r.Events {
+		if len(e.PrevEvents) == 2 && e.Type == "m.room.message" {
+			a, b := r.Event(e.PrevEvents[0]), r.Event(e.PrevEvents[1])
+			if a.Depth == b.Depth && a.Depth >= n {
+				merge = e
+			}
+		}
+	}
+	if merge == nil {
+		t.Fatal("no merge of two long branches")
+	}
+	senders := map[string]bool{}
+	var base []string
+	for _, tip := range merge.PrevEvents {
+		e := r.Event(tip)
+		for range n {
+			if e.Type != "m.room.message" || len(e.PrevEvents) != 1 {
+				t.Fatalf("branch event %s: %s with %d prev_events", e.ID, e.Type, len(e.PrevEvents))
+			}
+			senders[e.Sender] = true
+			e = r.Event(e.PrevEvents[0])
+		}
+		base = append(base, e.ID)
+	}
+	if base[0] != base[1] {
+		t.Fatalf("the branches start from %v, want one event", base)
+	}
+	if len(senders) != 2 || !senders["@"+"rita:"+w.RemoteServerName] {
+		t.Fatalf("branch senders %v, want a remote and a local user", senders)
 	}
 }
