@@ -16,6 +16,7 @@ import (
 //	"f" roomID 0x00 eventID                crawl frontier (value 0x01)
 //	"j" eventID                            join accepted through send_join (join.go)
 //	"s" eventID                            state snapshot: the room state before the event (join.go)
+//	"h", "g", "o"                          what Conduit was handed by /backfill (handover.go)
 const (
 	prefixEvent    = 'e'
 	prefixRoom     = 'r'

@@ -39,6 +39,8 @@ type walker struct {
 	seen    map[string]bool // queued, emitted, missing or stop IDs
 	queue   newestFirst
 	missing []string
+	// skipHanded leaves out events handed over in room (handover.go), and what lies behind them.
+	skipHanded bool
 }
 
 // enqueue loads id and queues it; absent or unservable IDs go to missing,
@@ -48,6 +50,11 @@ func (w *walker) enqueue(id string) error {
 		return nil
 	}
 	w.seen[id] = true
+	if w.skipHanded {
+		if h, err := w.r.Get(handedKey(w.room, id)); err != nil || h != nil {
+			return err
+		}
+	}
 	v, err := w.r.Get(eventKey(id))
 	if err != nil {
 		return err

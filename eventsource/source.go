@@ -58,6 +58,8 @@ type Source struct {
 	metaMu   sync.Mutex
 	versions sync.Map // room ID → room version
 	memo     joinMemo // the state each recent make_join template was built on
+	// handoverMu holds a *sync.Mutex per room: backfills of one room run one at a time.
+	handoverMu sync.Map
 }
 
 var _ federation.EventSource = (*Source)(nil)
@@ -127,14 +129,64 @@ func (s *Source) Event(ctx context.Context, eventID string) (federation.PDU, err
 // lacks is fetched upstream (Synapse's /backfill, then /event and /get_missing_events for what it
 // omits) and the walk is repeated, so the answer is in the right order. A seed that is a join
 // accepted through send_join is replaced by its prev_events (the join itself is not answered).
+//
+// Conduit asks from one `v`, the oldest event it holds, so on a DAG with parallel branches it
+// would follow one branch only. The cache therefore keeps what Conduit was handed (eventcache's
+// handover): a request from a join starts it afresh; a request from a handed event continues it,
+// walking from v and from the unhanded prev_events of every handed event, without the handed
+// events. Other requests are answered as a plain walk.
 func (s *Source) Backfill(ctx context.Context, roomID string, seeds []string, limit int) ([]federation.PDU, error) {
-	seeds, err := s.seedsPastJoins(roomID, seeds)
+	mu := s.handoverLock(roomID)
+	mu.Lock()
+	defer mu.Unlock()
+	fromJoin := false
+	for _, id := range seeds {
+		if _, ok, err := s.joinEvent(roomID, id); err != nil {
+			return nil, err
+		} else if ok {
+			fromJoin = true
+		}
+	}
+	walkSeeds, err := s.seedsPastJoins(roomID, seeds)
 	if err != nil {
 		return nil, err
 	}
-	return s.walk(ctx, "backfill", roomID, func() ([]eventcache.Event, []string, error) {
-		return s.cache.Backfill(roomID, seeds, limit)
+	continues := false
+	switch {
+	case fromJoin:
+		if err := s.cache.HandoverReset(roomID); err != nil {
+			s.log.Warn("could not reset the backfill handover", zap.String("room_id", roomID), zap.Error(err))
+		}
+	case len(seeds) == 1:
+		var edge []string
+		continues, edge, err = s.cache.HandoverConfirm(roomID, seeds[0])
+		if err != nil {
+			s.log.Warn("could not read the backfill handover; answering a plain walk", zap.String("room_id", roomID), zap.Error(err))
+			continues = false
+		}
+		if continues {
+			walkSeeds = append(walkSeeds, edge...)
+		}
+	}
+	evs, err := s.walkEvents(ctx, "backfill", roomID, func() ([]eventcache.Event, []string, error) {
+		if continues {
+			return s.cache.BackfillNotHanded(roomID, walkSeeds, limit)
+		}
+		return s.cache.Backfill(roomID, walkSeeds, limit)
 	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cache.HandoverOffer(roomID, idsOf(evs)); err != nil {
+		s.log.Warn("could not record the backfill answer", zap.String("room_id", roomID), zap.Error(err))
+	}
+	return jsonOf(evs), nil
+}
+
+// handoverLock serialises the backfills of one room, so each reads the handover the last one left.
+func (s *Source) handoverLock(roomID string) *sync.Mutex {
+	mu, _ := s.handoverMu.LoadOrStore(roomID, &sync.Mutex{})
+	return mu.(*sync.Mutex)
 }
 
 // MissingEvents answers get_missing_events from the cache, fetching what it lacks upstream.
@@ -148,6 +200,15 @@ func (s *Source) MissingEvents(ctx context.Context, roomID string, earliest, lat
 // is missing, nothing more can be fetched, or MaxRounds is reached. When Synapse fails it serves
 // what the cache holds, and fails only when that is nothing.
 func (s *Source) walk(ctx context.Context, endpoint, roomID string, run func() ([]eventcache.Event, []string, error)) ([]federation.PDU, error) {
+	evs, err := s.walkEvents(ctx, endpoint, roomID, run)
+	if err != nil {
+		return nil, err
+	}
+	return jsonOf(evs), nil
+}
+
+// walkEvents is walk with the events' IDs and edges.
+func (s *Source) walkEvents(ctx context.Context, endpoint, roomID string, run func() ([]eventcache.Event, []string, error)) ([]eventcache.Event, error) {
 	tried := map[string]bool{}
 	var upErr error
 	for round := 0; ; round++ {
@@ -168,11 +229,7 @@ func (s *Source) walk(ctx context.Context, endpoint, roomID string, run func() (
 					return nil, fmt.Errorf("%w: the cache does not hold these events and no Synapse is configured", federation.ErrUpstreamUnavailable)
 				}
 			}
-			out := make([]federation.PDU, len(evs))
-			for i := range evs {
-				out[i] = evs[i].JSON
-			}
-			return out, nil
+			return evs, nil
 		}
 		for _, id := range missing {
 			tried[id] = true
