@@ -4,16 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/term"
 
 	"github.com/transition-matrix/transition-matrix/eventsource"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
@@ -148,56 +145,27 @@ func printArchiveSummary(w io.Writer, sums []eventsource.RoomSummary, skipped []
 	return nil
 }
 
-// progress reports archived events: one rewritten line on a terminal, a log line every interval
-// otherwise.
+// progress counts archived events for the progress line.
 type progress struct {
-	rooms  int
+	*ticker
 	events atomic.Int64
-	done   chan struct{}
-	once   sync.Once
-	wg     sync.WaitGroup
 }
 
 func newProgress(w io.Writer, rooms int, every time.Duration, log *zap.Logger) *progress {
-	p := &progress{rooms: rooms, done: make(chan struct{})}
-	f, isFile := w.(*os.File)
-	tty := isFile && term.IsTerminal(int(f.Fd()))
-	if tty {
-		every = 200 * time.Millisecond
-	}
-	start := time.Now()
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-p.done:
-				if tty {
-					fmt.Fprintf(w, "\rarchive: %d events in %s%s\n", p.events.Load(), time.Since(start).Round(time.Second), strings.Repeat(" ", 10))
-				}
-				return
-			case <-t.C:
-				n := p.events.Load()
-				rate := float64(n) / time.Since(start).Seconds()
-				if tty {
-					fmt.Fprintf(w, "\rarchive: %d rooms, %d events, %.0f events/s ", p.rooms, n, rate)
-				} else {
-					log.Info("archive progress", zap.Int("rooms", p.rooms), zap.Int64("events", n), zap.Float64("events_per_s", rate))
-				}
-			}
+	p := &progress{}
+	p.ticker = startTicker(w, every, log, "archive progress", func(elapsed time.Duration, final bool) (string, []zap.Field) {
+		n := p.events.Load()
+		if final {
+			return fmt.Sprintf("archive: %d events in %s", n, elapsed.Round(time.Second)), nil
 		}
-	}()
+		rate := float64(n) / elapsed.Seconds()
+		return fmt.Sprintf("archive: %d rooms, %d events, %.0f events/s", rooms, n, rate),
+			[]zap.Field{zap.Int("rooms", rooms), zap.Int64("events", n), zap.Float64("events_per_s", rate)}
+	})
 	return p
 }
 
 func (p *progress) add(_ string, n int) { p.events.Add(int64(n)) }
-
-func (p *progress) stop() {
-	p.once.Do(func() { close(p.done) })
-	p.wg.Wait()
-}
 
 // stringList is a repeatable string flag.
 type stringList []string

@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/term"
 
 	"github.com/transition-matrix/transition-matrix/config"
 	"github.com/transition-matrix/transition-matrix/export"
@@ -71,66 +68,29 @@ func runExport(ctx context.Context, env *Env, args []string) error {
 	return err
 }
 
-// exportProgress shows a progress line on a terminal, or logs one every so often.
-type exportProgress struct {
-	w        io.Writer
-	log      *zap.Logger
-	terminal bool
-	every    time.Duration
-
-	mu    sync.Mutex
-	last  time.Time
-	drawn bool
-}
+// exportProgress shows the export's progress line.
+type exportProgress struct{ *lineReporter }
 
 func newExportProgress(w io.Writer, log *zap.Logger, every time.Duration) *exportProgress {
-	p := &exportProgress{w: w, log: log, every: every}
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		p.terminal = true
-	}
-	return p
+	return &exportProgress{newLineReporter(w, log, "export progress", every)}
 }
 
 func (p *exportProgress) update(s export.Progress) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := time.Now()
-	if p.terminal {
-		if now.Sub(p.last) < 100*time.Millisecond {
-			return
-		}
-		p.last = now
+	p.report(func() string {
 		total, done := s.Users+s.Rooms, s.UsersDone+s.RoomsDone+s.Skipped
 		const width = 30
 		fill := 0
 		if total > 0 {
 			fill = done * width / total
 		}
-		fmt.Fprintf(p.w, "\r[%s%s] users %d/%d rooms %d/%d  %.0f req/s  failed %d ",
+		return fmt.Sprintf("[%s%s] users %d/%d rooms %d/%d  %.0f req/s  failed %d",
 			strings.Repeat("=", fill), strings.Repeat(" ", width-fill), s.UsersDone, s.Users, s.RoomsDone, s.Rooms,
 			rate(s.Requests, s.Elapsed), s.Failed)
-		p.drawn = true
-		return
-	}
-	if p.last.IsZero() {
-		p.last = now
-		return
-	}
-	if now.Sub(p.last) < p.every {
-		return
-	}
-	p.last = now
-	p.log.Info("export progress", zap.Int("users_done", s.UsersDone), zap.Int("users", s.Users),
-		zap.Int("rooms_done", s.RoomsDone), zap.Int("rooms", s.Rooms), zap.Int("failed", s.Failed),
-		zap.Int64("requests", s.Requests), zap.Duration("elapsed", s.Elapsed.Round(time.Second)))
-}
-
-func (p *exportProgress) done() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.drawn {
-		fmt.Fprintln(p.w)
-	}
+	}, func() []zap.Field {
+		return []zap.Field{zap.Int("users_done", s.UsersDone), zap.Int("users", s.Users),
+			zap.Int("rooms_done", s.RoomsDone), zap.Int("rooms", s.Rooms), zap.Int("failed", s.Failed),
+			zap.Int64("requests", s.Requests), zap.Duration("elapsed", s.Elapsed.Round(time.Second))}
+	})
 }
 
 func rate(n int64, d time.Duration) float64 {

@@ -9,12 +9,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"filippo.io/age"
 	"go.uber.org/zap"
-	"golang.org/x/term"
 
 	"github.com/transition-matrix/transition-matrix/conduit"
 	"github.com/transition-matrix/transition-matrix/config"
@@ -153,59 +151,22 @@ func writeImportReport(path string, r *importer.Report) error {
 	return nil
 }
 
-// importProgress shows a progress line on a terminal, or logs one every so often.
-type importProgress struct {
-	w        io.Writer
-	log      *zap.Logger
-	terminal bool
-	every    time.Duration
-
-	mu    sync.Mutex
-	last  time.Time
-	drawn bool
-}
+// importProgress shows the import's progress line.
+type importProgress struct{ *lineReporter }
 
 func newImportProgress(w io.Writer, log *zap.Logger, every time.Duration) *importProgress {
-	p := &importProgress{w: w, log: log, every: every}
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		p.terminal = true
-	}
-	return p
+	return &importProgress{newLineReporter(w, log, "import progress", every)}
 }
 
 func (p *importProgress) update(s importer.Progress) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := time.Now()
-	if p.terminal {
-		if now.Sub(p.last) < 100*time.Millisecond {
-			return
-		}
-		p.last = now
-		fmt.Fprintf(p.w, "\r%-6s users %d/%d  media %d/%d  failed %d  %s ", s.Phase, s.UsersDone, s.Users, s.MediaDone, s.Media,
+	p.report(func() string {
+		return fmt.Sprintf("%-6s users %d/%d  media %d/%d  failed %d  %s", s.Phase, s.UsersDone, s.Users, s.MediaDone, s.Media,
 			s.Failed, s.Elapsed.Round(time.Second))
-		p.drawn = true
-		return
-	}
-	if p.last.IsZero() {
-		p.last = now
-		return
-	}
-	if now.Sub(p.last) < p.every {
-		return
-	}
-	p.last = now
-	p.log.Info("import progress", zap.String("phase", s.Phase), zap.Int("users_done", s.UsersDone), zap.Int("users", s.Users),
-		zap.Int("media_done", s.MediaDone), zap.Int("media", s.Media), zap.Int("failed", s.Failed),
-		zap.Duration("elapsed", s.Elapsed.Round(time.Second)))
-}
-
-func (p *importProgress) done() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.drawn {
-		fmt.Fprintln(p.w)
-	}
+	}, func() []zap.Field {
+		return []zap.Field{zap.String("phase", s.Phase), zap.Int("users_done", s.UsersDone), zap.Int("users", s.Users),
+			zap.Int("media_done", s.MediaDone), zap.Int("media", s.Media), zap.Int("failed", s.Failed),
+			zap.Duration("elapsed", s.Elapsed.Round(time.Second))}
+	})
 }
 
 // printImportSummary prints the summary table: what was carried, rows changed per tree, and who

@@ -50,22 +50,13 @@ func runRejoin(ctx context.Context, env *Env, args []string) error {
 	}
 	r := &rejoiner{target: newTargetClient(cfg), server: cfg.ServerName, joined: map[string][]string{}}
 	results := make([]rejoinResult, len(rooms))
-	sem := make(chan struct{}, *parallel)
-	var wg sync.WaitGroup
-	for i, room := range rooms {
-		if room.Skip != "" {
-			results[i] = rejoinResult{Room: room, Outcome: "skipped", Detail: room.Skip}
-			continue
+	forEachParallel(len(rooms), *parallel, func(i int) {
+		if rooms[i].Skip != "" {
+			results[i] = rejoinResult{Room: rooms[i], Outcome: "skipped", Detail: rooms[i].Skip}
+			return
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			results[i] = r.rejoin(ctx, room)
-		}()
-	}
-	wg.Wait()
+		results[i] = r.rejoin(ctx, rooms[i])
+	})
 	if err := printRejoinTable(env.Stdout, results); err != nil {
 		return err
 	}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/term"
 )
 
 // runWarm pages /messages backwards on the target, as a local member, through every room until
@@ -75,22 +74,13 @@ func runWarm(ctx context.Context, env *Env, args []string) error {
 		backoff: time.Second, log: log}
 	prog := newWarmProgress(env.Stderr, len(rooms), *progressEvery, log, wm)
 	results := make([]warmResult, len(rooms))
-	sem := make(chan struct{}, *parallel)
-	var wg sync.WaitGroup
-	for i, room := range rooms {
-		if room.Skip != "" {
-			results[i] = warmResult{Room: room, Outcome: "skipped", Detail: room.Skip}
-			continue
+	forEachParallel(len(rooms), *parallel, func(i int) {
+		if rooms[i].Skip != "" {
+			results[i] = warmResult{Room: rooms[i], Outcome: "skipped", Detail: rooms[i].Skip}
+			return
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			results[i] = wm.warm(ctx, room)
-		}()
-	}
-	wg.Wait()
+		results[i] = wm.warm(ctx, rooms[i])
+	})
 	prog.stop()
 	if err := printWarmTable(env.Stdout, results); err != nil {
 		return err
@@ -368,51 +358,15 @@ func (s *warmStore) put(roomID string, st warmRoomState) error {
 	return os.Rename(tmp.Name(), s.path)
 }
 
-// warmProgress reports rooms done and events received: a rewritten line on a terminal, a log line
-// every interval otherwise.
-type warmProgress struct {
-	done chan struct{}
-	once sync.Once
-	wg   sync.WaitGroup
-}
-
-func newWarmProgress(w io.Writer, rooms int, every time.Duration, log *zap.Logger, wm *warmer) *warmProgress {
-	p := &warmProgress{done: make(chan struct{})}
-	f, isFile := w.(*os.File)
-	tty := isFile && term.IsTerminal(int(f.Fd()))
-	if tty {
-		every = 200 * time.Millisecond
-	}
-	start := time.Now()
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-p.done:
-				if tty {
-					fmt.Fprintf(w, "\rwarm: %d/%d rooms done, %d events in %s%s\n", wm.roomDone.Load(), rooms, wm.events.Load(),
-						time.Since(start).Round(time.Second), strings.Repeat(" ", 10))
-				}
-				return
-			case <-t.C:
-				n := wm.events.Load()
-				rate := float64(n) / time.Since(start).Seconds()
-				if tty {
-					fmt.Fprintf(w, "\rwarm: %d/%d rooms done, %d events, %.0f events/s ", wm.roomDone.Load(), rooms, n, rate)
-				} else {
-					log.Info("warm progress", zap.Int64("rooms_done", wm.roomDone.Load()), zap.Int("rooms", rooms),
-						zap.Int64("events", n), zap.Float64("events_per_s", rate))
-				}
-			}
+// newWarmProgress reports rooms done and events received.
+func newWarmProgress(w io.Writer, rooms int, every time.Duration, log *zap.Logger, wm *warmer) *ticker {
+	return startTicker(w, every, log, "warm progress", func(elapsed time.Duration, final bool) (string, []zap.Field) {
+		n, done := wm.events.Load(), wm.roomDone.Load()
+		if final {
+			return fmt.Sprintf("warm: %d/%d rooms done, %d events in %s", done, rooms, n, elapsed.Round(time.Second)), nil
 		}
-	}()
-	return p
-}
-
-func (p *warmProgress) stop() {
-	p.once.Do(func() { close(p.done) })
-	p.wg.Wait()
+		rate := float64(n) / elapsed.Seconds()
+		return fmt.Sprintf("warm: %d/%d rooms done, %d events, %.0f events/s", done, rooms, n, rate),
+			[]zap.Field{zap.Int64("rooms_done", done), zap.Int("rooms", rooms), zap.Int64("events", n), zap.Float64("events_per_s", rate)}
+	})
 }
