@@ -1,7 +1,6 @@
 package eventcache
 
 import (
-	"container/heap"
 	"fmt"
 	"slices"
 
@@ -143,29 +142,5 @@ func (c *Cache) HandoverReset(room string) error {
 // BackfillNotHanded is Backfill that neither returns nor walks through events handed over in
 // room (see HandoverConfirm): seeds are the backfiller's `v` and the handover edge.
 func (c *Cache) BackfillNotHanded(room string, seeds []string, limit int) (events []Event, missing []string, err error) {
-	if limit <= 0 {
-		return nil, nil, nil
-	}
-	err = c.view(func(r kv.Reader) error {
-		w := &walker{c: c, r: r, room: room, seen: map[string]bool{}, skipHanded: true}
-		for _, s := range seeds {
-			if err := w.enqueue(s); err != nil {
-				return err
-			}
-		}
-		for w.queue.Len() > 0 && len(events) < limit {
-			it := heap.Pop(&w.queue).(walkItem)
-			events = append(events, emit(it.ev))
-			if err := w.expand(&it.ev); err != nil {
-				return err
-			}
-		}
-		missing = w.missing
-		return nil
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	slices.Sort(missing)
-	return events, missing, nil
+	return c.backfill(room, seeds, limit, true)
 }

@@ -97,11 +97,16 @@ func emit(e Event) Event {
 // event ID). missing lists, sorted, the seeds and prev_events of returned
 // events that the cache cannot serve, so the caller can fetch them upstream.
 func (c *Cache) Backfill(room string, seeds []string, limit int) (events []Event, missing []string, err error) {
+	return c.backfill(room, seeds, limit, false)
+}
+
+// backfill walks as Backfill does; skipHanded leaves out events handed over in room.
+func (c *Cache) backfill(room string, seeds []string, limit int, skipHanded bool) (events []Event, missing []string, err error) {
 	if limit <= 0 {
 		return nil, nil, nil
 	}
 	err = c.view(func(r kv.Reader) error {
-		w := &walker{c: c, r: r, room: room, seen: map[string]bool{}}
+		w := &walker{c: c, r: r, room: room, seen: map[string]bool{}, skipHanded: skipHanded}
 		for _, s := range seeds {
 			if err := w.enqueue(s); err != nil {
 				return err
