@@ -35,7 +35,7 @@ type UserFile struct {
 	JoinedRooms  []string                   `json:"joined_rooms"`
 	E2E          E2E                        `json:"e2e"`
 	// ClientAPIAs says how the client-API parts were read: "login_as" (a puppet token, logged
-	// out afterwards) or "admin_token" (the admin's own account).
+	// out afterwards), "admin_token" (the admin's own account) or ClientAPIAsLockedAdmin.
 	ClientAPIAs string `json:"client_api_as"`
 }
 
