@@ -268,7 +268,7 @@ func joinRooms(t testing.TB, w *world.World) []*world.Room {
 			seen[r.Version] = true
 		}
 	}
-	for _, v := range []string{"6", "10", "11"} {
+	for _, v := range []string{"6", "10", "11", "12"} {
 		if !seen[v] {
 			t.Fatalf("the world has no joinable room of version %s", v)
 		}
@@ -287,7 +287,7 @@ func localJoined(w *world.World, r *world.Room) string {
 }
 
 func TestJoinThroughTheShimPassesGomatrixserverlibsChecks(t *testing.T) {
-	b := newBed(t, bedOptions{world: world.Options{Seed: 21, MessagesPerRoom: 30, OldKeyEvents: 4}})
+	b := newBed(t, bedOptions{world: world.Options{Seed: 21, MessagesPerRoom: 30, OldKeyEvents: 4, V12Rooms: 2}})
 	for _, r := range joinRooms(t, b.w) {
 		user := localJoined(b.w, r)
 		tmpl := b.makeTemplate(t, r, user)

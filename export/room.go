@@ -344,7 +344,7 @@ func checkPDU(roomVersion, roomID string, raw []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("room %s: event from Synapse: %w", roomID, err)
 	}
-	if rid := gjson.GetBytes(raw, "room_id").String(); rid != roomID {
+	if rid := signing.EventRoomID(roomVersion, id, raw); rid != roomID {
 		return "", fmt.Errorf("room %s: event %s belongs to room %q", roomID, id, rid)
 	}
 	if claimed := gjson.GetBytes(raw, "event_id"); claimed.Exists() && claimed.String() != id {

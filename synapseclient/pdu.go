@@ -3,9 +3,12 @@ package synapseclient
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/transition-matrix/transition-matrix/signing"
 )
 
 // PDU is one federation-format event: Raw holds the bytes exactly as Synapse sent them (never
@@ -20,6 +23,8 @@ type PDU struct {
 	Depth          int64
 	OriginServerTS int64
 	// PrevEvents and AuthEvents are event IDs; v1/v2 rooms' [[id,{sha256:...}]] pairs are reduced to the IDs.
+	// AuthEvents are the auth events the auth rules use: in room version 12 (a room ID without a
+	// server part) the m.room.create the room ID names comes first, although no event lists it.
 	PrevEvents []string
 	AuthEvents []string
 }
@@ -77,7 +82,33 @@ func pduFromResult(raw []byte, r gjson.Result) (PDU, error) {
 	if p.AuthEvents, err = eventRefs(r.Get("auth_events"), "auth_events"); err != nil {
 		return PDU{}, err
 	}
+	if p.Type == "m.room.create" && p.StateKey != nil && *p.StateKey == "" {
+		if p.RoomID == "" {
+			if p.RoomID, err = roomIDOfCreate(p.EventID, raw, r); err != nil {
+				return PDU{}, err
+			}
+		}
+	} else if create, ok := signing.CreateEventIDOf(p.RoomID); ok && !slices.Contains(p.AuthEvents, create) {
+		p.AuthEvents = append([]string{create}, p.AuthEvents...)
+	}
 	return p, nil
+}
+
+// roomIDOfCreate is the room ID of a create event without room_id: in room version 12 and later
+// "!" and the event's reference hash (its event_id when the JSON carries one, as admin formats
+// do); "" for other versions, where the event is broken and its checks will say so.
+func roomIDOfCreate(eventID string, raw []byte, r gjson.Result) (string, error) {
+	if !signing.DomainlessRoomIDs(r.Get("content.room_version").String()) {
+		return "", nil
+	}
+	if eventID != "" {
+		return signing.RoomIDOfCreate(eventID), nil
+	}
+	id, err := signing.EventID(r.Get("content.room_version").String(), raw)
+	if err != nil {
+		return "", fmt.Errorf("m.room.create event: %w", err)
+	}
+	return signing.RoomIDOfCreate(id), nil
 }
 
 func intField(r gjson.Result, name string, prev error) (int64, error) {

@@ -15,12 +15,13 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/transition-matrix/transition-matrix/internal/conduitlike"
+	"github.com/transition-matrix/transition-matrix/roomversions"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
 
 // SupportedVersions are the room versions Conduit asks for in make_join, in its order: the stable
 // 6–12, then the unstable 3–5 (allow_unstable_room_versions defaults to true).
-var SupportedVersions = []string{"6", "7", "8", "9", "10", "11", "12", "3", "4", "5"}
+var SupportedVersions = roomversions.Hosted()
 
 // stateKey is a (type, state_key) pair.
 type stateKey struct{ Type, StateKey string }

@@ -456,13 +456,14 @@ func (r *Room) DomainlessIDs() bool { return domainlessVersion(r.Version) }
 
 func domainlessVersion(v string) bool { return v == "12" }
 
-// AuthEventIDs returns the event's auth events as the auth rules see them: its auth_events and,
-// in version 12 rooms, the room's m.room.create, which they imply (Synapse's auth chains hold it).
+// AuthEventIDs returns the event's auth events as the auth rules see them: in version 12 rooms the
+// room's m.room.create first, which the room ID implies (Synapse's auth chains hold it), then
+// its auth_events.
 func (r *Room) AuthEventIDs(e *Event) []string {
 	if !r.DomainlessIDs() || e.Type == "m.room.create" || len(r.Events) == 0 {
 		return e.AuthEvents
 	}
-	return append(append(make([]string, 0, len(e.AuthEvents)+1), e.AuthEvents...), r.Create().ID)
+	return append([]string{r.Create().ID}, e.AuthEvents...)
 }
 
 // AuthChain returns the IDs of all events reachable from ids through
