@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 
 	"github.com/transition-matrix/transition-matrix/signing"
 )
@@ -91,6 +92,33 @@ func pduFromResult(raw []byte, r gjson.Result) (PDU, error) {
 	} else if create, ok := signing.CreateEventIDOf(p.RoomID); ok && !slices.Contains(p.AuthEvents, create) {
 		p.AuthEvents = append([]string{create}, p.AuthEvents...)
 	}
+	return p, nil
+}
+
+// withoutAddedRoomID undoes what Synapse's admin raw formats (room messages, fetch_event) do to
+// the create event of a version 12 room: they give it the room_id it was signed without (seen on
+// Synapse 1.163.2), so its signature and reference hash no longer hold. The room_id, the one
+// its event ID names, is dropped from Raw; RoomID keeps it.
+func withoutAddedRoomID(p PDU) (PDU, error) {
+	version := gjson.GetBytes(p.Raw, "content.room_version").String()
+	if p.Type != "m.room.create" || p.StateKey == nil || *p.StateKey != "" ||
+		!signing.DomainlessRoomIDs(version) || !gjson.GetBytes(p.Raw, "room_id").Exists() {
+		return p, nil
+	}
+	raw, err := sjson.DeleteBytes(p.Raw, "room_id")
+	if err != nil {
+		return PDU{}, err
+	}
+	id := p.EventID
+	if id == "" {
+		if id, err = signing.EventID(version, raw); err != nil {
+			return PDU{}, err
+		}
+	}
+	if p.RoomID != signing.RoomIDOfCreate(id) {
+		return PDU{}, fmt.Errorf("version 12 create event %s claims room %s", id, p.RoomID)
+	}
+	p.Raw = raw
 	return p, nil
 }
 
