@@ -7,11 +7,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/transition-matrix/transition-matrix/roomversions"
 	"github.com/transition-matrix/transition-matrix/signing"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 )
@@ -420,12 +420,6 @@ func listSome(items []string, n int) string {
 	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ", "), len(items)-n)
 }
 
-// conduitStable and conduitUnstable are the room versions Conduit hosts (research/conduit-facts.md §5).
-var (
-	conduitStable   = []string{"6", "7", "8", "9", "10", "11", "12"}
-	conduitUnstable = []string{"3", "4", "5"}
-)
-
 // roomLabel names a room for a message: its ID plus its alias or name when Synapse knows one.
 func roomLabel(r synapseclient.RoomSummary) string {
 	switch {
@@ -462,8 +456,8 @@ func (c *Checker) checkRooms(ctx context.Context, st *state) error {
 		}
 		n.ByVersion[version]++
 		n.StateEvents += r.StateEvents
-		switch {
-		case version == "1" || version == "2":
+		switch roomversions.Of(version) {
+		case roomversions.Unsupported:
 			n.Unsupported++
 			if accepted[r.RoomID] {
 				used[r.RoomID] = true
@@ -473,10 +467,10 @@ func (c *Checker) checkRooms(ctx context.Context, st *state) error {
 				break
 			}
 			st.r.add(Blocker, CodeRoomVersionUnsupported, r.RoomID, "%s is a version %s room%s, which Conduit cannot host: upgrade it (/upgraderoom in a client) or accept its loss with -accept %s", roomLabel(r), version, note, r.RoomID)
-		case slices.Contains(conduitUnstable, version):
+		case roomversions.Unstable:
 			n.Unstable++
 			st.r.add(Warning, CodeRoomVersionUnstable, r.RoomID, "%s is a version %s room, which Conduit hosts only as an unstable version (allow_unstable_room_versions must stay true); consider upgrading it", roomLabel(r), version)
-		case !slices.Contains(conduitStable, version):
+		case roomversions.Unknown:
 			st.r.add(Warning, CodeRoomVersionUnknown, r.RoomID, "%s has room version %q, which Conduit does not list: it may not be able to host it", roomLabel(r), version)
 		}
 		if r.JoinedLocalMembers == 0 {

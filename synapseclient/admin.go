@@ -741,6 +741,13 @@ func (a *AdminClient) RoomMessages(ctx context.Context, roomID string, opts Mess
 	if page.State, err = parsePDUList(c.endpoint, body, root, "state", false); err != nil {
 		return nil, err
 	}
+	for _, list := range [][]PDU{page.Chunk, page.State} {
+		for i := range list {
+			if list[i], err = withoutAddedRoomID(list[i]); err != nil {
+				return nil, fmt.Errorf("synapseclient: %s: %w", c.endpoint, err)
+			}
+		}
+	}
 	return page, nil
 }
 
@@ -769,6 +776,9 @@ func (a *AdminClient) FetchEvent(ctx context.Context, eventID string) (*PDU, err
 		return nil, fmt.Errorf("synapseclient: %s: answer has no event object", c.endpoint)
 	}
 	p, err := pduFromResult(rawOf(body, ev), ev)
+	if err == nil {
+		p, err = withoutAddedRoomID(p)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("synapseclient: %s: %w", c.endpoint, err)
 	}

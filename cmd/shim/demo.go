@@ -53,7 +53,7 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	}
 
 	started := time.Now()
-	w, err := world.Generate(world.Options{Seed: *seed, MessagesPerRoom: *messages, BigRoomActivity: *big, OldKeyEvents: demoOldKeyEvents})
+	w, err := world.Generate(world.Options{Seed: *seed, MessagesPerRoom: *messages, BigRoomActivity: *big, OldKeyEvents: demoOldKeyEvents, V12Rooms: 1})
 	if err != nil {
 		return fmt.Errorf("generating the world: %w", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/mediastore/mediastoretest"
+	"github.com/transition-matrix/transition-matrix/roomversions"
 	"github.com/transition-matrix/transition-matrix/synapsedb/synapsedbtest"
 	"github.com/transition-matrix/transition-matrix/verify"
 )
@@ -78,7 +79,7 @@ func (d *demoRun) beforeCutover(ctx context.Context) error {
 	}
 	var accept []string
 	for _, r := range d.w.Rooms {
-		if r.Version == "1" || r.Version == "2" {
+		if !roomversions.CanHost(r.Version) {
 			accept = append(accept, "-accept", r.ID)
 		}
 	}
