@@ -62,6 +62,11 @@ func (c *Client) Do(ctx context.Context, method, path, token string, body, out a
 
 // Raw is Do returning the answer's bytes.
 func (c *Client) Raw(ctx context.Context, method, path, token string, body any) ([]byte, error) {
+	return c.RawType(ctx, method, path, token, "application/json", body)
+}
+
+// RawType is Raw with a content type for the body.
+func (c *Client) RawType(ctx context.Context, method, path, token, contentType string, body any) ([]byte, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -79,7 +84,7 @@ func (c *Client) Raw(ctx context.Context, method, path, token string, body any) 
 		return nil, err
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)

@@ -29,26 +29,6 @@ type Recorder struct {
 	srv      *http.Server
 }
 
-// RecordedRequest is one federation request Conduit sent, and what the shim answered.
-type RecordedRequest struct {
-	Method string              `json:"method"`
-	Path   string              `json:"path"` // as sent, percent-encoded
-	Query  map[string][]string `json:"query,omitempty"`
-	// Authorization is the X-Matrix header's parameter names (values are secret or random).
-	Authorization []string `json:"authorization_params,omitempty"`
-	// RequestKeys are the top-level keys of a JSON request body (send_join's event).
-	RequestKeys []string `json:"request_keys,omitempty"`
-	RequestType string   `json:"request_event_type,omitempty"`
-	Status      int      `json:"status"`
-	// ResponseKeys are the top-level keys of the JSON answer.
-	ResponseKeys []string `json:"response_keys,omitempty"`
-	// EventIDs are the IDs of the PDUs answered (backfill's pdus, event's pdu), in answer order.
-	EventIDs []string `json:"event_ids,omitempty"`
-	// Counts are the lengths of the answer's arrays (pdus, state, auth_chain).
-	Counts map[string]int `json:"counts,omitempty"`
-	At     time.Time      `json:"-"`
-}
-
 // NewRecorder makes a recorder; Start puts it in front of a shim.
 func NewRecorder() *Recorder { return &Recorder{versions: map[string]string{}} }
 
@@ -238,3 +218,5 @@ func EventID(pdu []byte, versions map[string]string) string {
 	}
 	return id
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
