@@ -88,4 +88,3 @@ func queryTemplate(q map[string][]string) map[string][]string {
 	}
 	return out
 }
-
