@@ -98,6 +98,8 @@ func KeyShape(key []byte, serverName string) string {
 			out[i] = "$event"
 		case strings.HasPrefix(s, "#"):
 			out[i] = "#alias"
+		case s == "<server>":
+			out[i] = s
 		case literalSegment.MatchString(s) && len(s) <= 40:
 			out[i] = s
 		default:
