@@ -1,5 +1,3 @@
-//go:build conduit
-
 package realconduit
 
 import (

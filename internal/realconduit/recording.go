@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 )
 
@@ -34,7 +33,7 @@ func (m *Migration) Record(ctx context.Context, dir string, seeded *Seeded) erro
 	}
 	fed := FederationRecording{ConduitVersion: version}
 	for _, r := range m.Recorder.Requests() {
-		fed.Requests = append(fed.Requests, RecordedTemplate{RecordedRequest: r, PathTemplate: Template(r.Path), QueryTemplate: queryTemplate(r.Query)})
+		fed.Requests = append(fed.Requests, RecordedTemplate{RecordedRequest: r, PathTemplate: Template(r.Path), QueryTemplate: QueryTemplate(r.Query)})
 	}
 	if err := WriteJSON(filepath.Join(out, "federation.json"), fed); err != nil {
 		return err
@@ -89,14 +88,4 @@ func (m *Migration) recordClient(ctx context.Context, version string, seeded *Se
 		rec.Answers[r.name] = ans
 	}
 	return rec, nil
-}
-
-// Names is the sorted list of a recording's answer names.
-func (r *ClientRecording) Names() []string {
-	var out []string
-	for k := range r.Answers {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -2,6 +2,7 @@ package realconduit
 
 import (
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 )
@@ -72,8 +73,8 @@ func Template(path string) string {
 	})
 }
 
-// queryTemplate replaces event IDs in query values by {event}.
-func queryTemplate(q map[string][]string) map[string][]string {
+// QueryTemplate replaces event IDs in query values by {event}.
+func QueryTemplate(q map[string][]string) map[string][]string {
 	if len(q) == 0 {
 		return nil
 	}
@@ -86,5 +87,15 @@ func queryTemplate(q map[string][]string) map[string][]string {
 			out[k] = append(out[k], v)
 		}
 	}
+	return out
+}
+
+// Names is the sorted list of a recording's answer names.
+func (r *ClientRecording) Names() []string {
+	var out []string
+	for k := range r.Answers {
+		out = append(out, k)
+	}
+	sort.Strings(out)
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -97,6 +98,8 @@ func KeyShape(key []byte, serverName string) string {
 			out[i] = "$event"
 		case strings.HasPrefix(s, "#"):
 			out[i] = "#alias"
+		case s == "<server>":
+			out[i] = s
 		case literalSegment.MatchString(s) && len(s) <= 40:
 			out[i] = s
 		default:
@@ -175,4 +178,85 @@ func mergeSchema(a, b any) any {
 		out[k] = mergeSchema(out[k], v)
 	}
 	return out
+}
+
+// SchemaDiff lists where got's Schema differs from want's, each naming the JSON path.
+func SchemaDiff(got, want any, path string) []string {
+	if path == "" {
+		path = "."
+	}
+	switch w := want.(type) {
+	case map[string]any:
+		g, ok := got.(map[string]any)
+		if !ok {
+			return []string{fmt.Sprintf("%s: %v, real Conduit has an object", path, got)}
+		}
+		var out []string
+		for k, wv := range w {
+			gv, ok := g[k]
+			if !ok {
+				out = append(out, fmt.Sprintf("%s%s: missing (real Conduit has %v)", path, k, brief(wv)))
+				continue
+			}
+			out = append(out, SchemaDiff(gv, wv, path+k+".")...)
+		}
+		for k, gv := range g {
+			if _, ok := w[k]; !ok {
+				out = append(out, fmt.Sprintf("%s%s: %v, real Conduit has no such key", path, k, brief(gv)))
+			}
+		}
+		sort.Strings(out)
+		return out
+	case []any:
+		g, ok := got.([]any)
+		if !ok {
+			return []string{fmt.Sprintf("%s: %v, real Conduit has an array", path, brief(got))}
+		}
+		if len(w) == 0 || len(g) == 0 {
+			return nil // an empty array says nothing about its elements
+		}
+		return SchemaDiff(g[0], w[0], path+"[].")
+	default:
+		if !reflect.DeepEqual(got, want) {
+			return []string{fmt.Sprintf("%s: %v, real Conduit has %v", strings.TrimSuffix(path, "."), brief(got), want)}
+		}
+	}
+	return nil
+}
+
+func brief(v any) string {
+	b, _ := json.Marshal(v)
+	if len(b) > 80 {
+		return string(b[:80]) + "…"
+	}
+	return string(b)
+}
+
+// ShapeDiff lists the tables and key shapes in which got differs from want.
+func ShapeDiff(got, want DBShape) []string {
+	var out []string
+	for table, wk := range want {
+		gk, ok := got[table]
+		if !ok {
+			out = append(out, fmt.Sprintf("table %s: missing (real Conduit's first start makes it)", table))
+			continue
+		}
+		if !reflect.DeepEqual(nonNil(gk), nonNil(wk)) {
+			out = append(out, fmt.Sprintf("table %s: keys %v, real Conduit's first start writes %v", table, gk, wk))
+		}
+	}
+	for table := range got {
+		if _, ok := want[table]; !ok {
+			out = append(out, fmt.Sprintf("table %s: real Conduit's first start has no such table", table))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
