@@ -21,7 +21,7 @@ func cutover(t *testing.T, afterExport func(s *Scenario, exportDir string) error
 	t.Cleanup(cancel)
 	syn := synapsetest.Start(t, synapsetest.Options{})
 	alice, bob := accounts(ctx, t, syn)
-	s := Before(ctx, t, syn.BaseURL, alice, bob)
+	s := Before(ctx, t, syn.BaseURL, alice, bob, roomVersion)
 	s.Pause(ctx)
 
 	m := realconduit.NewMigration(t, realconduit.SourceOf(syn), realconduit.Options{Bin: bin})

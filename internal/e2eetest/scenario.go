@@ -107,8 +107,9 @@ type historyEvent struct {
 // alice bootstraps cross-signing, secret storage and key backup (recovery key); bob bootstraps
 // cross-signing; alice makes an encrypted room with bob; they verify each other by SAS in the
 // room (the test compares both sides' numbers before confirming) and exchange encrypted messages;
-// it returns once alice's backup holds both megolm sessions. Failures end the test.
-func Before(ctx context.Context, t testing.TB, baseURL string, alice, bob Account) *Scenario {
+// it returns once alice's backup holds both megolm sessions. roomVersion "" takes the server's
+// default (12 on Synapse 1.163). Failures end the test.
+func Before(ctx context.Context, t testing.TB, baseURL string, alice, bob Account, roomVersion string) *Scenario {
 	t.Helper()
 	s := &Scenario{t: t, AlicePassword: alice.Password}
 	s.alice = StartDevice(t, "alice")
@@ -133,7 +134,7 @@ func Before(ctx context.Context, t testing.TB, baseURL string, alice, bob Accoun
 	var room struct {
 		RoomID string `json:"room_id"`
 	}
-	s.alice.MustCall(ctx, "create_room", map[string]any{"name": "e2ee across the cutover", "invite": []string{s.Bob.UserID}}, &room)
+	s.alice.MustCall(ctx, "create_room", map[string]any{"name": "e2ee across the cutover", "invite": []string{s.Bob.UserID}, "room_version": roomVersion}, &room)
 	s.RoomID = room.RoomID
 	s.bob.MustCall(ctx, "join", map[string]any{"room_id": s.RoomID}, nil)
 	s.alice.MustCall(ctx, "wait_joined", map[string]any{"room_id": s.RoomID, "user_id": s.Bob.UserID}, nil)

@@ -188,10 +188,11 @@ const commands = {
     return { cross_signing_ready: ready, backup_version: version, recovery_key };
   },
 
-  async create_room({ invite, name }) {
+  async create_room({ invite, name, room_version }) {
     const c = need();
     const { room_id } = await c.createRoom({
       name,
+      ...(room_version ? { room_version } : {}),
       preset: sdk.Preset.PrivateChat,
       invite,
       initial_state: [{ type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } }],
