@@ -105,6 +105,17 @@ type Sessions struct {
 	FallbackKeys map[string]int
 	// Orphans counts tokens that belong to no device (Synapse allows that for some logins).
 	Orphans int
+	// Signatures are those other users made on this user's keys (bob's user-signing key on
+	// alice's master key once he verified her): /keys/query shows them only to the signer.
+	Signatures []KeySignature
+}
+
+// KeySignature is one user's signature on another user's device or cross-signing key.
+type KeySignature struct {
+	Signer    string // the user who signed
+	KeyID     string // "ed25519:<public key>" of the signer's key
+	Target    string // the device ID or cross-signing public key signed
+	Signature string
 }
 
 // Token is a Synapse access token.
@@ -249,6 +260,12 @@ func planUser(u *export.UserFile, s *Sessions, nowMS int64) (*UserPlan, error) {
 		}
 	}
 
+	if s != nil && len(s.Signatures) > 0 {
+		if err := p.addSignatures(s.Signatures); err != nil {
+			return nil, err
+		}
+	}
+
 	if kb := u.E2E.KeyBackup; kb != nil {
 		if kb.Version == "" || kb.Algorithm == "" {
 			return nil, fmt.Errorf("key backup: no version or algorithm")
@@ -362,4 +379,73 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// addSignatures merges other users' signatures into the keys they sign: a cross-signing key
+// whose public key is the target, or the device with that ID. A signature on a key the export
+// does not hold is named in Notes.
+func (p *UserPlan) addSignatures(sigs []KeySignature) error {
+	for _, sig := range sigs {
+		var into *json.RawMessage
+		for _, k := range []*json.RawMessage{&p.MasterKey, &p.SelfSigningKey, &p.UserSigningKey} {
+			if *k != nil && crossSigningPublicKey(*k) == sig.Target {
+				into = k
+			}
+		}
+		for i := range p.Devices {
+			if into == nil && p.Devices[i].ID == sig.Target && p.Devices[i].Keys != nil {
+				into = &p.Devices[i].Keys
+			}
+		}
+		if into == nil {
+			p.Notes = append(p.Notes, fmt.Sprintf("signature of %s by %s not carried: no such key in the export", sig.Target, sig.Signer))
+			continue
+		}
+		out, err := withSignature(*into, sig)
+		if err != nil {
+			return fmt.Errorf("signature of %s by %s: %w", sig.Target, sig.Signer, err)
+		}
+		*into = out
+	}
+	return nil
+}
+
+// crossSigningPublicKey returns the ed25519 public key of a cross-signing key object ("" if none).
+func crossSigningPublicKey(k json.RawMessage) string {
+	var v struct {
+		Keys map[string]string `json:"keys"`
+	}
+	if json.Unmarshal(k, &v) != nil {
+		return ""
+	}
+	for id, pub := range v.Keys {
+		if strings.HasPrefix(id, "ed25519:") {
+			return pub
+		}
+	}
+	return ""
+}
+
+// withSignature returns the key object k with sig added under signatures[signer][key ID].
+func withSignature(k json.RawMessage, sig KeySignature) (json.RawMessage, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(k, &obj); err != nil {
+		return nil, err
+	}
+	sigs := map[string]map[string]string{}
+	if raw, ok := obj["signatures"]; ok && !isNull(raw) {
+		if err := json.Unmarshal(raw, &sigs); err != nil {
+			return nil, fmt.Errorf("signatures: %w", err)
+		}
+	}
+	if sigs[sig.Signer] == nil {
+		sigs[sig.Signer] = map[string]string{}
+	}
+	sigs[sig.Signer][sig.KeyID] = sig.Signature
+	raw, err := json.Marshal(sigs)
+	if err != nil {
+		return nil, err
+	}
+	obj["signatures"] = raw
+	return json.Marshal(obj)
 }

@@ -10,8 +10,8 @@ import (
 // SynapseSessions reads a user's sessions from Synapse's database (PostgreSQL or SQLite).
 type SynapseSessions struct{ DB *synapsedb.DB }
 
-// UserSessions returns the newest token of each device, the unclaimed one-time keys and the
-// number of fallback keys.
+// UserSessions returns the newest token of each device, the unclaimed one-time keys, the
+// number of fallback keys and the signatures other users made on the user's keys.
 func (s SynapseSessions) UserSessions(ctx context.Context, userID string) (*Sessions, error) {
 	out := &Sessions{Tokens: map[string]Token{}, OneTimeKeys: map[string]map[string]json.RawMessage{}, FallbackKeys: map[string]int{}}
 	tokens, err := s.DB.UserTokens(ctx, userID)
@@ -39,6 +39,13 @@ func (s SynapseSessions) UserSessions(ctx context.Context, userID string) (*Sess
 	}
 	for _, k := range fks {
 		out.FallbackKeys[k.DeviceID]++
+	}
+	sigs, err := s.DB.SignaturesByOthers(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range sigs {
+		out.Signatures = append(out.Signatures, KeySignature{Signer: g.Signer, KeyID: g.KeyID, Target: g.Target, Signature: g.Signature})
 	}
 	return out, nil
 }
