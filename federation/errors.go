@@ -21,6 +21,9 @@ type matrixError struct {
 	Message string `json:"error"`
 	// RoomVersion is set on M_INCOMPATIBLE_ROOM_VERSION answers.
 	RoomVersion string `json:"room_version,omitempty"`
+	// RetryAfterMs is set on M_LIMIT_EXCEEDED answers.
+	RetryAfterMs int64  `json:"retry_after_ms,omitempty"`
+	allow        string // the Allow header of a 405
 }
 
 func (e *matrixError) Error() string { return e.ErrCode + ": " + e.Message }
@@ -28,6 +31,10 @@ func (e *matrixError) Error() string { return e.ErrCode + ": " + e.Message }
 func errorf(status int, code, msg string) *matrixError {
 	return &matrixError{Status: status, ErrCode: code, Message: msg}
 }
+
+// errBusy answers a request whose body could not get a turn to be read.
+var errBusy = &matrixError{Status: http.StatusTooManyRequests, ErrCode: "M_LIMIT_EXCEEDED",
+	Message: "Too many request bodies are being read at once; retry later", RetryAfterMs: 1000}
 
 func badParam(msg string) *matrixError { return errorf(http.StatusBadRequest, "M_INVALID_PARAM", msg) }
 

@@ -264,13 +264,13 @@ func checkServerName(s string) error {
 
 // requestPayload is the canonical JSON an X-Matrix signature covers: {content, destination,
 // method, origin, uri} in key order, content only when the body is not empty. The body is
-// canonicalised from its bytes, never decoded into a tree; it must be a JSON object.
-func requestPayload(method, uri, origin, destination string, content []byte) ([]byte, error) {
+// canonicalised from its bytes, never decoded into a tree; objectOnly refuses other JSON values.
+func requestPayload(method, uri, origin, destination string, content []byte, objectOnly bool) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Grow(len(content) + len(uri) + 128)
 	buf.WriteByte('{')
 	if body := bytes.TrimLeft(content, " \t\r\n"); len(body) > 0 {
-		if body[0] != '{' {
+		if objectOnly && body[0] != '{' {
 			return nil, fmt.Errorf("%w: it starts with %q", ErrMalformedContent, body[0])
 		}
 		buf.WriteString(`"content":`)
@@ -295,7 +295,7 @@ func requestPayload(method, uri, origin, destination string, content []byte) ([]
 // query exactly as sent, content the JSON body or nil.
 func SignRequest(id *Identity, method, destination, uri string, content []byte) (XMatrix, error) {
 	key := id.SigningKey()
-	payload, err := requestPayload(method, uri, id.ServerName, destination, content)
+	payload, err := requestPayload(method, uri, id.ServerName, destination, content, false)
 	if err != nil {
 		return XMatrix{}, err
 	}
@@ -376,7 +376,7 @@ func CheckRequestHeaders(authorization []string, destination string, lookup KeyL
 // Verify checks the signatures over the request: every header whose key is known must verify.
 // content is the raw body (nil or empty when there is none); it returns the verified origin.
 func (a *RequestAuth) Verify(method, uri string, content []byte) (string, error) {
-	payload, err := requestPayload(method, uri, a.origin, a.destination, content)
+	payload, err := requestPayload(method, uri, a.origin, a.destination, content, true)
 	if err != nil {
 		return "", err
 	}
