@@ -274,3 +274,92 @@ func TestBusyBodyReadersAnswerLimitExceeded(t *testing.T) {
 		t.Fatalf("stalled requests: %v", results[:2])
 	}
 }
+
+// TestRefusalsAreMatrixErrorsWhereTheHandlerSeesThem sends the malformed requests of issue 15
+// to the HTTP server the shim runs (NewHTTPServer): what reaches the handler is answered with a
+// Matrix error; what Go's HTTP layer refuses before any handler runs gets Go's plain-text answer
+// with the status docs/shim.md lists, and this test keeps that list true.
+func TestRefusalsAreMatrixErrorsWhereTheHandlerSeesThem(t *testing.T) {
+	s := newTestShim(t, serving())
+	srv := httptest.NewUnstartedServer(s.srv)
+	srv.Config = NewHTTPServer(s.srv, HTTPLimits{}, nil)
+	srv.Start()
+	defer srv.Close()
+	const v = "/_matrix/federation/v1/version"
+	get := func(target, headers string) string {
+		return "GET " + target + " HTTP/1.1\r\nHost: hs.example\r\n" + headers + "Connection: close\r\n\r\n"
+	}
+	for _, c := range []struct {
+		name, request string
+		status        int
+		matrix        bool // a Matrix error body (false: Go's plain text, or no body for HEAD)
+	}{
+		// Seen by the handler: Matrix errors.
+		{"OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: hs.example\r\nConnection: close\r\n\r\n", 404, true},
+		{"unknown path", get("/_matrix/federation/v1/nope", ""), 404, true},
+		{"wrong method", "DELETE " + v + " HTTP/1.1\r\nHost: hs.example\r\nConnection: close\r\n\r\n", 405, true},
+		{"invalid UTF-8 in an event ID", get("/_matrix/federation/v1/event/%24%FF%FE", ""), 401, true},
+		// Refused by Go before the handler: plain text, documented.
+		{"headers over the limit", get(v, "X-Pad: "+strings.Repeat("a", DefaultMaxHeaderBytes+4096)+"\r\n"), 431, false},
+		{"control byte in a header", get(v, "X-A: a\x01b\r\n"), 400, false},
+		{"%ZZ in the path", get("/_matrix/federation/v1/event/%ZZ", ""), 400, false},
+		{"HTTP/1.1 without Host", "GET " + v + " HTTP/1.1\r\nConnection: close\r\n\r\n", 400, false},
+		{"two Host headers", get(v, "Host: other.example\r\n"), 400, false},
+		{"malformed Host", "GET " + v + " HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n", 400, false},
+		{"Content-Length: -1", "POST " + v + " HTTP/1.1\r\nHost: hs.example\r\nContent-Length: -1\r\n\r\n", 400, false},
+		{"two Content-Lengths", "POST " + v + " HTTP/1.1\r\nHost: hs.example\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400, false},
+		{"invalid header name", get(v, "Bad Header: x\r\n"), 400, false},
+		{"invalid method", "G@T " + v + " HTTP/1.1\r\nHost: hs.example\r\n\r\n", 400, false},
+		{"no protocol version", "GET " + v + "\r\n\r\n", 400, false},
+		{"unknown protocol version", "GET " + v + " HTTP/2.0\r\nHost: hs.example\r\n\r\n", 505, false},
+		{"unknown transfer encoding", get(v, "Transfer-Encoding: gzip\r\n"), 501, false},
+		{"unknown Expect", get(v, "Expect: 100-nope\r\nContent-Length: 1\r\n"), 417, false},
+		// HEAD: HTTP forbids a body, so the Matrix error is announced by its headers only.
+		{"HEAD", "HEAD " + v + " HTTP/1.1\r\nHost: hs.example\r\nConnection: close\r\n\r\n", 405, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			io.WriteString(conn, c.request)
+			conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+			req := &http.Request{Method: strings.Fields(c.request)[0]}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			var m map[string]any
+			isMatrix := json.Unmarshal(body, &m) == nil && m["errcode"] != nil
+			if resp.StatusCode != c.status || isMatrix != c.matrix {
+				t.Fatalf("%d %q, want %d (Matrix error: %v)", resp.StatusCode, body, c.status, c.matrix)
+			}
+			if c.name == "HEAD" && (resp.Header.Get("Content-Type") != "application/json" || resp.Header.Get("Allow") != "GET" || resp.ContentLength <= 0) {
+				t.Fatalf("HEAD answer headers: %v", resp.Header)
+			}
+		})
+	}
+}
+
+func TestInvalidIDsAreRefusedWithoutAskingTheSource(t *testing.T) {
+	src := &fakeJoins{fakeSource: serving()}
+	s := newJoinShim(t, src)
+	for _, uri := range []string{
+		"/_matrix/federation/v1/event/%24%FF%FE",
+		"/_matrix/federation/v1/backfill/%21r%3Ahs.example?v=%24%FF%FE&limit=10",
+		"/_matrix/federation/v1/backfill/%21r%FF%3Ahs.example?v=%24a&limit=10",
+		"/_matrix/federation/v1/state_ids/%21r%3Ahs.example?event_id=%24a%0Ab",
+		"/_matrix/federation/v1/event_auth/%21r%3Ahs.example/%24%C3%28",
+		"/_matrix/federation/v1/make_join/%21r%3Ahs.example/%40a%FF%3Ahs.example?ver=10",
+	} {
+		code, m, raw := s.do("GET", uri, nil)
+		if code != 400 || m["errcode"] != "M_INVALID_PARAM" {
+			t.Errorf("%s: %d %s", uri, code, raw)
+		}
+	}
+	if src.calls != 0 {
+		t.Fatalf("the source was asked %d times", src.calls)
+	}
+}

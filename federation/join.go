@@ -62,8 +62,8 @@ func (s *Server) makeJoin(r *http.Request, vars map[string]string) (any, error) 
 // checkOwnUser refuses user IDs that are malformed or of another server: the only origin the
 // shim answers is the server itself.
 func (s *Server) checkOwnUser(userID string) error {
-	if len(userID) < 3 || userID[0] != '@' || len(userID) > 255 || strings.ContainsAny(userID, "\x00 ") {
-		return badParam("Invalid user ID")
+	if len(userID) < 3 || !validID(userID, '@') {
+		return badParam("Invalid user ID: want '@', a localpart, ':' and the server name, in UTF-8 without spaces or control characters")
 	}
 	_, server, ok := strings.Cut(userID, ":")
 	if !ok || server == "" {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/netip"
@@ -49,6 +50,37 @@ type Config struct {
 // *metrics.Metrics is one.
 type RequestObserver interface {
 	ObserveRequest(endpoint string, status int, took time.Duration)
+}
+
+// HTTPLimits are the limits of the HTTP layer in front of the handler; zero values take the
+// defaults.
+type HTTPLimits struct {
+	MaxHeaderBytes    int           // request line and headers; default 64 KiB (Go answers 431 above)
+	HeaderReadTimeout time.Duration // for the request line and headers; default 10 s
+	IdleTimeout       time.Duration // a kept-alive connection's wait for its next request; default 2 min
+}
+
+// Defaults of HTTPLimits.
+const (
+	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultHeaderReadTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+)
+
+// NewHTTPServer is the http.Server the shim runs h in: header size and time bounds, idle
+// connections closed, and no built-in answer to "OPTIONS *" (h answers it, as a Matrix error).
+func NewHTTPServer(h http.Handler, l HTTPLimits, errorLog *log.Logger) *http.Server {
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if l.HeaderReadTimeout <= 0 {
+		l.HeaderReadTimeout = DefaultHeaderReadTimeout
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = DefaultIdleTimeout
+	}
+	return &http.Server{Handler: h, MaxHeaderBytes: l.MaxHeaderBytes, ReadHeaderTimeout: l.HeaderReadTimeout,
+		IdleTimeout: l.IdleTimeout, DisableGeneralOptionsHandler: true, ErrorLog: errorLog}
 }
 
 // Server routes and answers federation requests.
