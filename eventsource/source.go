@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -548,6 +549,9 @@ func (s *Source) cachedOrFetched(ctx context.Context, roomID, id string) (eventc
 // kept: the state before an event never changes), otherwise asks Synapse, whose state
 // resolution it needs.
 func (s *Source) StateIDs(ctx context.Context, roomID, eventID string) ([]string, []string, error) {
+	if err := s.checkSeedRooms(roomID, []string{eventID}); err != nil {
+		return nil, nil, err
+	}
 	if snap, ok, err := s.snapshot(roomID, eventID); err != nil {
 		return nil, nil, err
 	} else if ok {
@@ -571,6 +575,9 @@ func (s *Source) StateIDs(ctx context.Context, roomID, eventID string) ([]string
 // State answers the state before eventID and its auth chain from a kept snapshot when the cache
 // holds all its events, otherwise asks Synapse and serves each event verified, as stored.
 func (s *Source) State(ctx context.Context, roomID, eventID string) ([]federation.PDU, []federation.PDU, error) {
+	if err := s.checkSeedRooms(roomID, []string{eventID}); err != nil {
+		return nil, nil, err
+	}
 	if snap, ok, err := s.snapshot(roomID, eventID); err != nil {
 		return nil, nil, err
 	} else if ok {
@@ -782,7 +789,21 @@ func (s *Source) observe(endpoint string, start time.Time, err error) {
 }
 
 // upstreamError maps a synapseclient error to the federation package's errors, keeping the cause.
+// A client error of Synapse's (400, a 403 other than "host not in room") is passed on as it is:
+// the request was at fault, not Synapse.
 func upstreamError(err error) error {
+	var se *synapseclient.Error
+	if errors.As(err, &se) && (se.Status == 400 || se.Status == 403 && !errors.Is(se, synapseclient.ErrHostNotInRoom)) {
+		code := se.ErrCode
+		if code == "" {
+			code = "M_UNKNOWN"
+		}
+		msg := se.Message
+		if msg == "" {
+			msg = http.StatusText(se.Status)
+		}
+		return fmt.Errorf("%w: %v", federation.ClientError(se.Status, code, msg), err)
+	}
 	switch {
 	case errors.Is(err, synapseclient.ErrNotFound):
 		return fmt.Errorf("%w: %v", federation.ErrNotFound, err)

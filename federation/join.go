@@ -31,6 +31,10 @@ func IncompatibleRoomVersion(roomVersion string) error {
 // Forbidden is a 403 M_FORBIDDEN answer, e.g. a join the auth rules do not allow.
 func Forbidden(msg string) error { return errorf(http.StatusForbidden, "M_FORBIDDEN", msg) }
 
+// ClientError is an answer with a client error status passed on from Synapse, e.g. 400
+// M_INVALID_PARAM for a room ID Synapse refuses.
+func ClientError(status int, errcode, msg string) error { return errorf(status, errcode, msg) }
+
 // BadJSON is a 400 M_BAD_JSON answer for a request body that is not an acceptable event.
 func BadJSON(msg string) error { return errorf(http.StatusBadRequest, "M_BAD_JSON", msg) }
 
