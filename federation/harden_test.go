@@ -363,3 +363,53 @@ func TestInvalidIDsAreRefusedWithoutAskingTheSource(t *testing.T) {
 		t.Fatalf("the source was asked %d times", src.calls)
 	}
 }
+
+// FuzzBodyBeforeAuth sends get_missing_events requests with any Authorization header and any
+// body, or with the body signed properly: the answer is always a Matrix error or a 200, the
+// source is asked only when the request verifies, and a refusal never echoes the body.
+func FuzzBodyBeforeAuth(f *testing.F) {
+	const uri = "/_matrix/federation/v1/get_missing_events/%21r%3Ahs.example"
+	src := serving()
+	var mu sync.Mutex
+	s := newTestShim(&testing.T{}, src, func(c *Config) { c.MaxBodyBytes = 4096 })
+	good, _ := signing.SignRequest(s.id, "POST", "hs.example", uri, []byte(`{"latest_events":["$a"]}`))
+	madeUp := good
+	madeUp.Origin = "evil.example"
+	f.Add(good.String(), []byte(`{"latest_events":["$a"]}`), false)
+	f.Add(good.String(), []byte(`{"latest_events":["$a"],"limit":5,"min_depth":2}`), true)
+	f.Add(madeUp.String(), []byte(`[0,0,0,0]`), false)
+	f.Add(`X-Matrix origin="hs.example",key="ed25519:a_Shim",sig="x"`, []byte(`{"b":{"a":1},"a":[1e5,"\u0000"]}`), true)
+	f.Add("", []byte(strings.Repeat("[", 600)), true)
+	f.Fuzz(func(t *testing.T, header string, body []byte, sign bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if sign {
+			if x, err := signing.SignRequest(s.id, "POST", "hs.example", uri, body); err == nil {
+				header = x.String()
+			}
+		}
+		req := httptest.NewRequest("POST", uri, strings.NewReader(string(body)))
+		req.Header.Set("Authorization", header)
+		rec := httptest.NewRecorder()
+		before := src.calls
+		s.srv.ServeHTTP(rec, req)
+		_, verr := signing.VerifyRequest(signing.Request{Method: "POST", URI: uri, Content: body,
+			Authorization: req.Header.Values("Authorization")}, "hs.example", s.id.Lookup())
+		if src.calls != before && (verr != nil || len(body) > 4096) {
+			t.Fatalf("the source was asked for a request that does not verify (%v): %q %q", verr, header, body)
+		}
+		if rec.Code == 200 {
+			if verr != nil {
+				t.Fatalf("200 for a request that does not verify (%v)", verr)
+			}
+			return
+		}
+		var m map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil || m["errcode"] == nil {
+			t.Fatalf("%d answer is not Matrix error JSON: %q", rec.Code, rec.Body)
+		}
+		if rec.Body.Len() > 512 {
+			t.Fatalf("a %d-byte refusal (is the body echoed?): %q", rec.Body.Len(), rec.Body)
+		}
+	})
+}
