@@ -11,6 +11,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/transition-matrix/transition-matrix/internal/world"
+	"github.com/transition-matrix/transition-matrix/signing"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 )
 
@@ -108,4 +109,66 @@ func TestEventOfAnotherRoomAnswersNotFoundEverywhere(t *testing.T) {
 	b.backfillWhole(t, there)
 	b.simHTTP.Close()
 	t.Run("cached, Synapse down", func(t *testing.T) { ask(t, there.Latest().ID) })
+}
+
+// lacking is a Synapse that does not have one event: /event answers 404 for it and /backfill and
+// /get_missing_events leave it out.
+type lacking struct {
+	synapseclient.FederationAPI
+	id, version string
+}
+
+func (l lacking) without(pdus []synapseclient.PDU) []synapseclient.PDU {
+	var out []synapseclient.PDU
+	for _, p := range pdus {
+		if id, _ := signing.EventID(l.version, p.Raw); id != l.id {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (l lacking) Event(ctx context.Context, id string) (*synapseclient.Transaction, error) {
+	if id == l.id {
+		return nil, &synapseclient.Error{Endpoint: "GET /_matrix/federation/v1/event/{eventId}", Status: 404}
+	}
+	return l.FederationAPI.Event(ctx, id)
+}
+
+func (l lacking) Backfill(ctx context.Context, roomID string, ids []string, limit int) (*synapseclient.Transaction, error) {
+	tx, err := l.FederationAPI.Backfill(ctx, roomID, ids, limit)
+	if err == nil {
+		tx.PDUs = l.without(tx.PDUs)
+	}
+	return tx, err
+}
+
+func (l lacking) GetMissingEvents(ctx context.Context, roomID string, req synapseclient.MissingEventsRequest) ([]synapseclient.PDU, error) {
+	pdus, err := l.FederationAPI.GetMissingEvents(ctx, roomID, req)
+	return l.without(pdus), err
+}
+
+// TestGapSynapseLacksStaysWholeWithSynapseDown: an event Synapse does not have ends a walk the
+// same way with Synapse up and, afterwards, down (200, the events before the gap): the gap was
+// recorded as one Synapse lacks, so the answer is known to be as whole as it gets.
+func TestGapSynapseLacksStaysWholeWithSynapseDown(t *testing.T) {
+	w, err := world.Generate(world.Options{Seed: 154, Rooms: -1, MessagesPerRoom: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := w.RoomsOfKind(world.KindOrdinary)[0]
+	gap := r.Events[len(r.Events)-20] // a message 20 events back
+	b := newBedFor(t, w, bedOptions{upstream: func(f synapseclient.FederationAPI) synapseclient.FederationAPI { return lacking{f, gap.ID, r.Version} }},
+		t.TempDir()+"/cache.db")
+	path := "/_matrix/federation/v1/backfill/" + url.PathEscape(r.ID) + "?v=" + url.QueryEscape(r.Latest().ID) + "&limit=100"
+	code, up := b.signed(t, "GET", path, nil)
+	n := len(gjson.Get(up, "pdus").Array())
+	if code != http.StatusOK || n == 0 || n >= min(100, len(r.Events)-1) {
+		t.Fatalf("Synapse up: %d, %d of the room's %d events: want a 200 that stops at the gap", code, n, len(r.Events))
+	}
+	b.simHTTP.Close()
+	code, down := b.signed(t, "GET", path, nil)
+	if code != http.StatusOK || len(gjson.Get(down, "pdus").Array()) != n {
+		t.Fatalf("Synapse down: %d %.200s, want the same %d events", code, down, n)
+	}
 }

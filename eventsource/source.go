@@ -317,13 +317,11 @@ func (s *Source) unknownGaps(roomID string, ids []string) ([]string, error) {
 // recordLacking notes events Synapse was asked for and did not give as lacking in the room's
 // record, so an answer that reaches them with Synapse down is known to be as whole as it gets.
 func (s *Source) recordLacking(roomID string, missing []string) {
-	var lacking []string
-	for _, id := range missing {
-		if _, err := s.cache.GetAnyStatus(id); errors.Is(err, eventcache.ErrNotFound) {
-			lacking = append(lacking, id)
-		}
+	if len(missing) == 0 {
+		return
 	}
-	if len(lacking) == 0 {
+	lacking, err := s.unknownGaps(roomID, missing) // only what is not recorded yet: no write per request
+	if err != nil || len(lacking) == 0 {
 		return
 	}
 	if _, err := s.commit(roomID, nil, lacking, false); err != nil {
