@@ -58,8 +58,10 @@ func serve(ctx context.Context, env *Env, cfg *config.Config, log *zap.Logger) e
 		}
 		allow = append(allow, p)
 	}
+	l := cfg.Limits
 	handler, err := federation.New(federation.Config{Identity: cfg.Identity, Source: parts.source, AllowCIDRs: allow,
-		Version: version, Logger: log, Metrics: m})
+		Version: version, Logger: log, Metrics: m, MaxBodyBytes: l.MaxBodyBytes, RequestTimeout: l.RequestTimeout,
+		BodyReadTimeout: l.BodyReadTimeout, MaxBodyReaders: l.MaxBodyReaders})
 	if err != nil {
 		return err
 	}
@@ -77,8 +79,8 @@ func serve(ctx context.Context, env *Env, cfg *config.Config, log *zap.Logger) e
 			env.Ready("metrics", ml.Addr().String())
 		}
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: zap.NewStdLog(log.Named("http"))}
+	srv := federation.NewHTTPServer(handler, federation.HTTPLimits{MaxHeaderBytes: l.MaxHeaderBytes,
+		HeaderReadTimeout: l.HeaderReadTimeout, IdleTimeout: l.IdleTimeout}, zap.NewStdLog(log.Named("http")))
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		tls := cfg.TLS.Cert != ""
