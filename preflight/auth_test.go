@@ -17,8 +17,10 @@ type authAdmin struct {
 	issuer  string
 }
 
-func (a *authAdmin) ProbeLoginAs(context.Context) (*synapseclient.LoginAs, error) { return a.loginAs, nil }
-func (a *authAdmin) AuthIssuer(context.Context) (string, error)                   { return a.issuer, nil }
+func (a *authAdmin) ProbeLoginAs(context.Context) (*synapseclient.LoginAs, error) {
+	return a.loginAs, nil
+}
+func (a *authAdmin) AuthIssuer(context.Context) (string, error) { return a.issuer, nil }
 
 const essKey = "l/O9hxMVKB6Lg+3Hqf0FQQZhVESQcMzbPN1Cz2nM3og"
 
