@@ -78,7 +78,7 @@ func (db *DB) UserKeys(ctx context.Context, userID string) (*UserKeys, error) {
 		return nil, err
 	}
 	err = db.each(ctx, "e2e_cross_signing_keys", `SELECT t.keytype, t.keydata FROM e2e_cross_signing_keys t
-		WHERE t.user_id = $1`+db.orderBy("t.keytype", "t.stream_id"), []any{userID}, func(rows *sql.Rows) error {
+		WHERE t.user_id = $1`+db.orderBy("t.keytype")+", t.stream_id", []any{userID}, func(rows *sql.Rows) error {
 		var typ, js string
 		if err := rows.Scan(&typ, &js); err != nil {
 			return err
