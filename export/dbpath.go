@@ -131,8 +131,9 @@ func loginAsRefused(err error) bool {
 	return errors.As(err, &he) && (he.Status == 403 || errors.Is(he, synapseclient.ErrUnrecognized))
 }
 
-// userLocked reports whether err is Synapse's refusal of a locked account (401 M_USER_LOCKED).
+// userLocked reports whether err is Synapse's refusal of a locked account: 401 M_USER_LOCKED, or
+// ORG_MATRIX_MSC3939_USER_LOCKED before Synapse adopted the stable code (1.120 still sends it).
 func userLocked(err error) bool {
 	var he *synapseclient.Error
-	return errors.As(err, &he) && he.ErrCode == "M_USER_LOCKED"
+	return errors.As(err, &he) && (he.ErrCode == "M_USER_LOCKED" || he.ErrCode == "ORG_MATRIX_MSC3939_USER_LOCKED")
 }
