@@ -278,6 +278,9 @@ func (im *importer) account(p *UserPlan, ch Changes) {
 			break
 		}
 	}
+	for _, d := range p.SignInAgain {
+		r.SignInAgain = append(r.SignInAgain, DeviceRef{UserID: p.UserID, DeviceID: d})
+	}
 	r.FallbackKeys += p.FallbackKeys
 	r.SkippedTokens += p.SkippedTokens
 	r.ExpiringTokens += p.ExpiringTokens
