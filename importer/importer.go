@@ -103,6 +103,9 @@ type MediaItem struct {
 	// them only on the authenticated endpoints, and so will Conduit. Others stay reachable on
 	// the legacy unauthenticated endpoints, as Conduit does for the media it migrated itself.
 	Authenticated bool
+	// SHA256 is the hex sha256 Synapse recorded at upload ("" before Synapse 1.122): the import
+	// names the file by it instead of hashing again, and checks the copied bytes against it.
+	SHA256 string
 }
 
 // MediaPlan is one media item to write under the same media ID.

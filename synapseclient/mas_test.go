@@ -1,6 +1,7 @@
 package synapseclient
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -73,5 +74,18 @@ func TestAuthIssuer(t *testing.T) {
 	f4.handle("GET", "/_matrix/client/v1/auth_metadata", respond(403, []byte(`{"errcode":"M_FORBIDDEN","error":"no"}`)))
 	if _, err := c4.Admin().AuthIssuer(ctxT(t)); !errors.As(err, &he) || he.Status != 403 {
 		t.Fatalf("403: %v", err)
+	}
+}
+
+// The admin API's media list of Synapse 1.163.2 on SQLite (recorded): authenticated is 0/1 there.
+func TestLocalMediaAuthenticatedAndSHA256(t *testing.T) {
+	const recorded = `{"media":[{"media_id":"vIQvyvyjOPsKzwChHZbotkqg","media_type":"text/plain","media_length":11,"upload_name":"a.txt","created_ts":1796162257641,"url_cache":null,"last_access_ts":null,"quarantined_by":null,"safe_from_quarantine":false,"user_id":"@alice:mas.test","authenticated":1,"sha256":"d28d2954ff97ac68052c4beff8c84ad0960d1408540fc486256cdd7cd68dd1fe"}],"total":1}`
+	var page LocalMediaPage
+	if err := json.Unmarshal([]byte(recorded), &page); err != nil {
+		t.Fatal(err)
+	}
+	m := page.Media[0]
+	if !bool(m.Authenticated) || m.SHA256 != "d28d2954ff97ac68052c4beff8c84ad0960d1408540fc486256cdd7cd68dd1fe" {
+		t.Fatalf("%+v", m)
 	}
 }
