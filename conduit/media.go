@@ -29,7 +29,7 @@ type Media struct {
 	// endpoints, as Conduit marks the media it migrated from before authenticated media
 	// (a trailing 0xFF in servernamemediaid_metadata; Conduit ≥ 0.10 only).
 	UnauthenticatedAccess bool
-	// SHA256 is the hex sha256 of the bytes when the source recorded it (Synapse ≥ 1.122): a file
+	// SHA256 is the hex sha256 of the bytes when the source recorded it (Synapse after 1.120): a file
 	// already stored under it is used without copying or hashing again, and copied bytes whose
 	// hash differs are refused (ErrMediaHashMismatch).
 	SHA256 string

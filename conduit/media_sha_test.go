@@ -18,7 +18,7 @@ func (r failingReader) Read([]byte) (int, error) {
 	return 0, io.ErrUnexpectedEOF
 }
 
-// Synapse ≥ 1.122 records each upload's sha256: a file already stored under it is used as it is
+// Synapse after 1.120 records each upload's sha256: a file already stored under it is used as it is
 // (no copy, no second hash), and bytes that do not match it are refused.
 func TestMediaRecordedSHA256(t *testing.T) {
 	const pngSum = "d013614dc14a37ee20fe92005737ab7d3427e7e93580ad56ef8a42205e7f7a4e" // sha256("png bytes")

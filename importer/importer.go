@@ -103,7 +103,7 @@ type MediaItem struct {
 	// them only on the authenticated endpoints, and so will Conduit. Others stay reachable on
 	// the legacy unauthenticated endpoints, as Conduit does for the media it migrated itself.
 	Authenticated bool
-	// SHA256 is the hex sha256 Synapse recorded at upload ("" before Synapse 1.122): the import
+	// SHA256 is the hex sha256 Synapse recorded at upload ("" from Synapse 1.120 and older): the import
 	// names the file by it instead of hashing again, and checks the copied bytes against it.
 	SHA256 string
 }

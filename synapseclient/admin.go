@@ -882,7 +882,7 @@ type LocalMedia struct {
 	// Authenticated (Synapse ≥ 1.120; 0/1 on SQLite) marks media uploaded with
 	// enable_authenticated_media on: Synapse serves it only on the authenticated endpoints.
 	Authenticated Bool `json:"authenticated"`
-	// SHA256 is the hex sha256 of the bytes, recorded by Synapse ≥ 1.122 at upload; "" before.
+	// SHA256 is the hex sha256 of the bytes, recorded at upload by Synapse releases after 1.120 (1.163 does; 1.120 does not); "" otherwise.
 	SHA256 string `json:"sha256"`
 }
 
