@@ -13,30 +13,8 @@ import (
 
 	"github.com/transition-matrix/transition-matrix/internal/pgtest"
 	"github.com/transition-matrix/transition-matrix/masdb"
+	"github.com/transition-matrix/transition-matrix/masdb/masdbtest"
 )
-
-// schema is MAS's tables as its migrations leave them (crates/storage-pg/migrations: init
-// 20221018142001, password_schemes 20221213145242, user_lock 20230728154304,
-// oauth2_sessions_user_id_scope_list 20230829092920, oauth2_token_expiration 20230911091636,
-// allow_deviceless_compat_sessions 20250114135939, user_deactivated_at 20250311093145), limited to
-// the columns and constraints these tests need; written for the tests from those facts.
-var schema = []string{
-	`CREATE TABLE users (user_id UUID PRIMARY KEY, username TEXT NOT NULL UNIQUE, created_at TIMESTAMPTZ NOT NULL,
-		locked_at TIMESTAMPTZ, can_request_admin BOOLEAN NOT NULL DEFAULT FALSE, is_guest BOOLEAN NOT NULL DEFAULT FALSE,
-		deactivated_at TIMESTAMPTZ)`,
-	`CREATE TABLE user_passwords (user_password_id UUID PRIMARY KEY, user_id UUID NOT NULL REFERENCES users (user_id),
-		hashed_password TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL, version INTEGER NOT NULL,
-		upgraded_from_id UUID REFERENCES user_passwords (user_password_id) ON DELETE SET NULL)`,
-	`CREATE TABLE compat_sessions (compat_session_id UUID PRIMARY KEY, user_id UUID NOT NULL REFERENCES users (user_id),
-		device_id TEXT, created_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ, is_synapse_admin BOOLEAN NOT NULL DEFAULT FALSE,
-		last_active_at TIMESTAMPTZ, last_active_ip INET, user_agent TEXT, human_name TEXT)`,
-	`CREATE TABLE compat_access_tokens (compat_access_token_id UUID PRIMARY KEY,
-		compat_session_id UUID NOT NULL REFERENCES compat_sessions (compat_session_id),
-		access_token TEXT NOT NULL UNIQUE, created_at TIMESTAMPTZ NOT NULL, expires_at TIMESTAMPTZ)`,
-	`CREATE TABLE oauth2_sessions (oauth2_session_id UUID PRIMARY KEY, user_session_id UUID, oauth2_client_id UUID NOT NULL,
-		created_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ, user_id UUID REFERENCES users (user_id) ON DELETE CASCADE,
-		scope_list TEXT[] NOT NULL, last_active_at TIMESTAMPTZ, last_active_ip INET, user_agent TEXT, human_name TEXT)`,
-}
 
 const (
 	alice = "00000000-0000-0000-0000-00000000000a"
@@ -91,7 +69,7 @@ func setup(t *testing.T, statements ...[]string) string {
 }
 
 func TestUserFromMASTables(t *testing.T) {
-	dsn := setup(t, schema, rows)
+	dsn := setup(t, masdbtest.Schema, rows)
 	ctx := context.Background()
 	db, err := masdb.Open(ctx, dsn)
 	if err != nil {
@@ -138,7 +116,7 @@ func TestOpenRefusals(t *testing.T) {
 		t.Errorf("SQLite path: %v", err)
 	}
 	// A database without MAS's tables (here: an older MAS without deactivated_at).
-	old := append([]string(nil), schema...)
+	old := append([]string(nil), masdbtest.Schema...)
 	old[0] = strings.Replace(old[0], ",\n\t\tdeactivated_at TIMESTAMPTZ", "", 1)
 	dsn := setup(t, old)
 	_, err := masdb.Open(ctx, dsn)
