@@ -207,7 +207,11 @@ func (db *DB) check(ctx context.Context) error {
 	}
 	db.version = binary.BigEndian.Uint64(v)
 	if !slices.Contains(KnownVersions, db.version) {
-		return fmt.Errorf("%w: %d (known: 16 = Conduit 0.9, 17 = Conduit 0.10.0, 18 = Conduit 0.10.1–0.10.12 and next; 19 is continuwuity, 17 with extra markers conduwuit/tuwunel)", ErrUnknownVersion, db.version)
+		fix := "a newer Conduit (or a fork) wrote it: run a transition-matrix that knows this version, or add it as docs/conduit.md \"Adding a database version\" says, before importing"
+		if db.version < KnownVersions[0] {
+			fix = "an older Conduit wrote it: start Conduit 0.9 or later on it once (it migrates the database on start), stop it, then import"
+		}
+		return fmt.Errorf("%w: %d (known: 16 = Conduit 0.9, 17 = Conduit 0.10.0, 18 = Conduit 0.10.1–0.10.12 and next; 19 is continuwuity, 17 with extra markers conduwuit/tuwunel): %s", ErrUnknownVersion, db.version, fix)
 	}
 	var problems []string
 	var missing []string

@@ -126,7 +126,9 @@ func TestOpenRefusals(t *testing.T) {
 		mention string
 	}{
 		{"unknown version 19 (continuwuity)", 18, server, []string{`UPDATE global SET value = X'0000000000000013' WHERE key = CAST('version' AS BLOB)`}, conduit.ErrUnknownVersion, "19"},
+		{"newer version 20 (a newer Conduit): the fix is named", 18, server, []string{`UPDATE global SET value = X'0000000000000014' WHERE key = CAST('version' AS BLOB)`}, conduit.ErrUnknownVersion, `docs/conduit.md "Adding a database version"`},
 		{"unknown version 15", 16, server, []string{`UPDATE global SET value = X'000000000000000F' WHERE key = CAST('version' AS BLOB)`}, conduit.ErrUnknownVersion, "known: 16"},
+		{"older version 15: the fix is named", 16, server, []string{`UPDATE global SET value = X'000000000000000F' WHERE key = CAST('version' AS BLOB)`}, conduit.ErrUnknownVersion, "start Conduit 0.9 or later on it once"},
 		{"version of wrong width", 18, server, []string{`UPDATE global SET value = X'12' WHERE key = CAST('version' AS BLOB)`}, conduit.ErrNotCreatedByConduit, "1 bytes"},
 		{"no global table", 18, server, []string{`DROP TABLE global`}, conduit.ErrNotCreatedByConduit, "no global table"},
 		{"missing tables", 17, server, []string{`DROP TABLE keyid_key`, `DROP TABLE filehash_metadata`}, conduit.ErrNotCreatedByConduit, "filehash_metadata keyid_key"},

@@ -52,6 +52,9 @@ type Config struct {
 
 	// Identity is the server name and its keys, resolved by Load.
 	Identity *signing.Identity `yaml:"-"`
+	// MAS says whether homeserver.yaml (synapse_config) hands logins to the Matrix Authentication
+	// Service; zero without synapse_config.
+	MAS MASDelegation `yaml:"-"`
 	// Warnings are problems that do not stop the shim, such as a key file others can read.
 	Warnings []string `yaml:"-"`
 	// dir is the folder relative paths are resolved against.
@@ -444,7 +447,7 @@ func (c *Config) Resolve() error {
 	var err error
 	if c.SynapseConfig != "" {
 		var mediaStore string
-		id, mediaStore, err = readSynapseConfig(c.Path(c.SynapseConfig), &c.Warnings)
+		id, mediaStore, c.MAS, err = readSynapseConfig(c.Path(c.SynapseConfig), &c.Warnings)
 		if err == nil && c.Synapse.MediaStorePath == "" && mediaStore != "" {
 			c.Synapse.MediaStorePath = mediaStore // absolute: resolved against homeserver.yaml's folder
 		}
@@ -503,10 +506,10 @@ func (c *Config) readTokenFile(file, what string) (Secret, error) {
 // readSynapseConfig takes server_name, the signing key, old_signing_keys and media_store_path from
 // homeserver.yaml; relative paths are relative to that file's folder, and signing_key_path defaults
 // to <server_name>.signing.key there.
-func readSynapseConfig(path string, warnings *[]string) (*signing.Identity, string, error) {
+func readSynapseConfig(path string, warnings *[]string) (*signing.Identity, string, MASDelegation, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, "", err
+		return nil, "", MASDelegation{}, err
 	}
 	var hs struct {
 		ServerName     string         `yaml:"server_name"`
@@ -514,9 +517,20 @@ func readSynapseConfig(path string, warnings *[]string) (*signing.Identity, stri
 		SigningKey     string         `yaml:"signing_key"`
 		OldSigningKeys map[string]any `yaml:"old_signing_keys"`
 		MediaStorePath string         `yaml:"media_store_path"`
+		MAS            masBlock       `yaml:"matrix_authentication_service"`
+		Experimental   struct {
+			MSC3861 masBlock `yaml:"msc3861"`
+		} `yaml:"experimental_features"`
 	}
 	if err := yaml.Unmarshal(data, &hs); err != nil {
-		return nil, "", fmt.Errorf("%s is not valid YAML: %w", path, err)
+		return nil, "", MASDelegation{}, fmt.Errorf("%s is not valid YAML: %w", path, err)
+	}
+	mas := MASDelegation{}
+	switch {
+	case hs.MAS.Enabled:
+		mas = MASDelegation{Enabled: true, Key: "matrix_authentication_service", Endpoint: hs.MAS.Endpoint}
+	case hs.Experimental.MSC3861.Enabled:
+		mas = MASDelegation{Enabled: true, Key: "experimental_features.msc3861", Endpoint: hs.Experimental.MSC3861.Issuer}
 	}
 	mediaStore := hs.MediaStorePath
 	if mediaStore != "" && !filepath.IsAbs(mediaStore) {
@@ -557,9 +571,26 @@ func readSynapseConfig(path string, warnings *[]string) (*signing.Identity, stri
 	}
 	id.OldKeys = old
 	if err := errors.Join(p...); err != nil {
-		return nil, "", err
+		return nil, "", MASDelegation{}, err
 	}
-	return id, mediaStore, nil
+	return id, mediaStore, mas, nil
+}
+
+// MASDelegation is homeserver.yaml's hand-over of logins to the Matrix Authentication Service:
+// `matrix_authentication_service` (Synapse ≥ 1.136) or `experimental_features.msc3861` (earlier).
+type MASDelegation struct {
+	Enabled bool
+	// Key names the block that enables it.
+	Key string
+	// Endpoint is MAS's URL (endpoint), or its issuer for msc3861; "" when not given.
+	Endpoint string
+}
+
+// masBlock is the part of either MAS block the shim reads.
+type masBlock struct {
+	Enabled  bool   `yaml:"enabled"`
+	Endpoint string `yaml:"endpoint"`
+	Issuer   string `yaml:"issuer"`
 }
 
 // isHostPort reports whether s is a listen address with a port, such as 127.0.0.1:8448 or :9090.

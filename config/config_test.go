@@ -345,3 +345,29 @@ func TestLimits(t *testing.T) {
 		}
 	}
 }
+
+func TestMASDelegationFromSynapseConfig(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "hs.example.signing.key", "ed25519 a_New "+testSeed+"\n", 0o600)
+	path := writeFile(t, dir, "shim.yaml", "synapse_config: homeserver.yaml\n", 0o600)
+	for _, tc := range []struct {
+		name, yaml string
+		want       MASDelegation
+	}{
+		{"none", "server_name: hs.example\n", MASDelegation{}},
+		{"disabled", "server_name: hs.example\nmatrix_authentication_service: {enabled: false, endpoint: http://mas:8080}\n", MASDelegation{}},
+		{"1.136 and later", "server_name: hs.example\nmatrix_authentication_service:\n  enabled: true\n  endpoint: http://mas:8080/\n  secret_path: /x\n",
+			MASDelegation{Enabled: true, Key: "matrix_authentication_service", Endpoint: "http://mas:8080/"}},
+		{"msc3861 before 1.136", "server_name: hs.example\nexperimental_features:\n  msc3861: {enabled: true, issuer: https://auth.example/, client_id: x}\n",
+			MASDelegation{Enabled: true, Key: "experimental_features.msc3861", Endpoint: "https://auth.example/"}},
+	} {
+		writeFile(t, dir, "homeserver.yaml", tc.yaml, 0o600)
+		c, err := Load(path, env(nil))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if c.MAS != tc.want {
+			t.Errorf("%s: MAS = %+v, want %+v", tc.name, c.MAS, tc.want)
+		}
+	}
+}

@@ -153,7 +153,7 @@ func (c *conduitTarget) WriteMedia(ctx context.Context, m *MediaPlan) (Changes, 
 	}
 	return c.update(ctx, func(tx *conduit.Tx) error {
 		return tx.PutMedia(conduit.Media{Server: c.db.ServerName(), MediaID: m.MediaID, Uploader: m.UserID, ContentType: m.ContentType,
-			Filename: m.UploadName, CreatedTS: m.CreatedTS, UnauthenticatedAccess: !m.Authenticated}, r)
+			Filename: m.UploadName, CreatedTS: m.CreatedTS, UnauthenticatedAccess: !m.Authenticated, SHA256: m.SHA256}, r)
 	})
 }
 

@@ -51,6 +51,9 @@ type UserPlan struct {
 	// ExpiringTokens counts carried tokens that had an expiry in Synapse (refresh-token
 	// sessions); Conduit keeps them without one.
 	ExpiringTokens int
+	// SignInAgain are the user's exported devices whose session was an OAuth 2.0 session of MAS:
+	// it cannot be carried, so they must sign in again.
+	SignInAgain []string
 }
 
 // DevicePlan is one device: its metadata, keys, and (with Synapse's database) its session.
@@ -108,6 +111,11 @@ type Sessions struct {
 	// Signatures are those other users made on this user's keys (bob's user-signing key on
 	// alice's master key once he verified her): /keys/query shows them only to the signer.
 	Signatures []KeySignature
+	// PasswordHash, when set, replaces the export's hash: on a Synapse that hands its logins to
+	// the Matrix Authentication Service, MAS holds the password, not Synapse.
+	PasswordHash string
+	// SignInAgain are devices of OAuth 2.0 sessions (MAS), whose tokens cannot be carried.
+	SignInAgain []string
 }
 
 // KeySignature is one user's signature on another user's device or cross-signing key.
@@ -129,13 +137,17 @@ type Token struct {
 // without one) into what is written. nowMS decides which tokens have expired.
 func planUser(u *export.UserFile, s *Sessions, nowMS int64) (*UserPlan, error) {
 	p := &UserPlan{UserID: u.UID}
+	hash := u.PasswordHash
+	if s != nil && s.PasswordHash != "" {
+		hash = &s.PasswordHash // MAS holds the password of a MAS deployment
+	}
 	switch {
 	case u.Deactivated:
 		p.PasswordKind = PasswordDeactivated
-	case u.PasswordHash == nil || *u.PasswordHash == "":
+	case hash == nil || *hash == "":
 		p.PasswordHash, p.PasswordKind = UnusableHash, PasswordNone
 	default:
-		p.PasswordHash = *u.PasswordHash
+		p.PasswordHash = *hash
 		switch {
 		case strings.HasPrefix(p.PasswordHash, "$2"):
 			p.PasswordKind = PasswordBcrypt
@@ -241,6 +253,13 @@ func planUser(u *export.UserFile, s *Sessions, nowMS int64) (*UserPlan, error) {
 		for _, n := range s.FallbackKeys {
 			p.FallbackKeys += n
 		}
+		for _, dev := range s.SignInAgain {
+			if d := byID[dev]; d != nil && d.AccessToken == "" {
+				p.SignInAgain = append(p.SignInAgain, dev)
+				p.Notes = append(p.Notes, fmt.Sprintf("device %s had an OAuth 2.0 session of the Matrix Authentication Service, which cannot be carried: it must sign in again", dev))
+			}
+		}
+		sort.Strings(p.SignInAgain)
 	}
 
 	for name, k := range map[string]json.RawMessage{"master": u.E2E.MasterKey, "self_signing": u.E2E.SelfSigningKey, "user_signing": u.E2E.UserSigningKey} {

@@ -50,6 +50,9 @@ const (
 	CodeDiskSpace               = "disk_space"                  // info: free space and the estimate
 	CodeDiskSpaceLow            = "disk_space_low"              // warning: free space under twice the estimate
 	CodeDiskSpaceUnknown        = "disk_space_unknown"          // info: the free space could not be read
+	CodeMASDeployment           = "mas_deployment"              // warning: logins are handed to MAS; what is and is not carried
+	CodeLoginAsRefused          = "login_as_refused"            // warning: login-as refused without MAS; export needs -synapse-db
+	CodeCompromisedKey          = "compromised_signing_key"     // blocker: a current or old key whose private half is public
 )
 
 // rcFederationAdvice is what to tell the operator about Synapse's federation rate limit.
@@ -184,6 +187,8 @@ type Checker struct {
 	Statfs func(path string) (FS, error)
 	// Concurrency bounds the forward-extremity requests of the event estimate (default 4).
 	Concurrency int
+	// MAS is set when homeserver.yaml hands logins to the Matrix Authentication Service.
+	MAS *MAS
 }
 
 // ErrUnreachable is returned by Run when Synapse does not answer at all.
@@ -195,6 +200,7 @@ type state struct {
 	admin   bool
 	version synapseclient.Version
 	rooms   []synapseclient.RoomSummary
+	keys    *synapseclient.ServerKeys // what Synapse publishes, once checkSigningKey fetched it
 }
 
 // Run runs every check. It returns an error wrapping ErrUnreachable (and no report) when Synapse's
@@ -214,10 +220,12 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 		run  func(context.Context, *state) error
 	}{
 		{"version", c.checkVersion},
+		{"auth", c.checkAuth},
 		{"users", c.checkUsers},
 		{"rooms", c.checkRooms},
 		{"media", c.checkMedia},
 		{"signing key", c.checkSigningKey},
+		{"compromised key", c.checkCompromisedKey},
 		{"federation", c.checkSelfFederation},
 		{"disk", c.checkDisk},
 	}
@@ -549,6 +557,7 @@ func (c *Checker) checkSigningKey(ctx context.Context, st *state) error {
 	if err != nil {
 		return fmt.Errorf("fetching /_matrix/key/v2/server: %w", err)
 	}
+	st.keys = doc
 	id := c.Identity
 	if doc.ServerName != id.ServerName {
 		st.r.add(Blocker, CodeServerNameMismatch, doc.ServerName, "Synapse publishes keys for %q, but the configured server name is %q: synapse.url points at another server, or server_name is wrong", doc.ServerName, id.ServerName)

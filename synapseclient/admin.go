@@ -889,6 +889,11 @@ type LocalMedia struct {
 	LastAccessTS       int64  `json:"last_access_ts"`
 	QuarantinedBy      string `json:"quarantined_by"`
 	SafeFromQuarantine bool   `json:"safe_from_quarantine"`
+	// Authenticated (Synapse ≥ 1.120; 0/1 on SQLite) marks media uploaded with
+	// enable_authenticated_media on: Synapse serves it only on the authenticated endpoints.
+	Authenticated Bool `json:"authenticated"`
+	// SHA256 is the hex sha256 of the bytes, recorded at upload by Synapse releases after 1.120 (1.163 does; 1.120 does not); "" otherwise.
+	SHA256 string `json:"sha256"`
 }
 
 // LocalMediaPage is one page of a user's uploads; NextToken is nil on the last page.

@@ -422,6 +422,8 @@ func TestSimCoversEveryClientMethod(t *testing.T) {
 		"AdminClient.LocalMediaTotals":      "TestSimQueryProfileAndMediaTotals",
 		"AdminClient.UserMedia":             "TestSimUserMedia",
 		"AdminClient.AllUserMedia":          "TestSimUserMedia",
+		"AdminClient.ProbeLoginAs":          "TestSimProbeLoginAsAndAuthIssuer",
+		"AdminClient.AuthIssuer":            "TestSimProbeLoginAsAndAuthIssuer",
 	}
 	for _, typ := range []reflect.Type{
 		reflect.TypeFor[*synapseclient.Client](), reflect.TypeFor[*synapseclient.AdminClient](),
@@ -1948,5 +1950,21 @@ func TestSimUserMedia(t *testing.T) {
 	}
 	if _, err := r.c.Admin().AllUserMedia(ctx, "@nobody:"+r.w.ServerName); !errors.Is(err, synapseclient.ErrNotFound) {
 		t.Errorf("unknown user: %v", err)
+	}
+}
+
+// TestSimProbeLoginAsAndAuthIssuer: a Synapse that handles its own logins offers login-as (the
+// probe for the admin itself is refused with "login as self", no token made) and names no issuer.
+func TestSimProbeLoginAsAndAuthIssuer(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, synapsesim.Options{}, nil)
+	ctx := t.Context()
+	la, err := r.c.Admin().ProbeLoginAs(ctx)
+	if err != nil || !la.Available || la.Refusal != nil {
+		t.Fatalf("probe: %+v, %v", la, err)
+	}
+	iss, err := r.c.Admin().AuthIssuer(ctx)
+	if err != nil || iss != "" {
+		t.Fatalf("issuer %q, %v", iss, err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/transition-matrix/transition-matrix/conduit"
 	"github.com/transition-matrix/transition-matrix/config"
 	"github.com/transition-matrix/transition-matrix/importer"
+	"github.com/transition-matrix/transition-matrix/masdb"
 	"github.com/transition-matrix/transition-matrix/mediastore"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 	"github.com/transition-matrix/transition-matrix/synapsedb"
@@ -42,7 +43,7 @@ func runImport(ctx context.Context, env *Env, args []string) error {
 }
 
 func runImportConduit(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "import conduit", "import conduit -config FILE -export DIR -db PATH [-synapse-db DSN] [-media-store DIR] [-dry-run] [-j N]")
+	fs := newFlagSet(env, "import conduit", "import conduit -config FILE -export DIR -db PATH [-synapse-db DSN] [-mas-db DSN] [-media-store DIR] [-dry-run] [-j N]")
 	fs.details = `Conduit must be stopped, and must have been started once with this server_name and
 database_backend = "sqlite" (that creates the database, its server user and admin room).
 The export is verified in full (manifest, SHA-256 and size of every file) before anything is
@@ -54,6 +55,7 @@ Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 wron
 	dbPath := fs.String("db", "", "Conduit's database_path `directory` holding conduit.db (required)")
 	conduitMedia := fs.String("conduit-media", "", "Conduit's media `directory` (default <db>/media, Conduit's default)")
 	synapseDB := fs.String("synapse-db", "", "Synapse's database: a PostgreSQL `DSN` (postgres://...) or an SQLite file; carries access tokens and one-time keys")
+	masDB := fs.String("mas-db", "", "the Matrix Authentication Service's PostgreSQL database (`DSN` postgres://...), read-only, for a Synapse that hands its logins to MAS: carries password hashes and compatibility sessions (with -synapse-db, one-time keys come from Synapse)")
 	mediaStore := fs.String("media-store", "", "Synapse's media_store_path `directory` (default synapse.media_store_path from the config)")
 	identity := fs.String("age-identity", "", "age identity `file` that decrypts an export written with -encrypt-to")
 	dryRun := fs.Bool("dry-run", false, "print what would be written, and write nothing")
@@ -105,6 +107,14 @@ Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 wron
 		}
 		defer db.Close()
 		icfg.Sessions = importer.SynapseSessions{DB: db}
+	}
+	if *masDB != "" {
+		mdb, err := masdb.Open(ctx, *masDB)
+		if err != nil {
+			return err // masdb's errors never show the DSN's password
+		}
+		defer mdb.Close()
+		icfg.Sessions = importer.MASSessions{MAS: mdb, ServerName: cfg.ServerName, Synapse: icfg.Sessions}
 	}
 	media, err := importMediaSource(cfg, *mediaStore, *jobs)
 	if err != nil {
@@ -224,6 +234,11 @@ func printImportSummary(w io.Writer, r *importer.Report) {
 	list(w, "users without a password in Synapse (SSO, appservices): they got an unusable hash", r.NoPassword)
 	list(w, "deactivated users (kept deactivated)", r.Deactivated)
 	list(w, "users who must log in again on at least one device", r.MustLogIn)
+	var oauth []string
+	for _, d := range r.SignInAgain {
+		oauth = append(oauth, d.UserID+" device "+d.DeviceID)
+	}
+	list(w, "must sign in again (OAuth 2.0 sessions of the Matrix Authentication Service cannot be carried)", oauth)
 	if r.SkippedTokens > 0 || r.ExpiringTokens > 0 {
 		fmt.Fprintf(w, "tokens: %d not carried (no exported device, or expired); %d had an expiry Conduit does not keep\n", r.SkippedTokens, r.ExpiringTokens)
 	}
