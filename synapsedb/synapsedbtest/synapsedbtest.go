@@ -40,8 +40,6 @@ var schema = []string{
 	`CREATE TABLE e2e_fallback_keys_json (user_id TEXT NOT NULL, device_id TEXT NOT NULL, algorithm TEXT NOT NULL,
 		key_id TEXT NOT NULL, key_json TEXT NOT NULL, used BOOLEAN DEFAULT FALSE NOT NULL,
 		UNIQUE (user_id, device_id, algorithm))`,
-	`CREATE TABLE e2e_cross_signing_signatures (user_id TEXT NOT NULL, key_id TEXT NOT NULL,
-		target_user_id TEXT NOT NULL, target_device_id TEXT NOT NULL, signature TEXT NOT NULL)`,
 	`CREATE TABLE local_media_repository (media_id TEXT, media_type TEXT, media_length INTEGER, created_ts BIGINT,
 		upload_name TEXT, user_id TEXT, quarantined_by TEXT, url_cache TEXT, last_access_ts BIGINT,
 		safe_from_quarantine BOOLEAN DEFAULT FALSE NOT NULL, UNIQUE (media_id))`,
