@@ -1,7 +1,6 @@
 package main
 
 import (
-	"database/sql"
 	"encoding/binary"
 	"encoding/json"
 	"os"
@@ -160,7 +159,7 @@ func TestImportCommandErrors(t *testing.T) {
 		{[]string{"import", "dendrite"}, 2, `unknown target "dendrite"`},
 		{[]string{"import", "conduit", "-export", out, "-db", db}, 2, "-config is required"},
 		{[]string{"import", "conduit", "-config", cfgPath, "-db", db}, 2, "-export is required"},
-		{[]string{"import", "conduit", "-config", cfgPath, "-export", out}, 2, "-db is required"},
+		{[]string{"import", "conduit", "-config", cfgPath, "-export", out}, 2, "-db (or -conduit-config) is required"},
 		{[]string{"import", "conduit", "-config", cfgPath, "-export", out, "-db", db, "-j", "0"}, 2, "-j must be at least 1"},
 		{[]string{"import", "conduit", "-config", cfgPath, "-export", bad, "-db", db}, 1, victim},
 		{[]string{"import", "conduit", "-config", cfgPath, "-export", out, "-db", unknown}, 1, "unknown Conduit database version"},
@@ -182,14 +181,7 @@ func TestImportCommandErrors(t *testing.T) {
 // setVersion overwrites global["version"] of a Conduit database.
 func setVersion(t *testing.T, dir string, v uint64) {
 	t.Helper()
-	db, err := sql.Open("sqlite", filepath.Join(dir, conduit.FileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(`UPDATE global SET value = ? WHERE key = ?`, binary.BigEndian.AppendUint64(nil, v), []byte("version")); err != nil {
-		t.Fatal(err)
-	}
+	conduittest.SetRaw(t, dir, "global", []byte("version"), binary.BigEndian.AppendUint64(nil, v))
 }
 
 // TestImportCommandSessionsAndMedia imports with Synapse's database (SQLite) and media store:

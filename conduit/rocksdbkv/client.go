@@ -406,6 +406,11 @@ func (db *DB) CreateColumnFamily(cf string) error {
 	return db.simple('n', []byte(cf))
 }
 
+// DropColumnFamily removes cf and its rows (test fixtures only).
+func (db *DB) DropColumnFamily(cf string) error {
+	return db.simple('x', []byte(cf))
+}
+
 // Flush writes every column family's memtable to SST files.
 func (db *DB) Flush() error { return db.simple('f', nil) }
 

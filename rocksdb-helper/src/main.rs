@@ -310,6 +310,21 @@ fn run<R: Read, W: Write>(c: &mut Conn<R, W>, dir: &Path, read_only: bool, creat
                     Err(e) => c.error(ERR, &e.to_string())?,
                 }
             }
+            b'x' => {
+                // Drop a column family (test fixtures: a database missing one of Conduit's trees).
+                let cf = c.string()?;
+                if read_only {
+                    c.error(ERR, "opened read-only")?;
+                    continue;
+                }
+                match db.drop_cf(&cf) {
+                    Ok(()) => {
+                        c.put_byte(OK)?;
+                        c.w.flush()?;
+                    }
+                    Err(e) => c.error(ERR, &e.to_string())?,
+                }
+            }
             b'f' => {
                 // Flush every column family's memtable to SST files.
                 let mut err = None;
