@@ -1,6 +1,6 @@
-// Package rocksdbkv drives shim-rocksdb, the helper binary (rocksdb-helper/ in this repository)
-// that opens a Conduit RocksDB database with Conduit's own crate and options; the protocol is in
-// docs/rocksdb.md.
+// Package rocksdbkv drives shim-rocksdb, the helper process (rocksdb-helper/ in this repository,
+// installed by scripts/install-rocksdb-helper) that opens a Conduit RocksDB database with
+// Conduit's options; the protocol and why it is a separate process are in docs/rocksdb.md.
 package rocksdbkv
 
 import (
@@ -65,7 +65,7 @@ func FindHelper() (string, error) {
 	if p, err := exec.LookPath(HelperName); err == nil {
 		return p, nil
 	}
-	return "", fmt.Errorf("%w (not in $%s, beside the shim, or on PATH): build it with `cargo build --release --manifest-path rocksdb-helper/Cargo.toml` (needs a C++ compiler and libclang) and put target/release/%s beside the shim, or set %s", ErrNoHelper, HelperEnv, HelperName, HelperEnv)
+	return "", fmt.Errorf("%w (not in $%s, beside the shim, or on PATH): install it with scripts/install-rocksdb-helper (Python 3 and the rocksdict package) and put the %s it prints beside the shim or on PATH, or set %s to it", ErrNoHelper, HelperEnv, HelperName, HelperEnv)
 }
 
 // DB is one open database, held by one helper process. Calls serialise.
