@@ -58,6 +58,9 @@ type Options struct {
 	// Backend is Conduit's database_backend, "sqlite" or "rocksdb" ("" = the one whose files dir
 	// holds: conduit.db, or RocksDB's CURRENT).
 	Backend string
+	// DryRun opens for DryRunContext only: the same checks and lock as for writing, but nothing is
+	// ever written (RocksDB: a read-only open that holds the LOCK); Update is refused.
+	DryRun bool
 	// RocksDBHelper is the shim-rocksdb binary for the RocksDB backend ("" = rocksdbkv.FindHelper).
 	RocksDBHelper string
 }
@@ -92,6 +95,7 @@ type DB struct {
 	mediaPath  string
 	serverName string
 	readOnly   bool
+	dryRunOnly bool
 	version    uint64
 	tables     map[string]bool
 }
@@ -108,17 +112,21 @@ func Open(dir string, opts Options) (*DB, error) {
 	if !opts.ReadOnly && opts.ServerName == "" {
 		return nil, errors.New("conduit: Options.ServerName is required for writing")
 	}
-	db := &DB{dir: dir, backend: backend, serverName: opts.ServerName, readOnly: opts.ReadOnly}
+	db := &DB{dir: dir, backend: backend, serverName: opts.ServerName, readOnly: opts.ReadOnly, dryRunOnly: opts.DryRun && !opts.ReadOnly}
 	db.mediaPath = opts.MediaPath
 	if db.mediaPath == "" {
 		db.mediaPath = filepath.Join(dir, "media")
 	}
 	ctx := context.Background()
-	if backend == BackendRocksDB {
+	switch {
+	case backend == BackendRocksDB && db.dryRunOnly:
+		// A dry run only reads: a read-only open that holds the LOCK as a writer would.
+		db.store, err = openRocksDB(dir, opts.RocksDBHelper, true, true)
+	case backend == BackendRocksDB:
 		if !opts.ReadOnly {
 			// Check on a read-only open first: a refused database is left as it was, byte for
 			// byte (opening RocksDB for writing rewrites its MANIFEST and OPTIONS files).
-			ro, err := openRocksDB(dir, opts.RocksDBHelper, true)
+			ro, err := openRocksDB(dir, opts.RocksDBHelper, true, false)
 			if err != nil {
 				return nil, err
 			}
@@ -129,8 +137,8 @@ func Open(dir string, opts Options) (*DB, error) {
 				return nil, err
 			}
 		}
-		db.store, err = openRocksDB(dir, opts.RocksDBHelper, opts.ReadOnly)
-	} else {
+		db.store, err = openRocksDB(dir, opts.RocksDBHelper, opts.ReadOnly, false)
+	default:
 		db.store, err = openSQLite(filepath.Join(dir, FileName), opts.ReadOnly)
 	}
 	if err != nil {

@@ -19,8 +19,8 @@ type rocksStore struct {
 	inTx    bool
 }
 
-func openRocksDB(dir, helper string, readOnly bool) (*rocksStore, error) {
-	kv, err := rocksdbkv.Open(dir, rocksdbkv.Options{Helper: helper, ReadOnly: readOnly})
+func openRocksDB(dir, helper string, readOnly, lock bool) (*rocksStore, error) {
+	kv, err := rocksdbkv.Open(dir, rocksdbkv.Options{Helper: helper, ReadOnly: readOnly, Lock: lock})
 	if err != nil {
 		switch {
 		case errors.Is(err, rocksdbkv.ErrInUse):

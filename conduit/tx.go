@@ -65,6 +65,13 @@ func (db *DB) Update(fn func(tx *Tx) error) (Changes, error) {
 
 // UpdateContext is Update with a context.
 func (db *DB) UpdateContext(ctx context.Context, fn func(tx *Tx) error) (ch Changes, err error) {
+	if db.dryRunOnly {
+		return Changes{}, fmt.Errorf("%w: opened with Options.DryRun, which allows DryRunContext only", ErrReadOnly)
+	}
+	return db.update(ctx, fn)
+}
+
+func (db *DB) update(ctx context.Context, fn func(tx *Tx) error) (ch Changes, err error) {
 	if db.readOnly {
 		return Changes{}, fmt.Errorf("%w: Update needs Options.ReadOnly false", ErrReadOnly)
 	}

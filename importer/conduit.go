@@ -20,6 +20,8 @@ func ConduitTarget(dir, mediaPath, serverName string) func(dryRun bool) (Target,
 // ConduitTargetOn is ConduitTarget with every option of conduit.Open (the backend among them).
 func ConduitTargetOn(opts conduit.Options, dir string) func(dryRun bool) (Target, error) {
 	return func(dryRun bool) (Target, error) {
+		opts := opts
+		opts.DryRun = dryRun
 		db, err := conduit.Open(dir, opts)
 		if err != nil {
 			return nil, err

@@ -150,12 +150,33 @@ func TestImportCommandErrors(t *testing.T) {
 	unknown := conduittest.FreshDB(t, "synapse.test", conduit.Version010)
 	setVersion(t, unknown, 19)
 
+	// Conduit configuration files: the backend and path come from them.
+	other := conduit.BackendSQLite
+	if conduittest.BackendOf(db) == conduit.BackendSQLite {
+		other = conduit.BackendRocksDB
+	}
+	conduitConfig := func(body string) string {
+		p := filepath.Join(t.TempDir(), "conduit.toml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	noBackend := conduitConfig("[global]\nserver_name = \"synapse.test\"\ndatabase_path = \"" + db + "\"\n")
+	otherServer := conduitConfig("[global]\nserver_name = \"other.example\"\ndatabase_backend = \"" + conduittest.BackendOf(db) + "\"\ndatabase_path = \"" + db + "\"\n")
+	good := conduitConfig("[global]\nserver_name = \"synapse.test\"\ndatabase_backend = \"" + conduittest.BackendOf(db) + "\"\ndatabase_path = \"" + db + "\"\n")
+
 	cases := []struct {
 		args []string
 		code int
 		err  string
 	}{
 		{[]string{"import"}, 2, "the target is missing"},
+		{[]string{"import", "conduit", "-config", cfgPath, "-export", out, "-db", db, "-backend", "mysql"}, 2, "-backend must be sqlite or rocksdb"},
+		{[]string{"import", "conduit", "-config", cfgPath, "-export", out, "-db", db, "-backend", other}, 1, "no Conduit database"},
+		{[]string{"import", "conduit", "-config", cfgPath, "-export", out, "-conduit-config", noBackend}, 1, "no global.database_backend"},
+		{[]string{"import", "conduit", "-config", cfgPath, "-export", out, "-conduit-config", otherServer}, 1, `server_name "other.example"`},
+		{[]string{"import", "conduit", "-config", cfgPath, "-export", out, "-conduit-config", good, "-backend", other}, 1, "database_backend"},
 		{[]string{"import", "dendrite"}, 2, `unknown target "dendrite"`},
 		{[]string{"import", "conduit", "-export", out, "-db", db}, 2, "-config is required"},
 		{[]string{"import", "conduit", "-config", cfgPath, "-db", db}, 2, "-export is required"},
@@ -171,6 +192,10 @@ func TestImportCommandErrors(t *testing.T) {
 		if code != c.code || !strings.Contains(stderr, c.err) {
 			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", c.args, code, stderr, c.code, c.err)
 		}
+	}
+	// Conduit's configuration file names the backend and the path; a dry run through it works.
+	if code, stdout, stderr := runShim(t, env, "import", "conduit", "-config", cfgPath, "-export", out, "-conduit-config", good, "-dry-run"); code != 0 || !strings.Contains(stdout, conduittest.BackendOf(db)+" backend") {
+		t.Errorf("-conduit-config dry run: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	code, stdout, _ := runShim(t, nil, "import", "conduit", "-h")
 	if code != 0 || !strings.Contains(stdout, "-synapse-db") || !strings.Contains(stdout, "-dry-run") {

@@ -40,6 +40,9 @@ type Options struct {
 	Helper string
 	// ReadOnly opens without RocksDB's LOCK and refuses writes.
 	ReadOnly bool
+	// Lock, with ReadOnly, holds RocksDB's LOCK all the same (a dry run): refused with ErrInUse
+	// while another process has the database open for writing, and nothing in dir is written.
+	Lock bool
 	// Create makes a new, empty database when dir holds none (tests and fixtures only).
 	Create bool
 	// LogDir receives RocksDB's info LOG, so that the database directory is not touched by a
@@ -102,6 +105,9 @@ func Open(dir string, opts Options) (*DB, error) {
 	args := []string{"--log-dir", db.logDir}
 	if opts.ReadOnly {
 		args = append(args, "--read-only")
+		if opts.Lock {
+			args = append(args, "--lock")
+		}
 	}
 	if opts.Create {
 		args = append(args, "--create")
