@@ -276,6 +276,26 @@ func TestOpenRefusesDatabaseInUse(t *testing.T) {
 	if err := conduittest.StartLike(t, dir); err != nil {
 		t.Fatalf("Conduit-like start after Close: %v", err)
 	}
+
+	// A dry run holds the lock too, and leaves every file as it was.
+	files = snapshot(t, dir)
+	dry, err := conduit.Open(dir, conduit.Options{ServerName: server, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dry.DryRunContext(context.Background(), func(tx *conduit.Tx) error {
+		return tx.PutUser(conduit.User{ID: "@dry:" + server, PasswordHash: "$2b$12$x"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dry.Update(func(*conduit.Tx) error { return nil }); !errors.Is(err, conduit.ErrReadOnly) {
+		t.Errorf("Update on a DryRun database: %v", err)
+	}
+	if err := conduittest.StartLike(t, dir); err == nil || !strings.Contains(err.Error(), "LOCK") {
+		t.Fatalf("Conduit-like start during a dry run: %v, want the LOCK refusal", err)
+	}
+	dry.Close()
+	sameFiles(t, files, snapshot(t, dir))
 }
 
 func testInUseSQLite(t *testing.T, dir string) {

@@ -139,7 +139,10 @@ func Open(dir string, opts Options) (*DB, error) {
 		}
 	}
 	if err != nil {
-		db.kill()
+		db.kill() // waits, so that everything the helper wrote to stderr is in
+		if msg := strings.TrimSpace(db.stderrText()); msg != "" && !strings.Contains(err.Error(), msg) {
+			err = fmt.Errorf("%w (helper said: %s)", err, msg)
+		}
 		return nil, fmt.Errorf("open %s: %w", dir, err)
 	}
 	if string(hello) != Protocol {
