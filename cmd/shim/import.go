@@ -43,16 +43,19 @@ func runImport(ctx context.Context, env *Env, args []string) error {
 }
 
 func runImportConduit(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "import conduit", "import conduit -config FILE -export DIR -db PATH [-synapse-db DSN] [-mas-db DSN] [-media-store DIR] [-dry-run] [-j N]")
-	fs.details = `Conduit must be stopped, and must have been started once with this server_name and
-database_backend = "sqlite" (that creates the database, its server user and admin room).
+	fs := newFlagSet(env, "import conduit", "import conduit -config FILE -export DIR (-db PATH [-backend sqlite|rocksdb] | -conduit-config conduit.toml) [-synapse-db DSN] [-mas-db DSN] [-media-store DIR] [-dry-run] [-j N]")
+	fs.details = `Conduit must be stopped, and must have been started once with this server_name and its
+database_backend (that creates the database, its server user and admin room). The RocksDB backend
+needs the shim-rocksdb helper beside the shim, on PATH, or in $SHIM_ROCKSDB (see README).
 The export is verified in full (manifest, SHA-256 and size of every file) before anything is
 written; every user is written in one transaction; a second run changes nothing.
 Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 wrong usage.
 `
 	configPath := fs.String("config", "", "the shim's configuration `file` (required): server name and Synapse's signing keys")
 	exportDir := fs.String("export", "", "the export `directory` written by shim export (required)")
-	dbPath := fs.String("db", "", "Conduit's database_path `directory` holding conduit.db (required)")
+	dbPath := fs.String("db", "", "Conduit's database_path `directory` (conduit.db or a RocksDB database; default database_path of -conduit-config)")
+	backend := fs.String("backend", "", "Conduit's database_backend, sqlite or rocksdb (default: -conduit-config's, else what -db holds)")
+	conduitConfig := fs.String("conduit-config", "", "Conduit's configuration `file` (conduit.toml): database_backend, database_path and server_name are read from it")
 	conduitMedia := fs.String("conduit-media", "", "Conduit's media `directory` (default <db>/media, Conduit's default)")
 	synapseDB := fs.String("synapse-db", "", "Synapse's database: a PostgreSQL `DSN` (postgres://...) or an SQLite file; carries access tokens and one-time keys")
 	masDB := fs.String("mas-db", "", "the Matrix Authentication Service's PostgreSQL database (`DSN` postgres://...), read-only, for a Synapse that hands its logins to MAS: carries password hashes and compatibility sessions (with -synapse-db, one-time keys come from Synapse)")
@@ -70,8 +73,10 @@ Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 wron
 		return usagef("-config is required")
 	case *exportDir == "":
 		return usagef("-export is required")
-	case *dbPath == "":
-		return usagef("-db is required")
+	case *dbPath == "" && *conduitConfig == "":
+		return usagef("-db (or -conduit-config) is required")
+	case *backend != "" && *backend != conduit.BackendSQLite && *backend != conduit.BackendRocksDB:
+		return usagef("-backend must be sqlite or rocksdb, got %q", *backend)
 	case *jobs < 1:
 		return usagef("-j must be at least 1, got %d", *jobs)
 	}
@@ -79,7 +84,24 @@ Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 wron
 	if err != nil {
 		return err
 	}
-	dir := *dbPath
+	dir, be := *dbPath, *backend
+	if *conduitConfig != "" {
+		cc, err := conduit.ReadConfig(*conduitConfig)
+		if err != nil {
+			return err
+		}
+		if cc.ServerName != "" && cc.ServerName != cfg.ServerName {
+			return fmt.Errorf("%w: %s has server_name %q, the shim's configuration %q", conduit.ErrConfig, *conduitConfig, cc.ServerName, cfg.ServerName)
+		}
+		if be == "" {
+			be = cc.Backend
+		} else if be != cc.Backend {
+			return fmt.Errorf("%w: -backend %s, but %s has database_backend %q", conduit.ErrConfig, be, *conduitConfig, cc.Backend)
+		}
+		if dir == "" {
+			dir = cc.DatabasePath
+		}
+	}
 	if filepath.Base(dir) == conduit.FileName {
 		if st, err := os.Stat(dir); err == nil && !st.IsDir() {
 			dir = filepath.Dir(dir)
@@ -88,7 +110,7 @@ Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 wron
 	icfg := importer.Config{
 		ExportDir:  *exportDir,
 		Identity:   cfg.Identity,
-		OpenTarget: importer.ConduitTarget(dir, *conduitMedia, cfg.ServerName),
+		OpenTarget: importer.ConduitTargetOn(conduit.Options{ServerName: cfg.ServerName, MediaPath: *conduitMedia, Backend: be}, dir),
 		DryRun:     *dryRun,
 		Jobs:       *jobs,
 		Log:        log,
