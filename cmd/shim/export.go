@@ -9,7 +9,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/transition-matrix/transition-matrix/config"
 	"github.com/transition-matrix/transition-matrix/export"
 	"github.com/transition-matrix/transition-matrix/logging"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
@@ -35,19 +34,13 @@ func runExport(ctx context.Context, env *Env, args []string) error {
 	case *jobs < 1:
 		return usagef("-j must be at least 1, got %d", *jobs)
 	}
-	cfg, err := config.Load(*configPath, env.Getenv)
+	cfg, err := loadConfig(env, *configPath, "synapse.url", "synapse.admin_token")
 	if err != nil {
 		return err
-	}
-	if err := cfg.Require("synapse.url", "synapse.admin_token"); err != nil {
-		return fmt.Errorf("config %s: %w", *configPath, err)
 	}
 	log, err := logging.New(env.Stderr, cfg.Log.Level, cfg.Log.Format)
 	if err != nil {
 		return err
-	}
-	for _, w := range cfg.Warnings {
-		log.Warn(w)
 	}
 	p := newExportProgress(env.Stderr, log, *every)
 	s, err := export.Run(ctx, export.Config{

@@ -47,7 +47,8 @@ func runImportConduit(ctx context.Context, env *Env, args []string) error {
 database_backend = "sqlite" (that creates the database, its server user and admin room).
 The export is verified in full (manifest, SHA-256 and size of every file) before anything is
 written; every user is written in one transaction; a second run changes nothing.
-Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 wrong usage.
+Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 could not
+run (wrong usage or a problem in the configuration; nothing was written).
 `
 	configPath := fs.String("config", "", "the shim's configuration `file` (required): server name and Synapse's signing keys")
 	exportDir := fs.String("export", "", "the export `directory` written by shim export (required)")

@@ -69,6 +69,7 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 	if err := cfg.OverrideTargetURL(*targetURL); err != nil {
 		return usagef("%v", err)
 	}
+	noteURLs(env, cfg)
 	if err := cfg.Require("target.url", "target.token"); err != nil {
 		return exitWith(2, fmt.Errorf("%s: %w", *configPath, err))
 	}
@@ -104,7 +105,7 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 		}
 		_, err = probe.Admin().ServerVersion(ctx)
 		if err != nil {
-			return exitWith(2, fmt.Errorf("Synapse at %s does not answer (%v); if it is shut down on purpose, rerun with -offline to verify from the export and the event cache", cfg.Synapse.URL, err))
+			return exitWith(2, fmt.Errorf("%v; if it is shut down on purpose, rerun with -offline to verify from the export and the event cache", describe(env, err)))
 		}
 	}
 
