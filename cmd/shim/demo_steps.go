@@ -149,31 +149,12 @@ func (d *demoRun) cutover(ctx context.Context, shimURL string) (bool, error) {
 		return false, err
 	}
 	defer db.Close()
-	target, err := conduitsim.New(conduitsim.Options{World: d.w, ShimURL: shimURL, ASToken: demoASToken, UserData: db})
-	if err != nil {
-		return false, err
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	defer g.Wait()
 	defer cancel()
-	targetURL, err := serveLoopback(gctx, g, target.Handler())
-	if err != nil {
-		return false, err
-	}
-	target.URL = targetURL
-	if err := os.WriteFile(d.path("as_token"), []byte(demoASToken+"\n"), 0o600); err != nil {
-		return false, err
-	}
-	f, err := os.OpenFile(d.configPath, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		return false, err
-	}
-	_, err = fmt.Fprintf(f, "target:\n  url: %s\n  token_file: as_token\n", targetURL)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	target, targetURL, err := d.startTarget(gctx, g, shimURL, db)
 	if err != nil {
 		return false, err
 	}
@@ -213,6 +194,37 @@ func (d *demoRun) cutover(ctx context.Context, shimURL string) (bool, error) {
 		return false, err
 	}
 	return verr == nil && rep.Result == verify.ResultOK, nil
+}
+
+// startTarget serves a simulated patched Conduit that federates with the shim at shimURL, over
+// data (the imported database; nil: the world's users only), and adds it to the configuration as
+// target.url with the appservice token in as_token.
+func (d *demoRun) startTarget(ctx context.Context, g *errgroup.Group, shimURL string, data conduitsim.UserData) (*conduitsim.Server, string, error) {
+	opts := conduitsim.Options{World: d.w, ShimURL: shimURL, ASToken: demoASToken}
+	if data != nil {
+		opts.UserData = data
+	}
+	target, err := conduitsim.New(opts)
+	if err != nil {
+		return nil, "", err
+	}
+	targetURL, err := serveLoopback(ctx, g, target.Handler())
+	if err != nil {
+		return nil, "", err
+	}
+	target.URL = targetURL
+	if err := os.WriteFile(d.path("as_token"), []byte(demoASToken+"\n"), 0o600); err != nil {
+		return nil, "", err
+	}
+	f, err := os.OpenFile(d.configPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return nil, "", err
+	}
+	_, err = fmt.Fprintf(f, "target:\n  url: %s\n  token_file: as_token\n", targetURL)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return target, targetURL, err
 }
 
 // printEndToEnd prints, room by room and then for users, what Synapse had and what the target holds.

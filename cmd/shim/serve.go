@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/transition-matrix/transition-matrix/cacheshare"
 	"github.com/transition-matrix/transition-matrix/config"
 	"github.com/transition-matrix/transition-matrix/federation"
 	"github.com/transition-matrix/transition-matrix/metrics"
@@ -102,6 +103,18 @@ func serve(ctx context.Context, env *Env, cfg *config.Config, log *zap.Logger) e
 			env.Ready("metrics", ml.Addr().String())
 		}
 	}
+	// Other shim commands (verify) read the cache this process holds through a socket beside it;
+	// it is bound before Ready is told, so whoever waits on Ready finds it.
+	share := &cacheshare.Server{Cache: parts.cache}
+	if parts.client != nil {
+		share.Refresh = func(ctx context.Context, roomID string, heads []string) error {
+			return parts.source.ArchiveRoom(ctx, roomID, heads, nil).Err
+		}
+	}
+	sl, err := cacheshare.Listen(cfg.Path(cfg.Cache.Path))
+	if err != nil {
+		log.Warn("shim verify cannot read the event cache while serve runs", zap.Error(err))
+	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: zap.NewStdLog(log.Named("http")), TLSConfig: tlsConfig}
 	g, gctx := errgroup.WithContext(ctx)
@@ -124,6 +137,9 @@ func serve(ctx context.Context, env *Env, cfg *config.Config, log *zap.Logger) e
 	})
 	if ml != nil {
 		g.Go(func() error { return ml.Serve(gctx) })
+	}
+	if sl != nil {
+		g.Go(func() error { return share.Serve(gctx, sl) })
 	}
 	g.Go(func() error {
 		<-gctx.Done()
