@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/verify"
 )
 
@@ -33,6 +34,15 @@ func TestDemoRunsTheWholeFlow(t *testing.T) {
 	}
 	if !strings.Contains(out, "0 differ, 0 missing") {
 		t.Fatalf("users did not all arrive:\n%s", out)
+	}
+	// The steps' different counts are explained, and the generator's names stay inside.
+	if !strings.Contains(out, "\nCounts: Synapse holds ") || !strings.Contains(out, "so verify expects") || !strings.Contains(out, "joins of its own") {
+		t.Errorf("no word on why the counts differ:\n%s", out)
+	}
+	for _, kind := range []string{world.KindOrdinary, world.KindRemoteMembers, world.KindAllLeft, world.KindJoinedVisibility} {
+		if strings.Contains(out, kind) {
+			t.Errorf("the generator's room kind %q is shown:\n%s", kind, out)
+		}
 	}
 	data, err := os.ReadFile(filepath.Join(dir, "verify", "report.json"))
 	if err != nil {

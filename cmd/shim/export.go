@@ -17,7 +17,7 @@ import (
 // runExport writes one JSON file per local user and per room, and a manifest, into -out;
 // rerun with the same -out, it resumes.
 func runExport(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "export", "export -config FILE -out DIR [-j N] [-encrypt-to AGE_RECIPIENT]")
+	fs := newFlagSet(env, "export", "export -config FILE -out DIR [-j N] [-encrypt-to AGE_RECIPIENT] [-progress-every DURATION]")
 	configPath := fs.String("config", "", "the shim's configuration `file` (required)")
 	out := fs.String("out", "", "export `directory` (created 0700; rerun with the same one to resume)")
 	jobs := fs.Int("j", export.DefaultJobs, "users and rooms exported at once")

@@ -42,7 +42,7 @@ func runImport(ctx context.Context, env *Env, args []string) error {
 }
 
 func runImportConduit(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "import conduit", "import conduit -config FILE -export DIR -db PATH [-synapse-db DSN] [-media-store DIR] [-dry-run] [-j N]")
+	fs := newFlagSet(env, "import conduit", "import conduit -config FILE -export DIR -db PATH [-synapse-db DSN] [-media-store DIR] [-conduit-media DIR] [-age-identity FILE] [-dry-run] [-j N] [-report FILE] [-progress-every DURATION]")
 	fs.details = `Conduit must be stopped, and must have been started once with this server_name and
 database_backend = "sqlite" (that creates the database, its server user and admin room).
 The export is verified in full (manifest, SHA-256 and size of every file) before anything is

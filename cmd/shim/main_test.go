@@ -71,3 +71,32 @@ func TestOneExitStatusForTheSameMistake(t *testing.T) {
 		}
 	}
 }
+
+// TestUsageLineNamesEveryFlag: each command's usage line (-h) names every flag it takes, so the
+// synopsis cannot go stale when a flag is added.
+func TestUsageLineNamesEveryFlag(t *testing.T) {
+	for _, c := range commands() {
+		if c.name == "help" {
+			continue
+		}
+		args := []string{c.name, "-h"}
+		if c.name == "import" {
+			args = []string{"import", "conduit", "-h"}
+		}
+		code, out, _ := runShim(t, nil, args...)
+		usage, flags, _ := strings.Cut(out, "\n")
+		if code != 0 || !strings.HasPrefix(usage, "Usage: shim "+c.name) {
+			t.Errorf("shim %v: exit %d, no usage line: %q", args, code, out)
+			continue
+		}
+		for _, l := range strings.Split(flags, "\n") {
+			if !strings.HasPrefix(l, "  -") {
+				continue
+			}
+			name, _, _ := strings.Cut(strings.TrimPrefix(l, "  "), " ")
+			if !strings.Contains(usage+" ", " "+name+" ") && !strings.Contains(usage, "["+name+" ") && !strings.Contains(usage, "["+name+"]") {
+				t.Errorf("shim %s: the usage line %q does not name %s", c.name, usage, name)
+			}
+		}
+	}
+}

@@ -44,7 +44,7 @@ named with its missing count); 2 verification could not run or is incomplete
 
 // runVerify compares the source with the target and writes the report.
 func runVerify(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "verify", "verify -config FILE -export DIR [-target URL] [-out DIR] [-j N] [-strict] [-offline]")
+	fs := newFlagSet(env, "verify", "verify -config FILE -export DIR [-target URL] [-out DIR] [-j N] [-strict] [-offline] [-age-identity FILE] [-conduit-db DIR] [-scratch-cache DIR]")
 	fs.details = verifyDetails
 	configPath := fs.String("config", "", "the shim's configuration `file` (required; needs target.url and target.token)")
 	targetURL := fs.String("target", "", "the target's client API `URL` (overrides target.url)")
