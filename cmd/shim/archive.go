@@ -41,7 +41,7 @@ func runArchive(ctx context.Context, env *Env, args []string) error {
 	defer log.Sync()
 	parts, err := openShim(cfg, log, nil)
 	if err != nil {
-		return err
+		return exitWith(exitCannotRun, err) // e.g. the cache is held by a running serve
 	}
 	defer parts.Close()
 
