@@ -126,9 +126,6 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := printDemoInfo(env.Stdout, w, demoURLs{synapse: simURL, shim: shimURL, target: targetURL}, keyPath, configPath, sim.AdminToken()); err != nil {
-			return err
-		}
 		kept := "it is removed when the demo stops (pass -dir DIR to keep it)"
 		if keep {
 			kept = "it is kept"
@@ -136,16 +133,20 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(env.Stderr, `Simulated Synapse at %s, the shim at %s, a simulated patched Conduit at %s.
 The configuration, signing key and tokens are in %s; %s.
 Try, in this order:
-  shim check   -config %[5]s
-  shim export  -config %[5]s -out %[6]s
-  shim archive -config %[5]s
-  shim rejoin  -config %[5]s
-  shim warm    -config %[5]s
-  shim verify  -config %[5]s -export %[6]s
+  shim check   -config %[6]s
+  shim export  -config %[6]s -out %[7]s
+  shim archive -config %[6]s
+  shim rejoin  -config %[6]s
+  shim warm    -config %[6]s
+  shim verify  -config %[6]s -export %[7]s
 (the simulated Conduit has no imported database: verify names each user's devices and keys as
 missing; the plain 'shim demo' runs the import too)
 Press Ctrl-C to stop.
 `, simURL, shimURL, targetURL, *dir, kept, configPath, filepath.Join(*dir, "export"))
+		// The JSON line comes last, so whoever reads it knows the hint above is written.
+		if err := printDemoInfo(env.Stdout, w, demoURLs{synapse: simURL, shim: shimURL, target: targetURL}, keyPath, configPath, sim.AdminToken()); err != nil {
+			return err
+		}
 		<-ctx.Done()
 		cancel()
 		return ignoreCanceled(g.Wait())

@@ -79,8 +79,9 @@ func TestDemoServePrintsItsDetailsFirstAndKeepsServing(t *testing.T) {
 	t.Setenv("TMPDIR", tmp)
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
+	var stderr lockedBuffer
 	go func() {
-		done <- Run(ctx, []string{"demo", "-serve", "-messages", "30"}, &Env{Stdout: pw, Stderr: io.Discard, Getenv: func(string) string { return "" }})
+		done <- Run(ctx, []string{"demo", "-serve", "-messages", "30"}, &Env{Stdout: pw, Stderr: &stderr, Getenv: func(string) string { return "" }})
 		pw.Close()
 	}()
 	line, err := bufio.NewReader(pr).ReadString('\n')
@@ -112,6 +113,11 @@ func TestDemoServePrintsItsDetailsFirstAndKeepsServing(t *testing.T) {
 	code, out, errOut := runShim(t, nil, "archive", "-config", info.ConfigPath, "-j", "2")
 	if code != 0 || !strings.Contains(out, "yes") {
 		t.Fatalf("archive against the demo: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// The hint on stderr (written before the JSON line) names the configuration in each command.
+	if hint := stderr.String(); !strings.Contains(hint, "shim rejoin  -config "+info.ConfigPath+"\n") ||
+		!strings.Contains(hint, "shim verify  -config "+info.ConfigPath+" -export "+filepath.Join(info.Dir, "export")+"\n") {
+		t.Errorf("the hint does not name the configuration:\n%s", hint)
 	}
 	code, out, errOut = runShim(t, nil, "rejoin", "-config", info.ConfigPath)
 	if code != 0 || !strings.Contains(out, "joined") {
