@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -127,17 +128,22 @@ func Default() *Config {
 	}
 }
 
-// Load reads, parses, validates and resolves a configuration file; the error lists every problem.
+// Load reads, parses, validates and resolves a configuration file. A broken file is reported
+// whole: the error lists every problem found (unknown keys, bad values, unreadable key and token
+// files), each naming its key, so one run shows everything to fix.
 func Load(path string, getenv func(string) string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c, err := Parse(data, filepath.Dir(path), getenv)
+	c, problems, err := parse(data, filepath.Dir(path), getenv)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	if err := c.Resolve(); err != nil {
+		problems = append(problems, err)
+	}
+	if err := errors.Join(problems...); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
@@ -149,17 +155,71 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	return c, nil
 }
 
-var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type config\.(\w+)$`)
+var (
+	unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type config\.(\w+)$`)
+	wrongType    = regexp.MustCompile(`^line (\d+): cannot unmarshal (!!\w+)(?: .*)? into (\S+)$`)
+)
 
 // sectionOf maps the struct types of the file to their key prefixes.
 var sectionOf = map[string]string{"Config": "", "Synapse": "synapse.", "TLS": "tls.", "Cache": "cache.", "Log": "log.", "Metrics": "metrics.", "Target": "target.", "Limits": "limits."}
 
-// describeYAMLError turns the YAML decoder's messages into ones that name the key.
-func describeYAMLError(e string) error {
+// yamlKinds names YAML's tags for people.
+var yamlKinds = map[string]string{"!!seq": "a list", "!!map": "a mapping", "!!str": "a string", "!!int": "a number",
+	"!!bool": "true or false", "!!float": "a number", "!!null": "nothing"}
+
+// describeYAMLError turns the YAML decoder's messages into ones that name the key; keyAt maps
+// line numbers to the keys written on them.
+func describeYAMLError(e string, keyAt map[int]string) error {
 	if m := unknownField.FindStringSubmatch(e); m != nil {
 		return fmt.Errorf("%s%s: unknown key (line %s)", sectionOf[m[3]], m[2], m[1])
 	}
+	if m := wrongType.FindStringSubmatch(e); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		want := strings.TrimPrefix(m[3], "[]")
+		if want == "string" {
+			want = "a string"
+		}
+		if strings.HasPrefix(m[3], "[]") {
+			want = "a list of strings"
+		}
+		got := yamlKinds[m[2]]
+		if got == "" {
+			got = m[2]
+		}
+		if key := keyAt[line]; key != "" {
+			return fmt.Errorf("%s: want %s, got %s (line %d)", key, want, got, line)
+		}
+	}
 	return errors.New(strings.TrimPrefix(e, "yaml: "))
+}
+
+// keyLines records, for each line that holds a key or the start of its value, the key's dotted path.
+func keyLines(n *yaml.Node, key string, at map[int]string) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			keyLines(c, key, at)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if _, ok := at[c.Line]; !ok {
+				at[c.Line] = fmt.Sprintf("%s[%d]", key, i)
+			}
+			keyLines(c, fmt.Sprintf("%s[%d]", key, i), at)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i].Value
+			if key != "" {
+				k = key + "." + k
+			}
+			at[n.Content[i].Line] = k
+			if _, ok := at[n.Content[i+1].Line]; !ok {
+				at[n.Content[i+1].Line] = k
+			}
+			keyLines(n.Content[i+1], k, at)
+		}
+	}
 }
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
@@ -167,6 +227,19 @@ var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 // Parse reads YAML over the defaults, expanding ${VAR} in every string value; relative paths are
 // taken from dir. It reports unknown keys, type errors and unset variables together with Validate's findings.
 func Parse(data []byte, dir string, getenv func(string) string) (*Config, error) {
+	c, problems, err := parse(data, dir, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if err := errors.Join(problems...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// parse is Parse returning the configuration as far as it was read together with its problems;
+// err is set only when the file is not YAML at all.
+func parse(data []byte, dir string, getenv func(string) string) (*Config, []error, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
@@ -175,7 +248,7 @@ func Parse(data []byte, dir string, getenv func(string) string) (*Config, error)
 	var problems []error
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("not valid YAML: %w", err)
+		return nil, nil, fmt.Errorf("not valid YAML: %w", err)
 	}
 	if len(root.Content) > 0 {
 		for _, key := range [][2]string{{"synapse", "admin_token"}, {"target", "token"}} {
@@ -188,30 +261,31 @@ func Parse(data []byte, dir string, getenv func(string) string) (*Config, error)
 				problems = append(problems, fmt.Errorf("limits.%s: %s has no unit: write a duration such as 30s", key, v))
 			}
 		}
-		expandEnv(&root, "", getenv, &problems)
-		expanded, err := yaml.Marshal(&root)
-		if err != nil {
-			return nil, err
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(expanded))
-		dec.KnownFields(true)
-		if err := dec.Decode(c); err != nil {
+		// Unknown keys and wrong types are found in the file as written, so their line numbers are
+		// the file's; the values are then read from the tree with ${VAR} expanded.
+		keyAt := map[int]string{}
+		keyLines(&root, "", keyAt)
+		check := yaml.NewDecoder(bytes.NewReader(data))
+		check.KnownFields(true)
+		if err := check.Decode(Default()); err != nil {
 			var te *yaml.TypeError
 			if !errors.As(err, &te) {
-				return nil, fmt.Errorf("not valid YAML: %w", err)
+				return nil, nil, fmt.Errorf("not valid YAML: %w", err)
 			}
 			for _, e := range te.Errors {
-				problems = append(problems, describeYAMLError(e))
+				problems = append(problems, describeYAMLError(e, keyAt))
 			}
+		}
+		expandEnv(&root, "", getenv, &problems)
+		var te *yaml.TypeError
+		if err := root.Decode(c); err != nil && !errors.As(err, &te) {
+			return nil, nil, fmt.Errorf("not valid YAML: %w", err)
 		}
 	}
 	if err := c.Validate(); err != nil {
 		problems = append(problems, err)
 	}
-	if err := errors.Join(problems...); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return c, problems, nil
 }
 
 // scalarAt returns the scalar at section.key of a YAML document, as written.
@@ -315,13 +389,13 @@ func (c *Config) Validate() error {
 	}
 	if c.Listen == "" {
 		add("listen", "required (host:port)")
-	} else if !isHostPort(c.Listen) {
-		add("listen", "want host:port, got %q", c.Listen)
+	} else if err := checkListen(c.Listen); err != nil {
+		add("listen", "%v", err)
 	}
 	if c.Metrics.Listen != "" {
-		switch {
-		case !isHostPort(c.Metrics.Listen):
-			add("metrics.listen", "want host:port, got %q", c.Metrics.Listen)
+		switch err := checkListen(c.Metrics.Listen); {
+		case err != nil:
+			add("metrics.listen", "%v", err)
 		case sameListener(c.Metrics.Listen, c.Listen):
 			add("metrics.listen", "%q clashes with listen %q: metrics are served on a listener of their own", c.Metrics.Listen, c.Listen)
 		}
@@ -445,7 +519,10 @@ func (c *Config) Resolve() error {
 	var p []error
 	var id *signing.Identity
 	var err error
-	if c.SynapseConfig != "" {
+	switch {
+	case c.SynapseConfig == "" && c.SigningKeyPath == "":
+		// Validate reported it: there is no key to read.
+	case c.SynapseConfig != "":
 		var mediaStore string
 		id, mediaStore, c.MAS, err = readSynapseConfig(c.Path(c.SynapseConfig), &c.Warnings)
 		if err == nil && c.Synapse.MediaStorePath == "" && mediaStore != "" {
@@ -456,7 +533,7 @@ func (c *Config) Resolve() error {
 		} else if c.ServerName != "" && c.ServerName != id.ServerName {
 			p = append(p, fmt.Errorf("server_name: %q differs from %q in %s", c.ServerName, id.ServerName, c.SynapseConfig))
 		}
-	} else {
+	default:
 		keys, warnings, err := signing.ReadKeyFile(c.Path(c.SigningKeyPath))
 		c.Warnings = append(c.Warnings, warnings...)
 		if err != nil {
@@ -481,6 +558,16 @@ func (c *Config) Resolve() error {
 			p = append(p, fmt.Errorf("target.token_file: %w", err))
 		} else {
 			c.Target.Token = tok
+		}
+	}
+	for _, f := range []struct{ key, path string }{{"tls.cert", c.TLS.Cert}, {"tls.key", c.TLS.Key}} {
+		if f.path == "" {
+			continue
+		}
+		if fh, err := os.Open(c.Path(f.path)); err != nil {
+			p = append(p, fmt.Errorf("%s: %w", f.key, err))
+		} else {
+			fh.Close()
 		}
 	}
 	return errors.Join(p...)
@@ -593,10 +680,21 @@ type masBlock struct {
 	Issuer   string `yaml:"issuer"`
 }
 
-// isHostPort reports whether s is a listen address with a port, such as 127.0.0.1:8448 or :9090.
-func isHostPort(s string) bool {
-	_, port, err := net.SplitHostPort(s)
-	return err == nil && port != ""
+// checkListen checks a listen address: host:port (or :port) with a port from 0 to 65535 and a host
+// that is an IP address or a host name.
+func checkListen(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || port == "" {
+		return fmt.Errorf("want host:port, got %q", s)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q of %q is not a number from 0 to 65535 (0 picks a free one)", port, s)
+	}
+	if host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, " /@[]") {
+		return fmt.Errorf("host %q of %q is neither an IP address nor a host name", host, s)
+	}
+	return nil
 }
 
 // sameListener reports whether binding both addresses would take the same port on some address.

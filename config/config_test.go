@@ -140,7 +140,7 @@ unknown_top: 1
 	for _, want := range []string{
 		"server_name:", "signing_key_path: set either", "synapse.url: want an http", "synapse.federation_url:",
 		"synapse.admin_token: environment variable MISSING_TOKEN is not set", "synapse.admin_token: set either",
-		"synapse.colour: unknown key (line 9)", "listen: want host:port", "tls: set both", "allow_cidrs[0]", "cache.path: required",
+		"synapse.colour: unknown key (line 10)", "listen: want host:port", "tls: set both", "allow_cidrs[0]", "cache.path: required",
 		"log.level: want", "log.format: want", `metrics.listen: want host:port, got "9090"`, "unknown_top: unknown key",
 	} {
 		if !strings.Contains(err.Error(), want) {
@@ -368,6 +368,73 @@ func TestMASDelegationFromSynapseConfig(t *testing.T) {
 		}
 		if c.MAS != tc.want {
 			t.Errorf("%s: MAS = %+v, want %+v", tc.name, c.MAS, tc.want)
+		}
+	}
+}
+
+// TestBrokenFileIsReportedWhole: one file with every kind of mistake is reported in one Load, each
+// problem naming its key: unknown keys (top level and in a section), a missing key file, a missing
+// token file, an unset variable, a wrong type, out-of-range ports, a bad URL, CIDR and log level,
+// and TLS files that do not exist.
+func TestBrokenFileIsReportedWhole(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "shim.yaml", `
+server_name: hs.example
+signing_key_path: keys/missing.key
+synapse:
+  url: ftp://synapse
+  admin_token_file: missing_token
+  admn_token: typo
+lisen: 127.0.0.1:8448
+listen: 127.0.0.1:99999
+metrics:
+  listen: localhost:70000
+tls:
+  cert: missing.crt
+  key: missing.key
+allow_cidrs: [10.0.0.0/33]
+target:
+  url: ${TARGET_URL}
+cache:
+  path: [not, a, string]
+log:
+  level: loud
+`, 0o600)
+	_, err := Load(path, env(nil))
+	if err == nil {
+		t.Fatal("a broken file loaded")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"lisen: unknown key (line 8)",
+		"synapse.admn_token: unknown key (line 7)",
+		"signing_key_path: ",
+		"missing.key",
+		"synapse.admin_token_file: ",
+		"target.url: environment variable TARGET_URL is not set",
+		"cache.path",
+		`listen: port "99999" of "127.0.0.1:99999" is not a number from 0 to 65535`,
+		`metrics.listen: port "70000"`,
+		"synapse.url: want an http:// or https:// URL",
+		"allow_cidrs[0]: ",
+		"log.level: ",
+		"tls.cert: ",
+		"tls.key: ",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the report lacks %q; it says:\n%s", want, msg)
+		}
+	}
+	if n := strings.Count(msg, "\n") + 1; n != 13 {
+		t.Errorf("want one line for each of the 13 problems, got %d:\n%s", n, msg)
+	}
+}
+
+func TestListenPortRange(t *testing.T) {
+	for addr, ok := range map[string]bool{"127.0.0.1:8448": true, ":0": true, "[::1]:65535": true, "localhost:9090": true,
+		"127.0.0.1:65536": false, "127.0.0.1:-1": false, "127.0.0.1:http": false, "127.0.0.1": false, "a b:80": false} {
+		if err := checkListen(addr); (err == nil) != ok {
+			t.Errorf("checkListen(%q) = %v, want ok=%v", addr, err, ok)
 		}
 	}
 }

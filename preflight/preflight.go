@@ -300,7 +300,7 @@ func (c *Checker) checkAccess(ctx context.Context, st *state) error {
 	}
 	he, answered := httpError(err)
 	if !answered {
-		return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.SynapseURL, err)
+		return fmt.Errorf("%w at %s: %w", ErrUnreachable, c.SynapseURL, err)
 	}
 	who := "synapse.admin_token"
 	if id, err := c.Admin.AdminUserID(ctx); err == nil {

@@ -66,7 +66,7 @@ func (r *roomIDs) Set(v string) error {
 // runCheck is the preflight: it asks the running Synapse everything that decides whether the move
 // can go ahead, prints a report, and exits 0 (no blockers), 1 (blockers) or 2 (could not check).
 func runCheck(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "check", "check -config FILE [-json] [-accept ROOM_ID]... [-out DIR]")
+	fs := newFlagSet(env, "check", "check -config FILE [-json] [-accept ROOM_ID]... [-out DIR] [-timeout DURATION]")
 	fs.details = checkDetails
 	configPath := fs.String("config", "", "the shim's configuration `file` (required; needs synapse.url and synapse.admin_token)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object (shape below) instead of a table")

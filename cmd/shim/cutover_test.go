@@ -319,7 +319,7 @@ func TestRejoinWarmUsage(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, _, errOut := b.run(ctx, "rejoin", "-config", noTarget)
-	if code != 1 || !strings.Contains(errOut, "target.url (or the -target flag): required") || !strings.Contains(errOut, "target.token (or target.token_file): required") {
+	if code != 2 || !strings.Contains(errOut, "target.url (or the -target flag): required") || !strings.Contains(errOut, "target.token (or target.token_file): required") {
 		t.Fatalf("no target: %d %s", code, errOut)
 	}
 	// -target overrides target.url: pointing at the wrong place names the failure and leaks no token.

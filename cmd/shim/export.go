@@ -9,7 +9,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/transition-matrix/transition-matrix/config"
 	"github.com/transition-matrix/transition-matrix/export"
 	"github.com/transition-matrix/transition-matrix/logging"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
@@ -19,7 +18,7 @@ import (
 // runExport writes one JSON file per local user and per room, and a manifest, into -out;
 // rerun with the same -out, it resumes.
 func runExport(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "export", "export -config FILE -out DIR [-j N] [-encrypt-to AGE_RECIPIENT] [-synapse-db DSN [-no-login-as]]")
+	fs := newFlagSet(env, "export", "export -config FILE -out DIR [-j N] [-encrypt-to AGE_RECIPIENT] [-synapse-db DSN [-no-login-as]] [-progress-every DURATION]")
 	configPath := fs.String("config", "", "the shim's configuration `file` (required)")
 	out := fs.String("out", "", "export `directory` (created 0700; rerun with the same one to resume)")
 	jobs := fs.Int("j", export.DefaultJobs, "users and rooms exported at once")
@@ -41,19 +40,13 @@ func runExport(ctx context.Context, env *Env, args []string) error {
 	case *jobs < 1:
 		return usagef("-j must be at least 1, got %d", *jobs)
 	}
-	cfg, err := config.Load(*configPath, env.Getenv)
+	cfg, err := loadConfig(env, *configPath, "synapse.url", "synapse.admin_token")
 	if err != nil {
 		return err
-	}
-	if err := cfg.Require("synapse.url", "synapse.admin_token"); err != nil {
-		return fmt.Errorf("config %s: %w", *configPath, err)
 	}
 	log, err := logging.New(env.Stderr, cfg.Log.Level, cfg.Log.Format)
 	if err != nil {
 		return err
-	}
-	for _, w := range cfg.Warnings {
-		log.Warn(w)
 	}
 	var db *synapsedb.DB
 	if *synapseDB != "" {

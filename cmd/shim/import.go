@@ -43,13 +43,14 @@ func runImport(ctx context.Context, env *Env, args []string) error {
 }
 
 func runImportConduit(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "import conduit", "import conduit -config FILE -export DIR (-db PATH [-backend sqlite|rocksdb] | -conduit-config conduit.toml) [-synapse-db DSN] [-mas-db DSN] [-media-store DIR] [-dry-run] [-j N]")
+	fs := newFlagSet(env, "import conduit", "import conduit -config FILE -export DIR (-db PATH [-backend sqlite|rocksdb] | -conduit-config conduit.toml) [-synapse-db DSN] [-mas-db DSN] [-media-store DIR] [-conduit-media DIR] [-age-identity FILE] [-dry-run] [-j N] [-report FILE] [-progress-every DURATION]")
 	fs.details = `Conduit must be stopped, and must have been started once with this server_name and its
 database_backend (that creates the database, its server user and admin room). The RocksDB backend
 needs the shim-rocksdb helper beside the shim, on PATH, or in $SHIM_ROCKSDB (see README).
 The export is verified in full (manifest, SHA-256 and size of every file) before anything is
 written; every user is written in one transaction; a second run changes nothing.
-Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 wrong usage.
+Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 could not
+run (wrong usage or a problem in the configuration; nothing was written).
 `
 	configPath := fs.String("config", "", "the shim's configuration `file` (required): server name and Synapse's signing keys")
 	exportDir := fs.String("export", "", "the export `directory` written by shim export (required)")

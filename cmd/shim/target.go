@@ -194,8 +194,9 @@ func loadTargetConfig(env *Env, path, targetFlag string) (*config.Config, error)
 	if err := cfg.OverrideTargetURL(targetFlag); err != nil {
 		return nil, usagef("%v", err)
 	}
+	noteURLs(env, cfg)
 	if err := cfg.Require("target.url", "target.token"); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, exitWith(exitCannotRun, fmt.Errorf("%s: %w", path, err))
 	}
 	return cfg, nil
 }

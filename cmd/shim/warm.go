@@ -22,7 +22,7 @@ import (
 // m.room.create arrives, so the target backfills each room's whole history from the shim now
 // instead of when a user scrolls up. It is resumable: a state file keeps each room's last token.
 func runWarm(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "warm", "warm -config FILE [-target URL] [-j N] [-state FILE]")
+	fs := newFlagSet(env, "warm", "warm -config FILE [-target URL] [-j N] [-state FILE] [-limit N] [-stall N] [-retries N] [-log-every DURATION]")
 	fs.details = "Needs synapse.url, synapse.admin_token, target.url (or -target) and target.token. `shim serve`\n" +
 		"must be running, and `shim rejoin` must have run. Rerun to continue: rooms done are skipped.\n"
 	configPath := fs.String("config", "", "the shim's configuration `file` (required)")
