@@ -43,7 +43,7 @@ func runImport(ctx context.Context, env *Env, args []string) error {
 }
 
 func runImportConduit(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "import conduit", "import conduit -config FILE -export DIR (-db PATH [-backend sqlite|rocksdb] | -conduit-config conduit.toml) [-synapse-db DSN] [-mas-db DSN] [-media-store DIR] [-conduit-media DIR] [-age-identity FILE] [-dry-run] [-j N] [-report FILE] [-progress-every DURATION]")
+	fs := newFlagSet(env, "import conduit", "import conduit -config FILE -export DIR [-db PATH] [-backend sqlite|rocksdb] [-conduit-config conduit.toml] [-synapse-db DSN] [-mas-db DSN] [-media-store DIR] [-conduit-media DIR] [-age-identity FILE] [-dry-run] [-j N] [-report FILE] [-progress-every DURATION]")
 	fs.details = `Conduit must be stopped, and must have been started once with this server_name and its
 database_backend (that creates the database, its server user and admin room). The RocksDB backend
 needs the shim-rocksdb helper beside the shim, on PATH, or in $SHIM_ROCKSDB (see README).
