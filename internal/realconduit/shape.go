@@ -120,7 +120,8 @@ func isPrintable(b []byte) bool {
 
 // Schema is a JSON value's shape: objects keep their keys (with the shapes of their values),
 // arrays become one element that merges every element's shape, scalars their type name.
-// Under "content" and "unsigned" only the object's presence is kept (they differ by event).
+// Under "content", "unsigned", "joined" (keyed by user) and "unstable_features" only the
+// object's presence is kept: their keys are data, not shape.
 func Schema(b []byte) (any, error) {
 	var v any
 	if err := json.Unmarshal(b, &v); err != nil {
@@ -132,7 +133,7 @@ func Schema(b []byte) (any, error) {
 func schemaOf(v any, key string) any {
 	switch x := v.(type) {
 	case map[string]any:
-		if key == "content" || key == "unsigned" || key == "joined" || key == "pdus" {
+		if key == "content" || key == "unsigned" || key == "joined" || key == "unstable_features" {
 			return "object"
 		}
 		out := map[string]any{}
