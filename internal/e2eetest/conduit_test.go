@@ -17,7 +17,7 @@ import (
 // and the shim down, and returns the scenario's second half run on Conduit.
 func cutover(t *testing.T, afterExport func(s *Scenario, exportDir string) error, verifyMustPass bool) (*Scenario, error) {
 	bin := realconduit.Bin(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	t.Cleanup(cancel)
 	syn := synapsetest.Start(t, synapsetest.Options{})
 	alice, bob := accounts(ctx, t, syn)
