@@ -109,6 +109,5 @@ func fillDeviceIDs(ctx context.Context, baseURL string, users []User) error {
 	return nil
 }
 
-
 var _ = json.Marshal
 var _ = url.Values{}
