@@ -13,7 +13,7 @@ import (
 // TestScenarioOnSynapse runs the whole scenario with Synapse on both sides of a restart: the
 // reference for the Conduit run (what passes here and fails there is Conduit's or the import's).
 func TestScenarioOnSynapse(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	syn := synapsetest.Start(t, synapsetest.Options{})
 	alice, bob := accounts(ctx, t, syn)
