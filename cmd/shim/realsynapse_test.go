@@ -686,8 +686,7 @@ func testRealJoins(t *testing.T, b *realBed, shimURL string, keys conduitlike.St
 			t.Fatalf("%s: make_join room_version %q", role, mj.RoomVersion)
 		}
 		// The join as the joining server makes it from the template: content and timestamp set,
-		// hashed and signed with the server's current key (our own signer: gomatrixserverlib's
-		// builder adds the create event to a v12 join's auth_events).
+		// hashed and signed with the server's current key.
 		var tmpl map[string]any
 		if err := json.Unmarshal(mj.Event, &tmpl); err != nil {
 			t.Fatal(err)
