@@ -31,7 +31,8 @@ import (
 // a member promoted, messages, an edit, a redaction, a topic change), then has the Conduit-like
 // consumer backfill it through the shim down to m.room.create — exactly the events Synapse's
 // admin API lists, every one verified — and joins a new local user through the shim's
-// make_join/send_join, whose answer passes gomatrixserverlib's CheckSendJoinResponse.
+// make_join/send_join, whose answer passes gomatrixserverlib's CheckSendJoinResponse; then
+// archives the room into a fresh cache and, Synapse stopped, backfills it whole from that cache.
 func TestRealSynapseVersion12Room(t *testing.T) {
 	s := synapsetest.Start(t, synapsetest.Options{})
 	if !s.SupportsRoomVersion("12") {
@@ -116,27 +117,12 @@ func TestRealSynapseVersion12Room(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache, err := eventcache.Open(filepath.Join(t.TempDir(), "cache.db"), eventcache.Options{ServeStatuses: ServeStatuses})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cache.Close()
-	src, err := New(Config{Identity: id, Cache: cache, Upstream: client.Federation(), Admin: client.Admin(),
-		Keys: &NotaryKeys{Client: client.Federation(), Identity: id}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := federation.New(federation.Config{Identity: id, Source: src})
-	if err != nil {
-		t.Fatal(err)
-	}
-	shim := httptest.NewServer(srv)
-	defer shim.Close()
 	keys := conduitlike.StaticKeys{}
 	for _, k := range s.Keys() {
 		keys.Add(s.ServerName, string(k.ID), k.PublicKey(), 0)
 	}
-	consumer := &conduitlike.Consumer{Identity: id, Destination: s.ServerName, BaseURL: shim.URL, Keys: keys}
+	_, shimURL := realShim(t, client, id, filepath.Join(t.TempDir(), "serve.db"))
+	consumer := &conduitlike.Consumer{Identity: id, Destination: s.ServerName, BaseURL: shimURL, Keys: keys}
 
 	// What Synapse holds, read independently of the shim: the admin API's messages, oldest first.
 	var want []string
@@ -253,6 +239,51 @@ func TestRealSynapseVersion12Room(t *testing.T) {
 		t.Fatalf("gomatrixserverlib dropped events: state %d of %d, auth chain %d of %d",
 			len(checked.GetStateEvents()), len(resp.StateEvents), len(checked.GetAuthEvents()), len(resp.AuthEvents))
 	}
+
+	// shim archive into a fresh cache, then Synapse stops: the room is served whole from it.
+	archived, archiveURL := realShim(t, client, id, filepath.Join(t.TempDir(), "archive.db"))
+	sum := archived.ArchiveRoom(ctx, roomID, heads, nil)
+	if sum.Err != nil || !sum.Complete || sum.Events != int64(len(want)) || sum.Failed() != 0 || sum.RoomVersion != "12" {
+		t.Fatalf("archive: %+v, Synapse holds %d events", sum, len(want))
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	fromCache := &conduitlike.Consumer{Identity: id, Destination: s.ServerName, BaseURL: archiveURL, Keys: keys}
+	res, err = fromCache.BackfillRoom(ctx, roomID, "12", heads)
+	if err != nil {
+		t.Fatalf("backfill from the archive with Synapse stopped: %v", err)
+	}
+	got = got[:0]
+	for _, e := range res.Timeline {
+		got = append(got, e.EventID)
+	}
+	slices.Sort(got)
+	if !res.ReachedCreate || !slices.Equal(got, want) || res.Count(conduitlike.Rejected) != 0 {
+		t.Fatalf("backfill from the archive: create %v, %d events of %d", res.ReachedCreate, len(got), len(want))
+	}
+}
+
+// realShim is the shim over a real Synapse with its own cache at path: the Source and its URL.
+func realShim(t *testing.T, client *synapseclient.Client, id *signing.Identity, path string) (*Source, string) {
+	t.Helper()
+	cache, err := eventcache.Open(path, eventcache.Options{ServeStatuses: ServeStatuses})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.Close() })
+	src, err := New(Config{Identity: id, Cache: cache, Upstream: client.Federation(), Admin: client.Admin(),
+		Keys: &NotaryKeys{Client: client.Federation(), Identity: id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := federation.New(federation.Config{Identity: id, Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shim := httptest.NewServer(srv)
+	t.Cleanup(shim.Close)
+	return src, shim.URL
 }
 
 // realVerifier checks signatures with fixed keys.

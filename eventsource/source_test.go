@@ -44,7 +44,7 @@ func TestColdCacheBackfillsEveryRoomWhole(t *testing.T) {
 }
 
 func TestServesWholeRoomsFromTheCacheWhenSynapseIsDown(t *testing.T) {
-	b := newBed(t, bedOptions{world: world.Options{Seed: 12, MessagesPerRoom: 80, V12Rooms: 1}})
+	b := newBed(t, bedOptions{world: world.Options{Seed: 12, MessagesPerRoom: 80}})
 	rooms := b.servedRooms()
 	for _, r := range rooms {
 		b.backfillWhole(t, r)
