@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -62,18 +61,6 @@ type Config struct {
 	dir string
 	// inlineSecrets are the keys of secrets written in the file itself (not ${VAR}).
 	inlineSecrets []string
-}
-
-// Limits bound what one client can make `shim serve` hold; zero values take the federation
-// package's defaults (docs/shim.md lists them).
-type Limits struct {
-	MaxHeaderBytes    int           `yaml:"max_header_bytes"`    // request line and headers; 64 KiB
-	MaxBodyBytes      int64         `yaml:"max_body_bytes"`      // one request body; 1 MiB
-	HeaderReadTimeout time.Duration `yaml:"header_read_timeout"` // to receive the headers; 10s
-	BodyReadTimeout   time.Duration `yaml:"body_read_timeout"`   // to receive the body; 30s
-	MaxBodyReaders    int           `yaml:"max_body_readers"`    // bodies read and checked at once; 4
-	RequestTimeout    time.Duration `yaml:"request_timeout"`     // to answer, Synapse included; 60s
-	IdleTimeout       time.Duration `yaml:"idle_timeout"`        // a kept-alive connection's wait; 2m
 }
 
 // Synapse says where the old server is and how to reach its admin API.
@@ -146,12 +133,7 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	if err := errors.Join(problems...); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
-		for _, key := range c.inlineSecrets {
-			c.Warnings = append(c.Warnings, fmt.Sprintf("%s is written in %s, which group or others can read (mode %04o): run chmod 600 on it, or move the token to a file (mode 0600) or ${VAR}",
-				key, path, st.Mode().Perm()))
-		}
-	}
+	c.warnInlineSecrets(path)
 	return c, nil
 }
 
@@ -161,7 +143,7 @@ var (
 )
 
 // sectionOf maps the struct types of the file to their key prefixes.
-var sectionOf = map[string]string{"Config": "", "Synapse": "synapse.", "TLS": "tls.", "Cache": "cache.", "Log": "log.", "Metrics": "metrics.", "Target": "target.", "Limits": "limits."}
+var sectionOf = map[string]string{"Config": "", "Synapse": "synapse.", "TLS": "tls.", "Cache": "cache.", "Log": "log.", "Metrics": "metrics.", "Target": "target."}
 
 // yamlKinds names YAML's tags for people.
 var yamlKinds = map[string]string{"!!seq": "a list", "!!map": "a mapping", "!!str": "a string", "!!int": "a number",
@@ -251,16 +233,7 @@ func parse(data []byte, dir string, getenv func(string) string) (*Config, []erro
 		return nil, nil, fmt.Errorf("not valid YAML: %w", err)
 	}
 	if len(root.Content) > 0 {
-		for _, key := range [][2]string{{"synapse", "admin_token"}, {"target", "token"}} {
-			if v, ok := scalarAt(&root, key[0], key[1]); ok && v != "" && !strings.Contains(v, "${") {
-				c.inlineSecrets = append(c.inlineSecrets, key[0]+"."+key[1])
-			}
-		}
-		for _, key := range []string{"header_read_timeout", "body_read_timeout", "request_timeout", "idle_timeout"} {
-			if v, ok := scalarAt(&root, "limits", key); ok && v != "" && strings.Trim(v, "0123456789") == "" {
-				problems = append(problems, fmt.Errorf("limits.%s: %s has no unit: write a duration such as 30s", key, v))
-			}
-		}
+		problems = append(problems, c.noteAsWritten(&root)...)
 		// Unknown keys and wrong types are found in the file as written, so their line numbers are
 		// the file's; the values are then read from the tree with ${VAR} expanded.
 		keyAt := map[int]string{}
@@ -286,30 +259,6 @@ func parse(data []byte, dir string, getenv func(string) string) (*Config, []erro
 		problems = append(problems, err)
 	}
 	return c, problems, nil
-}
-
-// scalarAt returns the scalar at section.key of a YAML document, as written.
-func scalarAt(doc *yaml.Node, section, key string) (string, bool) {
-	n := doc
-	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		n = n.Content[0]
-	}
-	for _, want := range []string{section, key} {
-		if n.Kind != yaml.MappingNode {
-			return "", false
-		}
-		var next *yaml.Node
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == want {
-				next = n.Content[i+1]
-			}
-		}
-		if next == nil {
-			return "", false
-		}
-		n = next
-	}
-	return n.Value, n.Kind == yaml.ScalarNode
 }
 
 // expandEnv replaces ${VAR} in every scalar below n; key names the path for error messages.
@@ -413,27 +362,7 @@ func (c *Config) Validate() error {
 	if c.Cache.Path == "" {
 		add("cache.path", "required")
 	}
-	for _, d := range []struct {
-		key string
-		v   time.Duration
-	}{{"limits.header_read_timeout", c.Limits.HeaderReadTimeout}, {"limits.body_read_timeout", c.Limits.BodyReadTimeout},
-		{"limits.request_timeout", c.Limits.RequestTimeout}, {"limits.idle_timeout", c.Limits.IdleTimeout}} {
-		switch {
-		case d.v < 0:
-			add(d.key, "want a positive duration such as 30s, got %s", d.v)
-		case d.v > 0 && d.v < time.Millisecond:
-			add(d.key, "%s is too short: write a duration such as 30s", d.v)
-		}
-	}
-	for _, n := range []struct {
-		key string
-		v   int64
-	}{{"limits.max_header_bytes", int64(c.Limits.MaxHeaderBytes)}, {"limits.max_body_bytes", c.Limits.MaxBodyBytes},
-		{"limits.max_body_readers", int64(c.Limits.MaxBodyReaders)}} {
-		if n.v < 0 {
-			add(n.key, "want a positive number (0 or unset for the default), got %d", n.v)
-		}
-	}
+	p = append(p, c.Limits.validate()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
