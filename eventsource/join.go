@@ -552,6 +552,14 @@ func checkJoinAuth(st *roomState, join gmsl.PDU) error {
 		}
 	}
 	got := slices.Clone(join.AuthEventIDs())
+	if ver != nil && ver.DomainlessRoomIDs() {
+		// gomatrixserverlib's AuthEventIDs adds the create event a v12 event implies (a real
+		// Synapse 1.163 v12 join was refused for it): compare the auth_events the join lists.
+		got = got[:0]
+		for _, id := range gjson.GetBytes(join.JSON(), "auth_events").Array() {
+			got = append(got, id.String())
+		}
+	}
 	for _, id := range got {
 		if !inState[id] {
 			return federation.BadJSON("The join's auth event " + id + " is not in the room state at its prev_events")

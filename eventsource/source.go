@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -634,6 +635,19 @@ func (s *Source) roomVersionFrom(ctx context.Context, roomID string, p synapsecl
 			if tx.PDUs[0].Type == "m.room.create" && tx.PDUs[0].RoomID == roomID {
 				create, found = tx.PDUs[0], true
 				break
+			}
+		}
+		if !found && !strings.Contains(roomID, ":") {
+			// Room version 12: the create event is not listed in auth_events, and the room ID is
+			// "!" and its event ID without the "$".
+			start := time.Now()
+			tx, err := s.up.Event(ctx, "$"+strings.TrimPrefix(roomID, "!"))
+			s.observe("event", start, err)
+			if err != nil && !errors.Is(err, synapseclient.ErrNotFound) {
+				return "", upstreamError(err)
+			}
+			if err == nil && tx.PDUs[0].Type == "m.room.create" && tx.PDUs[0].RoomID == roomID {
+				create, found = tx.PDUs[0], true
 			}
 		}
 		if !found {

@@ -344,15 +344,15 @@ func checkPDU(roomVersion, roomID string, raw []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("room %s: event from Synapse: %w", roomID, err)
 	}
-	rid := gjson.GetBytes(raw, "room_id")
-	if !rid.Exists() && gjson.GetBytes(raw, "type").String() == "m.room.create" && strings.HasPrefix(id, "$") {
-		// Room version 12: the create event has no room_id; the room ID is its event ID with "!".
-		if "!"+id[1:] == roomID {
-			rid = gjson.Result{Type: gjson.String, Str: roomID}
+	rid := gjson.GetBytes(raw, "room_id").String()
+	if !gjson.GetBytes(raw, "room_id").Exists() {
+		// A room version 12 create event carries no room_id: its hash is the room ID.
+		if p, err := synapseclient.ParsePDU(raw); err == nil {
+			rid = p.RoomID
 		}
 	}
-	if rid.String() != roomID {
-		return "", fmt.Errorf("room %s: event %s belongs to room %q", roomID, id, rid.String())
+	if rid != roomID {
+		return "", fmt.Errorf("room %s: event %s belongs to room %q", roomID, id, rid)
 	}
 	if claimed := gjson.GetBytes(raw, "event_id"); claimed.Exists() && claimed.String() != id {
 		return "", fmt.Errorf("room %s: event claims ID %s but its content gives %s", roomID, claimed.String(), id)

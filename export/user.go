@@ -35,8 +35,8 @@ type UserFile struct {
 	JoinedRooms  []string                   `json:"joined_rooms"`
 	E2E          E2E                        `json:"e2e"`
 	// ClientAPIAs says how the client-API parts were read: "login_as" (a puppet token, logged
-	// out afterwards), "admin_token" (the admin's own account) or "synapse_db" (Synapse's
-	// database, when Synapse refuses login-as).
+	// out afterwards), "admin_token" (the admin's own account), "synapse_db" (Synapse's
+	// database, when Synapse refuses login-as and -synapse-db was given) or ClientAPIAsLockedAdmin.
 	ClientAPIAs string `json:"client_api_as"`
 }
 
@@ -66,6 +66,10 @@ type KeyBackup struct {
 	Count     int64                                 `json:"count"`
 	Rooms     map[string]map[string]json.RawMessage `json:"rooms"`
 }
+
+// ClientAPIAsLockedAdmin is client_api_as of a locked account: profile and public keys were read
+// with the admin's token; push rules, room tags and key backup could not be read.
+const ClientAPIAsLockedAdmin = "admin_token_locked"
 
 // errGone marks an item that vanished from Synapse while the export ran: it is skipped, not failed.
 var errGone = errors.New("no longer exists on the server")
@@ -140,13 +144,27 @@ func (e *exporter) exportUser(ctx context.Context, sum synapseclient.UserSummary
 	sort.Strings(joined)
 	u.JoinedRooms = joined
 
-	if e.dbOnly && uid != e.adminID {
+	if (e.dbOnly || u.Locked && e.cfg.SynapseDB != nil) && uid != e.adminID {
+		// No login-as, or a locked account (Synapse refuses its client API even to a login-as
+		// token): everything the client API gave comes from Synapse's database.
 		u.ClientAPIAs = AsSynapseDB
 		e.stats.dbUsers.Add(1)
 		if err := e.dbParts(ctx, u); err != nil {
 			return nil, err
 		}
 		return u, nil
+	}
+	if u.Locked && uid != e.adminID {
+		// Synapse answers a locked account's every client request M_USER_LOCKED, login-as tokens
+		// included: the profile and public keys are read with the admin's token, and what only
+		// the owner may read (push rules, room tags, key backup) is left out and said so.
+		u.ClientAPIAs = ClientAPIAsLockedAdmin
+		e.log.Warn(fmt.Sprintf("%s is locked: its push rules, room tags and key backup are not exported (Synapse refuses a locked account's client API); unlock it and rerun the export to include them", uid))
+		c := e.cli.AdminAsUser()
+		if err := readProfile(ctx, c, u); err != nil {
+			return nil, err
+		}
+		return u, readPublicKeys(ctx, c, u)
 	}
 	client, done, err := e.clientFor(ctx, uid)
 	if err != nil && loginAsRefused(err) && e.cfg.SynapseDB != nil {
@@ -210,8 +228,8 @@ func (e *exporter) clientFor(ctx context.Context, uid string) (*synapseclient.Us
 	}, nil
 }
 
-// clientParts fills what only the client API gives: profile, push rules, tags, E2E keys and backup.
-func (e *exporter) clientParts(ctx context.Context, c *synapseclient.UserClient, u *UserFile) error {
+// readProfile fills the profile; any account's client (the admin's too) may read it.
+func readProfile(ctx context.Context, c *synapseclient.UserClient, u *UserFile) error {
 	prof, err := c.Profile(ctx, u.UID)
 	switch {
 	case errors.Is(err, synapseclient.ErrNotFound):
@@ -220,6 +238,35 @@ func (e *exporter) clientParts(ctx context.Context, c *synapseclient.UserClient,
 		return err
 	default:
 		u.Profile = prof.Raw
+	}
+	return nil
+}
+
+// readPublicKeys fills the device and cross-signing public keys from /keys/query, which any
+// account's client (the admin's too) may ask.
+func readPublicKeys(ctx context.Context, c *synapseclient.UserClient, u *UserFile) error {
+	keys, err := c.QueryKeys(ctx, u.UID)
+	if err != nil {
+		return err
+	}
+	u.E2E.DeviceKeys = map[string]json.RawMessage{}
+	for dev, k := range keys.DeviceKeys[u.UID] {
+		stripped, err := withoutUnsigned(k)
+		if err != nil {
+			return fmt.Errorf("device keys of %s: %w", dev, err)
+		}
+		u.E2E.DeviceKeys[dev] = stripped
+	}
+	u.E2E.MasterKey = keys.MasterKeys[u.UID]
+	u.E2E.SelfSigningKey = keys.SelfSigningKeys[u.UID]
+	u.E2E.UserSigningKey = keys.UserSigningKeys[u.UID]
+	return nil
+}
+
+// clientParts fills what only the client API gives: profile, push rules, tags, E2E keys and backup.
+func (e *exporter) clientParts(ctx context.Context, c *synapseclient.UserClient, u *UserFile) error {
+	if err := readProfile(ctx, c, u); err != nil {
+		return err
 	}
 	sync, err := c.SyncAccountData(ctx)
 	if err != nil {
@@ -256,21 +303,9 @@ func (e *exporter) clientParts(ctx context.Context, c *synapseclient.UserClient,
 			u.setRoomData(room, "m.tag", content)
 		}
 	}
-	keys, err := c.QueryKeys(ctx, u.UID)
-	if err != nil {
+	if err := readPublicKeys(ctx, c, u); err != nil {
 		return err
 	}
-	u.E2E.DeviceKeys = map[string]json.RawMessage{}
-	for dev, k := range keys.DeviceKeys[u.UID] {
-		stripped, err := withoutUnsigned(k)
-		if err != nil {
-			return fmt.Errorf("device keys of %s: %w", dev, err)
-		}
-		u.E2E.DeviceKeys[dev] = stripped
-	}
-	u.E2E.MasterKey = keys.MasterKeys[u.UID]
-	u.E2E.SelfSigningKey = keys.SelfSigningKeys[u.UID]
-	u.E2E.UserSigningKey = keys.UserSigningKeys[u.UID]
 	v, err := c.RoomKeysVersion(ctx)
 	if err != nil {
 		return err

@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/transition-matrix/transition-matrix/signing"
 )
 
 // PDU is one federation-format event: Raw holds the bytes exactly as Synapse sent them (never
@@ -77,7 +80,24 @@ func pduFromResult(raw []byte, r gjson.Result) (PDU, error) {
 	if p.AuthEvents, err = eventRefs(r.Get("auth_events"), "auth_events"); err != nil {
 		return PDU{}, err
 	}
+	if p.RoomID == "" && p.Type == "m.room.create" && !r.Get("room_id").Exists() {
+		p.RoomID = createRoomID(raw, r)
+	}
 	return p, nil
+}
+
+// createRoomID is the room ID of a room version 12 create event, which carries none: "!" and the
+// event's reference hash (its event ID without the "$"). It is "" for other versions.
+func createRoomID(raw []byte, r gjson.Result) string {
+	v := r.Get("content.room_version")
+	if v.Type != gjson.String || v.String() != "12" {
+		return ""
+	}
+	id, err := signing.EventID(v.String(), raw)
+	if err != nil {
+		return ""
+	}
+	return "!" + strings.TrimPrefix(id, "$")
 }
 
 func intField(r gjson.Result, name string, prev error) (int64, error) {

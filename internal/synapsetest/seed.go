@@ -174,7 +174,7 @@ func (sd *seeder) upload(ctx context.Context, u *User, data []byte, contentType 
 
 func (sd *seeder) run(ctx context.Context, opts SeedOptions) error {
 	s := sd.s
-	admin := &User{UserID: s.AdminUserID, Admin: true, Devices: map[string]*Device{"": {AccessToken: s.AdminToken}},
+	admin := &User{UserID: s.AdminUserID, Admin: true, Password: s.AdminPassword, Devices: map[string]*Device{"": {AccessToken: s.AdminToken}},
 		AccountData: map[string]json.RawMessage{}, RoomData: map[string]map[string]json.RawMessage{}, Tags: map[string][]string{}}
 	var who struct {
 		DeviceID string `json:"device_id"`
@@ -315,6 +315,7 @@ func (sd *seeder) run(ctx context.Context, opts SeedOptions) error {
 			return err
 		}
 		pubRoom.Members[u.UserID] = "join"
+		pubRoom.LocalJoined++
 	}
 	for i := 0; i < 10; i++ {
 		if _, err := sd.message(ctx, frank, pubRoom, "lobby chat "+strconv.Itoa(i)); err != nil {
@@ -332,6 +333,7 @@ func (sd *seeder) run(ctx context.Context, opts SeedOptions) error {
 		return err
 	}
 	dmRoom.Members[bob.UserID] = "join"
+	dmRoom.LocalJoined++
 	for i := 0; i < 6; i++ {
 		if _, err := sd.message(ctx, bob, dmRoom, "dm "+strconv.Itoa(i)); err != nil {
 			return err
@@ -386,7 +388,7 @@ func (sd *seeder) run(ctx context.Context, opts SeedOptions) error {
 	}
 	oldRoom.Successor = up.ReplacementRoom
 	sd.rec.Rooms[up.ReplacementRoom] = &Room{RoomID: up.ReplacementRoom, Version: "11", Creator: alice.UserID, Predecessor: old,
-		Members: map[string]string{alice.UserID: "join"}, Edits: map[string]string{}, Name: "Before upgrade"}
+		Members: map[string]string{alice.UserID: "join"}, Edits: map[string]string{}, Name: "Before upgrade", LocalJoined: 1}
 	sd.rec.Named["upgraded-new"] = up.ReplacementRoom
 	if _, err := sd.message(ctx, alice, sd.rec.Rooms[up.ReplacementRoom], "after the upgrade"); err != nil {
 		return err

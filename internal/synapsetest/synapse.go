@@ -94,6 +94,7 @@ type Server struct {
 	SharedSecret   string // registration_shared_secret
 	AdminUserID    string // "@admin:<server name>", registered by Start
 	AdminToken     string
+	AdminPassword  string
 
 	python  string
 	port    int
@@ -165,7 +166,8 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	reg, err := s.Register(ctx, AdminLocalpart, randomHex(12), true)
+	s.AdminPassword = randomHex(12)
+	reg, err := s.Register(ctx, AdminLocalpart, s.AdminPassword, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +403,10 @@ func (s *Server) config() ([]byte, error) {
 			"x_forwarded": false,
 			"resources":   []any{map[string]any{"names": []string{"client", "federation"}, "compress": false}},
 		}},
-		"presence":                           map[string]any{"enabled": false},
+		"presence": map[string]any{"enabled": false},
+		// Synapse publishes no room to its directory unless a rule allows it (the default is
+		// an empty list, which denies): allow it, as a server with a public directory does.
+		"room_list_publication_rules":        []any{map[string]any{"action": "allow"}},
 		"url_preview_enabled":                false,
 		"enable_metrics":                     false,
 		"federation_domain_whitelist":        []string{s.ServerName},
