@@ -2,6 +2,7 @@ package export
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -12,6 +13,9 @@ import (
 	"testing"
 
 	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
+	"github.com/transition-matrix/transition-matrix/internal/world"
+	"github.com/transition-matrix/transition-matrix/synapsedb"
+	"github.com/transition-matrix/transition-matrix/synapsedb/synapsedbtest"
 )
 
 // proxyAnswering puts a proxy in front of sim that answers the requests answer picks itself.
@@ -75,4 +79,59 @@ func TestExportRefusesALockedAccountWithoutDatabase(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "is locked") || !strings.Contains(err.Error(), "-synapse-db") {
 		t.Fatalf("err = %v, want the locked account named with the fix", err)
 	}
+}
+
+// TestExportFallsBackPerUserWhenLoginAsIsRefused: login-as works, but a proxy refuses it for one
+// user; with Synapse's database that user is read from it, the others still through login-as.
+func TestExportFallsBackPerUserWhenLoginAsIsRefused(t *testing.T) {
+	w := testWorld(t, smallWorld)
+	sim := synapsesim.Start(t, synapsesim.Options{World: w})
+	var victim string
+	for _, u := range w.Users[1:] {
+		if !u.Deactivated && !u.Locked {
+			victim = u.ID
+			break
+		}
+	}
+	cfg := exportConfig(sim, t.TempDir())
+	cfg.Synapse.BaseURL = proxyAnswering(t, sim, func(r *http.Request) (int, string, bool) {
+		return 403, `{"errcode":"M_FORBIDDEN","error":"login-as is blocked for this account"}`,
+			isLoginAs(r) && strings.Contains(r.URL.Path, victim)
+	})
+	cfg.SynapseDB = openWorldDB(t, w)
+	s := runExport(t, cfg)
+	if s.FromSynapseDB != 1 || s.LoginTokens == 0 {
+		t.Fatalf("%d users from the database (want 1), %d login-as tokens", s.FromSynapseDB, s.LoginTokens)
+	}
+	var u UserFile
+	data, err := ReadFile(mustOpen(t, cfg.Dir), "users/"+Encode(victim)+".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &u); err != nil {
+		t.Fatal(err)
+	}
+	if u.ClientAPIAs != AsSynapseDB || u.AccountData.Global["m.push_rules"] == nil {
+		t.Errorf("%s: client_api_as %q, push rules %s", victim, u.ClientAPIAs, u.AccountData.Global["m.push_rules"])
+	}
+}
+
+func openWorldDB(t *testing.T, w *world.World) *synapsedb.DB {
+	t.Helper()
+	db, err := synapsedb.Open(context.Background(), synapsedbtest.WriteSQLite(t, w))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func mustOpen(t *testing.T, dir string) FS {
+	t.Helper()
+	fsys, closer, err := OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closer.Close() })
+	return fsys
 }

@@ -36,7 +36,7 @@ type UserFile struct {
 	E2E          E2E                        `json:"e2e"`
 	// ClientAPIAs says how the client-API parts were read: "login_as" (a puppet token, logged
 	// out afterwards), "admin_token" (the admin's own account), "synapse_db" (Synapse's
-	// database, when Synapse refuses login-as) or ClientAPIAsLockedAdmin.
+	// database, when Synapse refuses login-as and -synapse-db was given) or ClientAPIAsLockedAdmin.
 	ClientAPIAs string `json:"client_api_as"`
 }
 
@@ -144,8 +144,9 @@ func (e *exporter) exportUser(ctx context.Context, sum synapseclient.UserSummary
 	sort.Strings(joined)
 	u.JoinedRooms = joined
 
-	if (e.dbOnly || (u.Locked && e.cfg.SynapseDB != nil)) && uid != e.adminID {
-		// A locked account's client API is refused too: its database rows give the same parts.
+	if (e.dbOnly || u.Locked && e.cfg.SynapseDB != nil) && uid != e.adminID {
+		// No login-as, or a locked account (Synapse refuses its client API even to a login-as
+		// token): everything the client API gave comes from Synapse's database.
 		u.ClientAPIAs = AsSynapseDB
 		e.stats.dbUsers.Add(1)
 		if err := e.dbParts(ctx, u); err != nil {

@@ -75,6 +75,7 @@ func (c *Checker) checkAuth(ctx context.Context, st *state) error {
 	}
 	switch {
 	case len(evidence) > 0:
+		st.mas = true
 		if refused != "" {
 			evidence = append(evidence, refused)
 		}

@@ -43,10 +43,10 @@ func TestMASDeploymentFromConfigAndAPI(t *testing.T) {
 		mention []string
 	}{
 		{"homeserver.yaml and the API agree", &MAS{Key: "matrix_authentication_service", Endpoint: "http://mas:8080/"},
-			&authAdmin{fakeAdmin: fakeAdmin{version: "1.163.2"}, loginAs: &synapseclient.LoginAs{Refusal: unrecognized}, issuer: "https://auth.example/"},
+			&authAdmin{fakeAdmin: fakeAdmin{version: "1.163.2", users: []synapseclient.UserSummary{{Name: "@alice:example.org"}}}, loginAs: &synapseclient.LoginAs{Refusal: unrecognized}, issuer: "https://auth.example/"},
 			CodeMASDeployment, []string{"matrix_authentication_service (http://mas:8080/)", "https://auth.example/", "HTTP 404 M_UNRECOGNIZED", "-synapse-db", "-mas-db", "must sign in again"}},
 		{"only the API tells (no synapse_config)", nil,
-			&authAdmin{fakeAdmin: fakeAdmin{version: "1.120.2"}, loginAs: &synapseclient.LoginAs{Refusal: unrecognized}, issuer: "https://auth.example/"},
+			&authAdmin{fakeAdmin: fakeAdmin{version: "1.120.2", users: []synapseclient.UserSummary{{Name: "@alice:example.org"}}}, loginAs: &synapseclient.LoginAs{Refusal: unrecognized}, issuer: "https://auth.example/"},
 			CodeMASDeployment, []string{"https://auth.example/", "-mas-db"}},
 		{"login-as refused by a proxy, no MAS", nil,
 			&authAdmin{fakeAdmin: fakeAdmin{version: "1.163.2"}, loginAs: &synapseclient.LoginAs{Refusal: &synapseclient.Error{Status: 403, ErrCode: "M_FORBIDDEN"}}},
@@ -70,6 +70,11 @@ func TestMASDeploymentFromConfigAndAPI(t *testing.T) {
 			for _, m := range tc.mention {
 				if !strings.Contains(f.Message, m) {
 					t.Errorf("message lacks %q: %s", m, f.Message)
+				}
+			}
+			if tc.code == CodeMASDeployment {
+				if f := findingOf(r, CodeUsersWithoutPassword); f == nil || !strings.Contains(f.Message, "-mas-db carries them") {
+					t.Errorf("users without a password on a MAS deployment: %+v", f)
 				}
 			}
 			for _, e := range r.Endpoints {

@@ -201,6 +201,7 @@ type state struct {
 	version synapseclient.Version
 	rooms   []synapseclient.RoomSummary
 	keys    *synapseclient.ServerKeys // what Synapse publishes, once checkSigningKey fetched it
+	mas     bool                      // logins are handed to the Matrix Authentication Service
 }
 
 // Run runs every check. It returns an error wrapping ErrUnreachable (and no report) when Synapse's
@@ -413,7 +414,11 @@ func (c *Checker) checkUsers(ctx context.Context, st *state) error {
 	st.r.Users = n
 	st.r.add(Info, CodeUsers, "", "%d local users: %d active, %d deactivated, %d admins, %d guests, %d active without a password",
 		n.Total, n.Active, n.Deactivated, n.Admins, n.Guests, n.WithoutPassword)
-	if len(noPassword) > 0 {
+	switch {
+	case len(noPassword) > 0 && st.mas:
+		st.r.add(Info, CodeUsersWithoutPassword, "", "%s have no password in Synapse: on a MAS deployment the hashes are in MAS's database, and shim import conduit -mas-db carries them: %s",
+			plural(len(noPassword), "active user"), listSome(noPassword, 10))
+	case len(noPassword) > 0:
 		st.r.add(Info, CodeUsersWithoutPassword, "", "%s without a password (single sign-on, application service or bot accounts) cannot log in to Conduit with one: %s",
 			plural(len(noPassword), "active user"), listSome(noPassword, 10))
 	}
