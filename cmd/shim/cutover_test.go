@@ -169,6 +169,14 @@ func testRejoinThenWarm(t *testing.T, realShim bool) {
 	if !b.versionsWhole["12"] {
 		t.Error("no room of version 12 was checked")
 	}
+	// Each room warm skips is named once, with its reason.
+	for _, r := range b.w.Rooms {
+		if r.Version == "1" || !r.LocalJoinedNow() {
+			if n := strings.Count(out+errOut, r.ID); n != 1 || !strings.Contains(out, r.ID+"  ") {
+				t.Errorf("warm names the skipped room %s %d times, want once in its row:\n%s", r.ID, n, out)
+			}
+		}
+	}
 
 	// A rerun of both is a no-op: no join, no /messages.
 	before := b.target.Requests()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -94,7 +95,7 @@ func TestUsageLineNamesEveryFlag(t *testing.T) {
 				continue
 			}
 			name, _, _ := strings.Cut(strings.TrimPrefix(l, "  "), " ")
-			if !strings.Contains(usage+" ", " "+name+" ") && !strings.Contains(usage, "["+name+" ") && !strings.Contains(usage, "["+name+"]") {
+			if !regexp.MustCompile(`(^|[\s\[(|])` + regexp.QuoteMeta(name) + `([\s\])|]|$)`).MatchString(usage) {
 				t.Errorf("shim %s: the usage line %q does not name %s", c.name, usage, name)
 			}
 		}

@@ -250,7 +250,7 @@ func printWarmTable(w io.Writer, results []warmResult) error {
 		case "done", "done earlier":
 			d, done = "yes", done+1
 		case "skipped":
-			d = "skipped"
+			d = "skipped: " + r.Detail // named once, with its reason, in its own row
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", r.Room.ID, r.State.Events, r.State.Pages, d)
 		events, pages = events+r.State.Events, pages+r.State.Pages
@@ -264,10 +264,8 @@ func printWarmTable(w io.Writer, results []warmResult) error {
 			fmt.Fprintf(w, "room %s: %s\n", r.Room.ID, r.Detail)
 		}
 	}
-	for _, r := range results {
-		if r.Outcome == "skipped" {
-			fmt.Fprintf(w, "room %s: skipped, %s\n", r.Room.ID, r.Detail)
-		}
+	if events > 0 {
+		fmt.Fprintln(w, "EVENTS: what the target returns of each room's history, its own join (from rejoin) included.")
 	}
 	return nil
 }
