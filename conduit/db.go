@@ -1,12 +1,12 @@
-// Package conduit reads and writes Conduit's key-value database (the SQLite backend, conduit.db):
-// the trees that hold the server's signing key, accounts, devices, sessions, E2EE keys, account
-// data, pushers and media. The layout and the source paths it follows are in docs/conduit.md.
+// Package conduit reads and writes Conduit's key-value database (the SQLite backend's conduit.db
+// or the RocksDB backend's directory): the trees that hold the server's signing key, accounts,
+// devices, sessions, E2EE keys, account data, pushers and media. The layout and the source paths
+// it follows are in docs/conduit.md, the RocksDB backend in docs/rocksdb.md.
 package conduit
 
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,13 +15,17 @@ import (
 	"slices"
 	"strings"
 	"sync"
-
-	_ "modernc.org/sqlite" // Conduit's SQLite backend, pure Go
 )
 
 // FileName is the database file Conduit's SQLite backend keeps in its database_path
 // (src/database/abstraction/sqlite.rs).
 const FileName = "conduit.db"
+
+// Backends are Conduit's database_backend values this package reads and writes.
+const (
+	BackendSQLite  = "sqlite"
+	BackendRocksDB = "rocksdb"
+)
 
 // Database versions this package knows (global["version"], src/database/mod.rs).
 const (
@@ -40,6 +44,7 @@ var (
 	ErrUnknownVersion      = errors.New("unknown Conduit database version")
 	ErrNotCreatedByConduit = errors.New("database not created by Conduit for this server name")
 	ErrReadOnly            = errors.New("Conduit database opened read-only") //nolint:staticcheck // names the program
+	ErrBackend             = errors.New("unknown or ambiguous Conduit database backend")
 )
 
 // Options says how to open a database.
@@ -50,6 +55,14 @@ type Options struct {
 	MediaPath string
 	// ReadOnly opens without the exclusive lock and refuses Update.
 	ReadOnly bool
+	// Backend is Conduit's database_backend, "sqlite" or "rocksdb" ("" = the one whose files dir
+	// holds: conduit.db, or RocksDB's CURRENT).
+	Backend string
+	// DryRun opens for DryRunContext only: the same checks and lock as for writing, but nothing is
+	// ever written (RocksDB: a read-only open that holds the LOCK); Update is refused.
+	DryRun bool
+	// RocksDBHelper is the shim-rocksdb binary for the RocksDB backend ("" = rocksdbkv.FindHelper).
+	RocksDBHelper string
 }
 
 // MediaLayout is how a database version stores media.
@@ -76,62 +89,60 @@ func (l MediaLayout) String() string {
 // cannot start meanwhile. A DB is safe for use by one goroutine at a time per call; calls serialise.
 type DB struct {
 	mu         sync.Mutex
-	sql        *sql.DB
-	conn       *sql.Conn
+	store      kvStore
+	backend    string
 	dir        string
 	mediaPath  string
 	serverName string
 	readOnly   bool
+	dryRunOnly bool
 	version    uint64
 	tables     map[string]bool
-	stmts      map[string]*sql.Stmt
 }
 
-// Open opens <dir>/conduit.db. For writing it takes SQLite's exclusive lock (refusing with ErrInUse
-// while Conduit has the database open) and checks that Conduit created the database for
-// opts.ServerName at a known version, writing nothing when it refuses.
+// Open opens Conduit's database in dir (its database_path), on the SQLite or the RocksDB backend.
+// For writing it takes the backend's lock (refusing with ErrInUse while Conduit has the database
+// open) and checks that Conduit created the database for opts.ServerName at a known version,
+// writing nothing when it refuses.
 func Open(dir string, opts Options) (*DB, error) {
-	path := filepath.Join(dir, FileName)
-	if _, err := os.Stat(path); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			hint := "start Conduit once with database_backend = \"sqlite\" and database_path = " + dir + ", then stop it"
-			if _, e := os.Stat(filepath.Join(dir, "IDENTITY")); e == nil {
-				hint = "the directory holds a RocksDB database, which this build does not write; use Conduit's sqlite backend"
-			}
-			return nil, fmt.Errorf("%w at %s: %s", ErrNoDatabase, path, hint)
-		}
-		return nil, fmt.Errorf("%w: %v", ErrNoDatabase, err)
+	backend, err := detectBackend(dir, opts.Backend)
+	if err != nil {
+		return nil, err
 	}
 	if !opts.ReadOnly && opts.ServerName == "" {
 		return nil, errors.New("conduit: Options.ServerName is required for writing")
 	}
-	mode := "rw"
-	if opts.ReadOnly {
-		mode = "ro"
-	}
-	// busy_timeout 0: a database Conduit holds must fail at once, not after a wait.
-	dsn := "file:" + escapeURIPath(path) + "?mode=" + mode + "&_pragma=busy_timeout(0)&_pragma=synchronous(NORMAL)"
-	sdb, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("conduit: open %s: %w", path, err)
-	}
-	sdb.SetMaxOpenConns(1)
-	ctx := context.Background()
-	conn, err := sdb.Conn(ctx)
-	if err != nil {
-		sdb.Close()
-		return nil, fmt.Errorf("conduit: open %s: %w", path, err)
-	}
-	db := &DB{sql: sdb, conn: conn, dir: dir, serverName: opts.ServerName, readOnly: opts.ReadOnly, stmts: map[string]*sql.Stmt{}}
+	db := &DB{dir: dir, backend: backend, serverName: opts.ServerName, readOnly: opts.ReadOnly, dryRunOnly: opts.DryRun && !opts.ReadOnly}
 	db.mediaPath = opts.MediaPath
 	if db.mediaPath == "" {
 		db.mediaPath = filepath.Join(dir, "media")
 	}
-	if !opts.ReadOnly {
-		if err := db.lock(ctx, path); err != nil {
-			db.Close()
-			return nil, err
+	ctx := context.Background()
+	switch {
+	case backend == BackendRocksDB && db.dryRunOnly:
+		// A dry run only reads: a read-only open that holds the LOCK as a writer would.
+		db.store, err = openRocksDB(dir, opts.RocksDBHelper, true, true)
+	case backend == BackendRocksDB:
+		if !opts.ReadOnly {
+			// Check on a read-only open first: a refused database is left as it was, byte for
+			// byte (opening RocksDB for writing rewrites its MANIFEST and OPTIONS files).
+			ro, err := openRocksDB(dir, opts.RocksDBHelper, true, false)
+			if err != nil {
+				return nil, err
+			}
+			probe := &DB{dir: dir, backend: backend, serverName: opts.ServerName, readOnly: true, store: ro, mediaPath: db.mediaPath}
+			err = probe.check(ctx)
+			probe.Close()
+			if err != nil {
+				return nil, err
+			}
 		}
+		db.store, err = openRocksDB(dir, opts.RocksDBHelper, opts.ReadOnly, false)
+	default:
+		db.store, err = openSQLite(filepath.Join(dir, FileName), opts.ReadOnly)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if err := db.check(ctx); err != nil {
 		db.Close()
@@ -140,56 +151,49 @@ func Open(dir string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-// lock takes the exclusive lock for the life of the connection: locking_mode=EXCLUSIVE keeps
-// every lock once taken, and BEGIN EXCLUSIVE fails with "database is locked" while another
-// process (Conduit) has the database open in WAL mode.
-func (db *DB) lock(ctx context.Context, path string) error {
-	if _, err := db.conn.ExecContext(ctx, "PRAGMA locking_mode=EXCLUSIVE"); err != nil {
-		return fmt.Errorf("conduit: %s: %w", path, err)
-	}
-	if _, err := db.conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
-		if isBusy(err) {
-			return fmt.Errorf("%w: %s is open in another process (stop Conduit first): %v", ErrInUse, path, err)
+// detectBackend returns the backend to open: the one asked for, or the one whose files dir holds.
+func detectBackend(dir, want string) (string, error) {
+	sqlitePath := filepath.Join(dir, FileName)
+	_, errSQLite := os.Stat(sqlitePath)
+	_, errRocks := os.Stat(filepath.Join(dir, "CURRENT"))
+	hasSQLite, hasRocks := errSQLite == nil, errRocks == nil
+	switch want {
+	case BackendSQLite:
+		if !hasSQLite {
+			hint := "start Conduit once with database_backend = \"sqlite\" and database_path = " + dir + ", then stop it"
+			if hasRocks {
+				hint = "the directory holds a RocksDB database: import with the rocksdb backend (-backend rocksdb)"
+			}
+			return "", fmt.Errorf("%w at %s: %s", ErrNoDatabase, sqlitePath, hint)
 		}
-		return fmt.Errorf("conduit: lock %s: %w", path, err)
+		return BackendSQLite, nil
+	case BackendRocksDB:
+		if !hasRocks {
+			hint := "start Conduit once with database_backend = \"rocksdb\" and database_path = " + dir + ", then stop it"
+			if hasSQLite {
+				hint = "the directory holds Conduit's SQLite database: import with the sqlite backend (-backend sqlite)"
+			}
+			return "", fmt.Errorf("%w: no RocksDB database (CURRENT) in %s: %s", ErrNoDatabase, dir, hint)
+		}
+		return BackendRocksDB, nil
+	case "":
+		switch {
+		case hasSQLite && hasRocks:
+			return "", fmt.Errorf("%w: %s holds both %s and a RocksDB database: name the one Conduit's database_backend uses (-backend sqlite or -backend rocksdb)", ErrBackend, dir, FileName)
+		case hasSQLite:
+			return BackendSQLite, nil
+		case hasRocks:
+			return BackendRocksDB, nil
+		}
+		return "", fmt.Errorf("%w in %s (neither %s nor RocksDB's CURRENT): start Conduit once with this database_path, then stop it", ErrNoDatabase, dir, FileName)
 	}
-	if _, err := db.conn.ExecContext(ctx, "COMMIT"); err != nil {
-		return fmt.Errorf("conduit: lock %s: %w", path, err)
-	}
-	return nil
-}
-
-func isBusy(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "database is locked") || strings.Contains(s, "SQLITE_BUSY") || strings.Contains(s, "database table is locked")
-}
-
-// escapeURIPath escapes the characters an SQLite URI filename gives a meaning to.
-func escapeURIPath(p string) string {
-	r := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
-	return r.Replace(p)
+	return "", fmt.Errorf("%w: %q (Conduit's database_backend is \"sqlite\" or \"rocksdb\")", ErrBackend, want)
 }
 
 // check refuses a database Conduit did not create for this server name, listing every problem.
 func (db *DB) check(ctx context.Context) error {
-	rows, err := db.conn.QueryContext(ctx, "SELECT name FROM sqlite_master WHERE type = 'table'")
-	if err != nil {
-		if isBusy(err) {
-			return fmt.Errorf("%w: %v", ErrInUse, err)
-		}
-		return fmt.Errorf("%w: not an SQLite database: %v", ErrNotCreatedByConduit, err)
-	}
-	db.tables = map[string]bool{}
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			rows.Close()
-			return err
-		}
-		db.tables[name] = true
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	var err error
+	if db.tables, err = db.store.trees(ctx); err != nil {
 		return err
 	}
 	if !db.tables["global"] {
@@ -207,23 +211,23 @@ func (db *DB) check(ctx context.Context) error {
 	}
 	db.version = binary.BigEndian.Uint64(v)
 	if !slices.Contains(KnownVersions, db.version) {
-		return fmt.Errorf("%w: %d (known: 16 = Conduit 0.9, 17 = Conduit 0.10.0, 18 = Conduit 0.10.1–0.10.12 and next; 19 is continuwuity, 17 with extra markers conduwuit/tuwunel)", ErrUnknownVersion, db.version)
+		fix := "a newer Conduit (or a fork) wrote it: run a transition-matrix that knows this version, or add it as docs/conduit.md \"Adding a database version\" says, before importing"
+		if db.version < KnownVersions[0] {
+			fix = "an older Conduit wrote it: start Conduit 0.9 or later on it once (it migrates the database on start), stop it, then import"
+		}
+		return fmt.Errorf("%w: %d (known: 16 = Conduit 0.9, 17 = Conduit 0.10.0, 18 = Conduit 0.10.1–0.10.12 and next; 19 is continuwuity, 17 with extra markers conduwuit/tuwunel): %s", ErrUnknownVersion, db.version, fix)
 	}
-	var problems []string
-	var missing []string
-	columns, err := db.columns(ctx)
-	if err != nil {
-		return err
-	}
-	want := []string{"key BLOB notnull=0 pk=1", "value BLOB notnull=1 pk=0"}
+	var missing, present []string
 	for _, t := range db.expectedTables() {
 		if !db.tables[t] {
 			missing = append(missing, t)
-			continue
+		} else {
+			present = append(present, t)
 		}
-		if !slices.Equal(columns[t], want) {
-			problems = append(problems, fmt.Sprintf("table %s has columns %v, not Conduit's (key BLOB PRIMARY KEY, value BLOB NOT NULL)", t, columns[t]))
-		}
+	}
+	problems, err := db.store.shape(ctx, present)
+	if err != nil {
+		return err
 	}
 	if len(missing) > 0 {
 		problems = append(problems, fmt.Sprintf("%d of Conduit's tables missing: %s", len(missing), strings.Join(missing, " ")))
@@ -296,25 +300,6 @@ func (db *DB) otherServerUsers(ctx context.Context) []string {
 	return out
 }
 
-// columns describes every table's columns in one query.
-func (db *DB) columns(ctx context.Context) (map[string][]string, error) {
-	rows, err := db.conn.QueryContext(ctx, `SELECT m.name, p.name, p.type, p."notnull", p.pk FROM sqlite_master AS m, pragma_table_info(m.name) AS p WHERE m.type = 'table' ORDER BY m.name, p.cid`)
-	if err != nil {
-		return nil, fmt.Errorf("conduit: read the schema: %w", err)
-	}
-	defer rows.Close()
-	out := map[string][]string{}
-	for rows.Next() {
-		var table, name, typ string
-		var notNull, pk int
-		if err := rows.Scan(&table, &name, &typ, &notNull, &pk); err != nil {
-			return nil, err
-		}
-		out[table] = append(out[table], fmt.Sprintf("%s %s notnull=%d pk=%d", name, strings.ToUpper(typ), notNull, pk))
-	}
-	return out, rows.Err()
-}
-
 func isASCII(b []byte) bool {
 	for _, c := range b {
 		if c >= 0x80 {
@@ -358,24 +343,25 @@ func (db *DB) MediaLayout() MediaLayout {
 	return MediaContentAddressed
 }
 
+// Backend is the database's backend, BackendSQLite or BackendRocksDB.
+func (db *DB) Backend() string { return db.backend }
+
+// Path is where the database is: conduit.db for SQLite, the directory for RocksDB.
+func (db *DB) Path() string {
+	if db.backend == BackendSQLite {
+		return filepath.Join(db.dir, FileName)
+	}
+	return db.dir
+}
+
 // Close releases the lock and the database.
 func (db *DB) Close() error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	for _, s := range db.stmts {
-		s.Close()
+	if db.store == nil {
+		return nil
 	}
-	db.stmts = nil
-	var err error
-	if db.conn != nil {
-		err = db.conn.Close()
-		db.conn = nil
-	}
-	if db.sql != nil {
-		if e := db.sql.Close(); err == nil {
-			err = e
-		}
-		db.sql = nil
-	}
+	err := db.store.close()
+	db.store = nil
 	return err
 }

@@ -12,7 +12,7 @@ var errDryRun = errors.New("dry run")
 // back (rows and the media files it created): the database is left as it was.
 func (db *DB) DryRunContext(ctx context.Context, fn func(tx *Tx) error) (Changes, error) {
 	var ch Changes
-	_, err := db.UpdateContext(ctx, func(tx *Tx) error {
+	_, err := db.update(ctx, func(tx *Tx) error {
 		if err := fn(tx); err != nil {
 			return err
 		}

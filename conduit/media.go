@@ -29,7 +29,14 @@ type Media struct {
 	// endpoints, as Conduit marks the media it migrated from before authenticated media
 	// (a trailing 0xFF in servernamemediaid_metadata; Conduit ≥ 0.10 only).
 	UnauthenticatedAccess bool
+	// SHA256 is the hex sha256 of the bytes when the source recorded it (Synapse after 1.120): a file
+	// already stored under it is used without copying or hashing again, and copied bytes whose
+	// hash differs are refused (ErrMediaHashMismatch).
+	SHA256 string
 }
+
+// ErrMediaHashMismatch: a media file's bytes do not have the sha256 its source recorded.
+var ErrMediaHashMismatch = errors.New("media bytes differ from their recorded sha256")
 
 // Media directory layout of Conduit ≥ 0.10's default directory_structure (deep, length 2, depth 2:
 // src/config/mod.rs::DirectoryStructure::default, src/service/globals/mod.rs::get_media_path).
@@ -151,12 +158,31 @@ func (tx *Tx) PutMedia(m Media, content io.Reader) error {
 			return fmt.Errorf("conduit: media mxc://%s/%s uploader: %w", m.Server, m.MediaID, err)
 		}
 	}
+	var recorded [32]byte
+	if m.SHA256 != "" {
+		b, err := hex.DecodeString(m.SHA256)
+		if err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("conduit: media mxc://%s/%s: recorded sha256 %q is not 64 hex digits", m.Server, m.MediaID, m.SHA256)
+		}
+		copy(recorded[:], b)
+		if tx.db.MediaLayout() == MediaContentAddressed {
+			// A file Conduit (or an earlier run) stored under this hash holds these bytes.
+			if st, err := os.Stat(ContentAddressedPath(tx.db.mediaPath, recorded)); err == nil && st.Mode().IsRegular() {
+				return tx.putMediaRows(m, recorded, uint64(st.Size()))
+			}
+		}
+	}
 	if err := os.MkdirAll(tx.db.mediaPath, 0o700); err != nil {
 		return fmt.Errorf("conduit: media directory: %w", err)
 	}
 	tmp, sum, size, err := writeTemp(tx.db.mediaPath, content)
 	if err != nil {
 		return fmt.Errorf("conduit: media mxc://%s/%s: %w", m.Server, m.MediaID, err)
+	}
+	if m.SHA256 != "" && sum != recorded {
+		os.Remove(tmp)
+		return fmt.Errorf("conduit: media mxc://%s/%s: %w: the file has %x, Synapse recorded %s at upload: the media store copy is damaged; restore it from a backup of media_store_path and rerun",
+			m.Server, m.MediaID, ErrMediaHashMismatch, sum, m.SHA256)
 	}
 	defer os.Remove(tmp) // a no-op once renamed
 	if tx.db.MediaLayout() == MediaLegacy {

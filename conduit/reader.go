@@ -17,7 +17,7 @@ import (
 func (db *DB) read(fn func(ctx context.Context) error) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	if db.conn == nil {
+	if db.store == nil {
 		return fmt.Errorf("conduit: database closed")
 	}
 	return fn(context.Background())

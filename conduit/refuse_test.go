@@ -18,42 +18,7 @@ import (
 	"github.com/transition-matrix/transition-matrix/conduit/conduittest"
 )
 
-// dump renders every row of every table (with SQLite's storage class), to prove a refusal wrote nothing.
-func dump(t *testing.T, dir string) string {
-	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, conduit.FileName)+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	rows, err := db.Query("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tables []string
-	for rows.Next() {
-		var n string
-		rows.Scan(&n)
-		tables = append(tables, n)
-	}
-	rows.Close()
-	var parts []string
-	for _, tb := range tables {
-		parts = append(parts, `SELECT '`+tb+`', typeof(key), hex(key), typeof(value), hex(value) FROM "`+tb+`"`)
-	}
-	r, err := db.Query(strings.Join(parts, " UNION ALL ") + " ORDER BY 1, 3")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var b strings.Builder
-	for r.Next() {
-		var tb, a, k, c, v string
-		r.Scan(&tb, &a, &k, &c, &v)
-		fmt.Fprintf(&b, "%s %s:%s = %s:%s\n", tb, a, k, c, v)
-	}
-	return b.String()
-}
+func dump(t *testing.T, dir string) string { return conduittest.Dump(t, dir) }
 
 // snapshot is the bytes of every file in the database directory, to prove a refusal wrote nothing.
 func snapshot(t *testing.T, dir string) map[string]string {
@@ -87,21 +52,6 @@ func sameFiles(t *testing.T, before, after map[string]string) {
 	}
 }
 
-// rawExec changes a database behind Conduit's back, for the refusal tests.
-func rawExec(t *testing.T, dir string, stmts ...string) {
-	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, conduit.FileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for _, s := range stmts {
-		if _, err := db.Exec(s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
-}
-
 func TestOpenRefusesMissingDatabase(t *testing.T) {
 	dir := t.TempDir()
 	_, err := conduit.Open(dir, conduit.Options{ServerName: server})
@@ -117,30 +67,63 @@ func TestOpenRefusesMissingDatabase(t *testing.T) {
 }
 
 func TestOpenRefusals(t *testing.T) {
+	set := func(tree, key string, value []byte) func(t *testing.T, dir string) {
+		return func(t *testing.T, dir string) { conduittest.SetRaw(t, dir, tree, []byte(key), value) }
+	}
+	del := func(tree string) func(t *testing.T, dir string) {
+		return func(t *testing.T, dir string) { conduittest.DeleteRaw(t, dir, tree, nil) }
+	}
+	drop := func(trees ...string) func(t *testing.T, dir string) {
+		return func(t *testing.T, dir string) {
+			for _, tr := range trees {
+				conduittest.DropTree(t, dir, tr)
+			}
+		}
+	}
+	sqlOnly := func(stmts ...string) func(t *testing.T, dir string) {
+		return func(t *testing.T, dir string) {
+			if conduittest.BackendOf(dir) != conduit.BackendSQLite {
+				t.Skip("SQLite storage only: a RocksDB column family holds bytes, with no column types")
+			}
+			db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, conduit.FileName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			for _, s := range stmts {
+				if _, err := db.Exec(s); err != nil {
+					t.Fatalf("%s: %v", s, err)
+				}
+			}
+		}
+	}
+	none := func(*testing.T, string) {}
 	cases := []struct {
 		name    string
 		version int
 		server  string
-		change  []string
+		change  func(t *testing.T, dir string)
 		want    error
 		mention string
 	}{
-		{"unknown version 19 (continuwuity)", 18, server, []string{`UPDATE global SET value = X'0000000000000013' WHERE key = CAST('version' AS BLOB)`}, conduit.ErrUnknownVersion, "19"},
-		{"unknown version 15", 16, server, []string{`UPDATE global SET value = X'000000000000000F' WHERE key = CAST('version' AS BLOB)`}, conduit.ErrUnknownVersion, "known: 16"},
-		{"version of wrong width", 18, server, []string{`UPDATE global SET value = X'12' WHERE key = CAST('version' AS BLOB)`}, conduit.ErrNotCreatedByConduit, "1 bytes"},
-		{"no global table", 18, server, []string{`DROP TABLE global`}, conduit.ErrNotCreatedByConduit, "no global table"},
-		{"missing tables", 17, server, []string{`DROP TABLE keyid_key`, `DROP TABLE filehash_metadata`}, conduit.ErrNotCreatedByConduit, "filehash_metadata keyid_key"},
-		{"table of another shape", 18, server, []string{`DROP TABLE senderkey_pusher`, `CREATE TABLE senderkey_pusher (key TEXT PRIMARY KEY, value TEXT)`}, conduit.ErrNotCreatedByConduit, "senderkey_pusher"},
-		{"another server name", 18, "other.example", nil, conduit.ErrNotCreatedByConduit, "@conduit:example.org"},
-		{"no admin room", 18, server, []string{`DELETE FROM alias_roomid`}, conduit.ErrNotCreatedByConduit, "admin room"},
-		{"counter of wrong width", 18, server, []string{`UPDATE global SET value = X'00000010' WHERE key = CAST('c' AS BLOB)`}, conduit.ErrNotCreatedByConduit, `global["c"] is 4 bytes`},
-		{"counter stored as TEXT", 18, server, []string{`DELETE FROM global WHERE key = CAST('c' AS BLOB)`, `INSERT INTO global VALUES ('c', X'0000000000000010')`}, conduit.ErrNotCreatedByConduit, `no global["c"]`},
-		{"start never finished", 16, server, []string{`DELETE FROM roomusertype_roomuserdataid`}, conduit.ErrNotCreatedByConduit, "m.push_rules"},
+		{"unknown version 19 (continuwuity)", 18, server, set("global", "version", []byte{0, 0, 0, 0, 0, 0, 0, 0x13}), conduit.ErrUnknownVersion, "19"},
+		{"newer version 20 (a newer Conduit): the fix is named", 18, server, set("global", "version", []byte{0, 0, 0, 0, 0, 0, 0, 0x14}), conduit.ErrUnknownVersion, `docs/conduit.md "Adding a database version"`},
+		{"older version 15: the fix is named", 16, server, set("global", "version", []byte{0, 0, 0, 0, 0, 0, 0, 0x0F}), conduit.ErrUnknownVersion, "start Conduit 0.9 or later on it once"},
+		{"unknown version 15", 16, server, set("global", "version", []byte{0, 0, 0, 0, 0, 0, 0, 0x0F}), conduit.ErrUnknownVersion, "known: 16"},
+		{"version of wrong width", 18, server, set("global", "version", []byte{0x12}), conduit.ErrNotCreatedByConduit, "1 bytes"},
+		{"no global table", 18, server, drop("global"), conduit.ErrNotCreatedByConduit, "no global table"},
+		{"missing tables", 17, server, drop("keyid_key", "filehash_metadata"), conduit.ErrNotCreatedByConduit, "filehash_metadata keyid_key"},
+		{"table of another shape", 18, server, sqlOnly(`DROP TABLE senderkey_pusher`, `CREATE TABLE senderkey_pusher (key TEXT PRIMARY KEY, value TEXT)`), conduit.ErrNotCreatedByConduit, "senderkey_pusher"},
+		{"another server name", 18, "other.example", none, conduit.ErrNotCreatedByConduit, "@conduit:example.org"},
+		{"no admin room", 18, server, del("alias_roomid"), conduit.ErrNotCreatedByConduit, "admin room"},
+		{"counter of wrong width", 18, server, set("global", "c", []byte{0, 0, 0, 0x10}), conduit.ErrNotCreatedByConduit, `global["c"] is 4 bytes`},
+		{"counter stored as TEXT", 18, server, sqlOnly(`DELETE FROM global WHERE key = CAST('c' AS BLOB)`, `INSERT INTO global VALUES ('c', X'0000000000000010')`), conduit.ErrNotCreatedByConduit, `no global["c"]`},
+		{"start never finished", 16, server, del("roomusertype_roomuserdataid"), conduit.ErrNotCreatedByConduit, "m.push_rules"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := conduittest.FreshDB(t, server, c.version)
-			rawExec(t, dir, c.change...)
+			c.change(t, dir)
 			before := snapshot(t, dir)
 			_, err := conduit.Open(dir, conduit.Options{ServerName: c.server})
 			if !errors.Is(err, c.want) {
@@ -254,9 +237,72 @@ func (h *helper) stop() {
 
 func TestOpenRefusesDatabaseInUse(t *testing.T) {
 	dir := conduittest.FreshDB(t, server, 18)
+	if conduittest.BackendOf(dir) == conduit.BackendSQLite {
+		testInUseSQLite(t, dir)
+		return
+	}
+	before := dump(t, dir)
+	release := conduittest.HoldOpen(t, dir) // Conduit running: RocksDB's LOCK held by another process
+	files := snapshot(t, dir)
+	_, err := conduit.Open(dir, conduit.Options{ServerName: server})
+	if !errors.Is(err, conduit.ErrInUse) {
+		t.Fatalf("err = %v, want ErrInUse", err)
+	}
+	if !strings.Contains(err.Error(), "stop Conduit") || !strings.Contains(err.Error(), "LOCK") {
+		t.Errorf("error does not say what to do: %v", err)
+	}
+	sameFiles(t, files, snapshot(t, dir))
+	// The reader still works next to a running Conduit (shim verify).
+	ro, err := conduit.Open(dir, conduit.Options{ServerName: server, ReadOnly: true})
+	if err != nil {
+		t.Fatalf("read-only open next to Conduit: %v", err)
+	}
+	if users, err := ro.Users(); err != nil || len(users) != 1 {
+		t.Fatalf("users %v %v", users, err)
+	}
+	ro.Close()
+	release()
+	if after := dump(t, dir); after != before {
+		t.Fatal("the refused open changed the database")
+	}
+
+	// Once Conduit is gone the import opens, and holds the database: Conduit cannot start meanwhile.
+	db, err := conduit.Open(dir, conduit.Options{ServerName: server})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conduittest.StartLike(t, dir); err == nil || !strings.Contains(err.Error(), "LOCK") {
+		t.Fatalf("Conduit-like start while the import holds the database: %v, want the LOCK refusal", err)
+	}
+	db.Close()
+	if err := conduittest.StartLike(t, dir); err != nil {
+		t.Fatalf("Conduit-like start after Close: %v", err)
+	}
+
+	// A dry run holds the lock too, and leaves every file as it was.
+	files = snapshot(t, dir)
+	dry, err := conduit.Open(dir, conduit.Options{ServerName: server, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dry.DryRunContext(context.Background(), func(tx *conduit.Tx) error {
+		return tx.PutUser(conduit.User{ID: "@dry:" + server, PasswordHash: "$2b$12$x"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dry.Update(func(*conduit.Tx) error { return nil }); !errors.Is(err, conduit.ErrReadOnly) {
+		t.Errorf("Update on a DryRun database: %v", err)
+	}
+	if err := conduittest.StartLike(t, dir); err == nil || !strings.Contains(err.Error(), "LOCK") {
+		t.Fatalf("Conduit-like start during a dry run: %v, want the LOCK refusal", err)
+	}
+	dry.Close()
+	sameFiles(t, files, snapshot(t, dir))
+}
+
+func testInUseSQLite(t *testing.T, dir string) {
 	path := filepath.Join(dir, conduit.FileName)
 	before := dump(t, dir)
-
 	conduitLike := startHelper(t, "hold", path)
 	if l := conduitLike.line(t); l != "ready" {
 		t.Fatalf("holder: %s", l)
@@ -302,6 +348,9 @@ func TestOpenRefusesDatabaseInUse(t *testing.T) {
 // TestAllRowsAreBlobs checks that every key and value the writer stored is a BLOB: Conduit binds
 // &[u8], and a TEXT row would be invisible to it (research conduit-join-and-spec-vectors §2).
 func TestAllRowsAreBlobs(t *testing.T) {
+	if conduittest.Backend(t) != conduit.BackendSQLite {
+		t.Skip("SQLite storage classes only: RocksDB holds bytes")
+	}
 	for _, version := range []int{16, 18} {
 		db, dir := openFresh(t, version)
 		if _, err := db.Update(importAlice); err != nil {

@@ -38,7 +38,7 @@ func (c Changes) Add(o Changes) Changes {
 	return out
 }
 
-// Tx is one SQLite transaction of an Update. Counts come from global["c"], which is written once
+// Tx is one SQLite transaction or RocksDB write batch of an Update. Counts come from global["c"], which is written once
 // at commit and only ever raised.
 type Tx struct {
 	db      *DB
@@ -58,23 +58,30 @@ type Tx struct {
 	replacedFiles map[string]string // media file → its previous bytes, moved aside until commit
 }
 
-// Update runs fn in one SQLite transaction: all of it is written, or nothing.
+// Update runs fn in one SQLite transaction or one RocksDB write batch: all of it is written, or nothing.
 func (db *DB) Update(fn func(tx *Tx) error) (Changes, error) {
 	return db.UpdateContext(context.Background(), fn)
 }
 
 // UpdateContext is Update with a context.
 func (db *DB) UpdateContext(ctx context.Context, fn func(tx *Tx) error) (ch Changes, err error) {
+	if db.dryRunOnly {
+		return Changes{}, fmt.Errorf("%w: opened with Options.DryRun, which allows DryRunContext only", ErrReadOnly)
+	}
+	return db.update(ctx, fn)
+}
+
+func (db *DB) update(ctx context.Context, fn func(tx *Tx) error) (ch Changes, err error) {
 	if db.readOnly {
 		return Changes{}, fmt.Errorf("%w: Update needs Options.ReadOnly false", ErrReadOnly)
 	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	if db.conn == nil {
+	if db.store == nil {
 		return Changes{}, fmt.Errorf("conduit: database closed")
 	}
-	if _, err := db.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		return Changes{}, fmt.Errorf("conduit: begin: %w", err)
+	if err := db.store.begin(ctx); err != nil {
+		return Changes{}, err
 	}
 	tx := &Tx{
 		db: db, ctx: ctx,
@@ -90,7 +97,7 @@ func (db *DB) UpdateContext(ctx context.Context, fn func(tx *Tx) error) (ch Chan
 			return
 		}
 		// fn failed or panicked: undo the SQL and the files.
-		_, _ = db.conn.ExecContext(context.Background(), "ROLLBACK")
+		db.store.rollback()
 		tx.removeCreatedFiles()
 		if r := recover(); r != nil {
 			panic(r)
@@ -107,8 +114,8 @@ func (db *DB) UpdateContext(ctx context.Context, fn func(tx *Tx) error) (ch Chan
 	if err := tx.finish(); err != nil {
 		return Changes{}, err
 	}
-	if _, err := db.conn.ExecContext(ctx, "COMMIT"); err != nil {
-		return Changes{}, fmt.Errorf("conduit: commit: %w", err)
+	if err := db.store.commit(ctx); err != nil {
+		return Changes{}, err
 	}
 	done = true
 	for _, aside := range tx.replacedFiles {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -47,13 +48,19 @@ type Config struct {
 	Log            Log      `yaml:"log"`
 	Metrics        Metrics  `yaml:"metrics"`
 	Target         Target   `yaml:"target"`
+	Limits         Limits   `yaml:"limits"`
 
 	// Identity is the server name and its keys, resolved by Load.
 	Identity *signing.Identity `yaml:"-"`
+	// MAS says whether homeserver.yaml (synapse_config) hands logins to the Matrix Authentication
+	// Service; zero without synapse_config.
+	MAS MASDelegation `yaml:"-"`
 	// Warnings are problems that do not stop the shim, such as a key file others can read.
 	Warnings []string `yaml:"-"`
 	// dir is the folder relative paths are resolved against.
 	dir string
+	// inlineSecrets are the keys of secrets written in the file itself (not ${VAR}).
+	inlineSecrets []string
 }
 
 // Synapse says where the old server is and how to reach its admin API.
@@ -108,33 +115,93 @@ func Default() *Config {
 	}
 }
 
-// Load reads, parses, validates and resolves a configuration file; the error lists every problem.
+// Load reads, parses, validates and resolves a configuration file. A broken file is reported
+// whole: the error lists every problem found (unknown keys, bad values, unreadable key and token
+// files), each naming its key, so one run shows everything to fix.
 func Load(path string, getenv func(string) string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c, err := Parse(data, filepath.Dir(path), getenv)
+	c, problems, err := parse(data, filepath.Dir(path), getenv)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	if err := c.Resolve(); err != nil {
+		problems = append(problems, err)
+	}
+	if err := errors.Join(problems...); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
+	c.warnInlineSecrets(path)
 	return c, nil
 }
 
-var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type config\.(\w+)$`)
+var (
+	unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type config\.(\w+)$`)
+	wrongType    = regexp.MustCompile(`^line (\d+): cannot unmarshal (!!\w+)(?: .*)? into (\S+)$`)
+)
 
 // sectionOf maps the struct types of the file to their key prefixes.
 var sectionOf = map[string]string{"Config": "", "Synapse": "synapse.", "TLS": "tls.", "Cache": "cache.", "Log": "log.", "Metrics": "metrics.", "Target": "target."}
 
-// describeYAMLError turns the YAML decoder's messages into ones that name the key.
-func describeYAMLError(e string) error {
+// yamlKinds names YAML's tags for people.
+var yamlKinds = map[string]string{"!!seq": "a list", "!!map": "a mapping", "!!str": "a string", "!!int": "a number",
+	"!!bool": "true or false", "!!float": "a number", "!!null": "nothing"}
+
+// describeYAMLError turns the YAML decoder's messages into ones that name the key; keyAt maps
+// line numbers to the keys written on them.
+func describeYAMLError(e string, keyAt map[int]string) error {
 	if m := unknownField.FindStringSubmatch(e); m != nil {
 		return fmt.Errorf("%s%s: unknown key (line %s)", sectionOf[m[3]], m[2], m[1])
 	}
+	if m := wrongType.FindStringSubmatch(e); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		want := strings.TrimPrefix(m[3], "[]")
+		if want == "string" {
+			want = "a string"
+		}
+		if strings.HasPrefix(m[3], "[]") {
+			want = "a list of strings"
+		}
+		got := yamlKinds[m[2]]
+		if got == "" {
+			got = m[2]
+		}
+		if key := keyAt[line]; key != "" {
+			return fmt.Errorf("%s: want %s, got %s (line %d)", key, want, got, line)
+		}
+	}
 	return errors.New(strings.TrimPrefix(e, "yaml: "))
+}
+
+// keyLines records, for each line that holds a key or the start of its value, the key's dotted path.
+func keyLines(n *yaml.Node, key string, at map[int]string) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			keyLines(c, key, at)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if _, ok := at[c.Line]; !ok {
+				at[c.Line] = fmt.Sprintf("%s[%d]", key, i)
+			}
+			keyLines(c, fmt.Sprintf("%s[%d]", key, i), at)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i].Value
+			if key != "" {
+				k = key + "." + k
+			}
+			at[n.Content[i].Line] = k
+			if _, ok := at[n.Content[i+1].Line]; !ok {
+				at[n.Content[i+1].Line] = k
+			}
+			keyLines(n.Content[i+1], k, at)
+		}
+	}
 }
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
@@ -142,6 +209,19 @@ var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 // Parse reads YAML over the defaults, expanding ${VAR} in every string value; relative paths are
 // taken from dir. It reports unknown keys, type errors and unset variables together with Validate's findings.
 func Parse(data []byte, dir string, getenv func(string) string) (*Config, error) {
+	c, problems, err := parse(data, dir, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if err := errors.Join(problems...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// parse is Parse returning the configuration as far as it was read together with its problems;
+// err is set only when the file is not YAML at all.
+func parse(data []byte, dir string, getenv func(string) string) (*Config, []error, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
@@ -150,33 +230,35 @@ func Parse(data []byte, dir string, getenv func(string) string) (*Config, error)
 	var problems []error
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("not valid YAML: %w", err)
+		return nil, nil, fmt.Errorf("not valid YAML: %w", err)
 	}
 	if len(root.Content) > 0 {
-		expandEnv(&root, "", getenv, &problems)
-		expanded, err := yaml.Marshal(&root)
-		if err != nil {
-			return nil, err
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(expanded))
-		dec.KnownFields(true)
-		if err := dec.Decode(c); err != nil {
+		problems = append(problems, c.noteAsWritten(&root)...)
+		// Unknown keys and wrong types are found in the file as written, so their line numbers are
+		// the file's; the values are then read from the tree with ${VAR} expanded.
+		keyAt := map[int]string{}
+		keyLines(&root, "", keyAt)
+		check := yaml.NewDecoder(bytes.NewReader(data))
+		check.KnownFields(true)
+		if err := check.Decode(Default()); err != nil {
 			var te *yaml.TypeError
 			if !errors.As(err, &te) {
-				return nil, fmt.Errorf("not valid YAML: %w", err)
+				return nil, nil, fmt.Errorf("not valid YAML: %w", err)
 			}
 			for _, e := range te.Errors {
-				problems = append(problems, describeYAMLError(e))
+				problems = append(problems, describeYAMLError(e, keyAt))
 			}
+		}
+		expandEnv(&root, "", getenv, &problems)
+		var te *yaml.TypeError
+		if err := root.Decode(c); err != nil && !errors.As(err, &te) {
+			return nil, nil, fmt.Errorf("not valid YAML: %w", err)
 		}
 	}
 	if err := c.Validate(); err != nil {
 		problems = append(problems, err)
 	}
-	if err := errors.Join(problems...); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return c, problems, nil
 }
 
 // expandEnv replaces ${VAR} in every scalar below n; key names the path for error messages.
@@ -256,13 +338,13 @@ func (c *Config) Validate() error {
 	}
 	if c.Listen == "" {
 		add("listen", "required (host:port)")
-	} else if !isHostPort(c.Listen) {
-		add("listen", "want host:port, got %q", c.Listen)
+	} else if err := checkListen(c.Listen); err != nil {
+		add("listen", "%v", err)
 	}
 	if c.Metrics.Listen != "" {
-		switch {
-		case !isHostPort(c.Metrics.Listen):
-			add("metrics.listen", "want host:port, got %q", c.Metrics.Listen)
+		switch err := checkListen(c.Metrics.Listen); {
+		case err != nil:
+			add("metrics.listen", "%v", err)
 		case sameListener(c.Metrics.Listen, c.Listen):
 			add("metrics.listen", "%q clashes with listen %q: metrics are served on a listener of their own", c.Metrics.Listen, c.Listen)
 		}
@@ -280,6 +362,7 @@ func (c *Config) Validate() error {
 	if c.Cache.Path == "" {
 		add("cache.path", "required")
 	}
+	p = append(p, c.Limits.validate()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -365,9 +448,12 @@ func (c *Config) Resolve() error {
 	var p []error
 	var id *signing.Identity
 	var err error
-	if c.SynapseConfig != "" {
+	switch {
+	case c.SynapseConfig == "" && c.SigningKeyPath == "":
+		// Validate reported it: there is no key to read.
+	case c.SynapseConfig != "":
 		var mediaStore string
-		id, mediaStore, err = readSynapseConfig(c.Path(c.SynapseConfig), &c.Warnings)
+		id, mediaStore, c.MAS, err = readSynapseConfig(c.Path(c.SynapseConfig), &c.Warnings)
 		if err == nil && c.Synapse.MediaStorePath == "" && mediaStore != "" {
 			c.Synapse.MediaStorePath = mediaStore // absolute: resolved against homeserver.yaml's folder
 		}
@@ -376,7 +462,7 @@ func (c *Config) Resolve() error {
 		} else if c.ServerName != "" && c.ServerName != id.ServerName {
 			p = append(p, fmt.Errorf("server_name: %q differs from %q in %s", c.ServerName, id.ServerName, c.SynapseConfig))
 		}
-	} else {
+	default:
 		keys, warnings, err := signing.ReadKeyFile(c.Path(c.SigningKeyPath))
 		c.Warnings = append(c.Warnings, warnings...)
 		if err != nil {
@@ -403,6 +489,16 @@ func (c *Config) Resolve() error {
 			c.Target.Token = tok
 		}
 	}
+	for _, f := range []struct{ key, path string }{{"tls.cert", c.TLS.Cert}, {"tls.key", c.TLS.Key}} {
+		if f.path == "" {
+			continue
+		}
+		if fh, err := os.Open(c.Path(f.path)); err != nil {
+			p = append(p, fmt.Errorf("%s: %w", f.key, err))
+		} else {
+			fh.Close()
+		}
+	}
 	return errors.Join(p...)
 }
 
@@ -426,10 +522,10 @@ func (c *Config) readTokenFile(file, what string) (Secret, error) {
 // readSynapseConfig takes server_name, the signing key, old_signing_keys and media_store_path from
 // homeserver.yaml; relative paths are relative to that file's folder, and signing_key_path defaults
 // to <server_name>.signing.key there.
-func readSynapseConfig(path string, warnings *[]string) (*signing.Identity, string, error) {
+func readSynapseConfig(path string, warnings *[]string) (*signing.Identity, string, MASDelegation, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, "", err
+		return nil, "", MASDelegation{}, err
 	}
 	var hs struct {
 		ServerName     string         `yaml:"server_name"`
@@ -437,9 +533,20 @@ func readSynapseConfig(path string, warnings *[]string) (*signing.Identity, stri
 		SigningKey     string         `yaml:"signing_key"`
 		OldSigningKeys map[string]any `yaml:"old_signing_keys"`
 		MediaStorePath string         `yaml:"media_store_path"`
+		MAS            masBlock       `yaml:"matrix_authentication_service"`
+		Experimental   struct {
+			MSC3861 masBlock `yaml:"msc3861"`
+		} `yaml:"experimental_features"`
 	}
 	if err := yaml.Unmarshal(data, &hs); err != nil {
-		return nil, "", fmt.Errorf("%s is not valid YAML: %w", path, err)
+		return nil, "", MASDelegation{}, fmt.Errorf("%s is not valid YAML: %w", path, err)
+	}
+	mas := MASDelegation{}
+	switch {
+	case hs.MAS.Enabled:
+		mas = MASDelegation{Enabled: true, Key: "matrix_authentication_service", Endpoint: hs.MAS.Endpoint}
+	case hs.Experimental.MSC3861.Enabled:
+		mas = MASDelegation{Enabled: true, Key: "experimental_features.msc3861", Endpoint: hs.Experimental.MSC3861.Issuer}
 	}
 	mediaStore := hs.MediaStorePath
 	if mediaStore != "" && !filepath.IsAbs(mediaStore) {
@@ -480,15 +587,43 @@ func readSynapseConfig(path string, warnings *[]string) (*signing.Identity, stri
 	}
 	id.OldKeys = old
 	if err := errors.Join(p...); err != nil {
-		return nil, "", err
+		return nil, "", MASDelegation{}, err
 	}
-	return id, mediaStore, nil
+	return id, mediaStore, mas, nil
 }
 
-// isHostPort reports whether s is a listen address with a port, such as 127.0.0.1:8448 or :9090.
-func isHostPort(s string) bool {
-	_, port, err := net.SplitHostPort(s)
-	return err == nil && port != ""
+// MASDelegation is homeserver.yaml's hand-over of logins to the Matrix Authentication Service:
+// `matrix_authentication_service` (Synapse ≥ 1.136) or `experimental_features.msc3861` (earlier).
+type MASDelegation struct {
+	Enabled bool
+	// Key names the block that enables it.
+	Key string
+	// Endpoint is MAS's URL (endpoint), or its issuer for msc3861; "" when not given.
+	Endpoint string
+}
+
+// masBlock is the part of either MAS block the shim reads.
+type masBlock struct {
+	Enabled  bool   `yaml:"enabled"`
+	Endpoint string `yaml:"endpoint"`
+	Issuer   string `yaml:"issuer"`
+}
+
+// checkListen checks a listen address: host:port (or :port) with a port from 0 to 65535 and a host
+// that is an IP address or a host name.
+func checkListen(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || port == "" {
+		return fmt.Errorf("want host:port, got %q", s)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q of %q is not a number from 0 to 65535 (0 picks a free one)", port, s)
+	}
+	if host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, " /@[]") {
+		return fmt.Errorf("host %q of %q is neither an IP address nor a host name", host, s)
+	}
+	return nil
 }
 
 // sameListener reports whether binding both addresses would take the same port on some address.

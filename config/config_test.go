@@ -139,7 +139,7 @@ unknown_top: 1
 	for _, want := range []string{
 		"server_name:", "signing_key_path: set either", "synapse.url: want an http", "synapse.federation_url:",
 		"synapse.admin_token: environment variable MISSING_TOKEN is not set", "synapse.admin_token: set either",
-		"synapse.colour: unknown key (line 9)", "listen: want host:port", "tls: set both", "allow_cidrs[0]", "cache.path: required",
+		"synapse.colour: unknown key (line 10)", "listen: want host:port", "tls: set both", "allow_cidrs[0]", "cache.path: required",
 		"log.level: want", "log.format: want", `metrics.listen: want host:port, got "9090"`, "unknown_top: unknown key",
 	} {
 		if !strings.Contains(err.Error(), want) {
@@ -283,5 +283,98 @@ func TestMediaStorePath(t *testing.T) {
 	}
 	if err := unset.Require("synapse.media_store_path"); err == nil || !strings.Contains(err.Error(), "synapse.media_store_path: required") {
 		t.Errorf("Require on an unset path: %v", err)
+	}
+}
+
+func TestMASDelegationFromSynapseConfig(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "hs.example.signing.key", "ed25519 a_New "+testSeed+"\n", 0o600)
+	path := writeFile(t, dir, "shim.yaml", "synapse_config: homeserver.yaml\n", 0o600)
+	for _, tc := range []struct {
+		name, yaml string
+		want       MASDelegation
+	}{
+		{"none", "server_name: hs.example\n", MASDelegation{}},
+		{"disabled", "server_name: hs.example\nmatrix_authentication_service: {enabled: false, endpoint: http://mas:8080}\n", MASDelegation{}},
+		{"1.136 and later", "server_name: hs.example\nmatrix_authentication_service:\n  enabled: true\n  endpoint: http://mas:8080/\n  secret_path: /x\n",
+			MASDelegation{Enabled: true, Key: "matrix_authentication_service", Endpoint: "http://mas:8080/"}},
+		{"msc3861 before 1.136", "server_name: hs.example\nexperimental_features:\n  msc3861: {enabled: true, issuer: https://auth.example/, client_id: x}\n",
+			MASDelegation{Enabled: true, Key: "experimental_features.msc3861", Endpoint: "https://auth.example/"}},
+	} {
+		writeFile(t, dir, "homeserver.yaml", tc.yaml, 0o600)
+		c, err := Load(path, env(nil))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if c.MAS != tc.want {
+			t.Errorf("%s: MAS = %+v, want %+v", tc.name, c.MAS, tc.want)
+		}
+	}
+}
+
+// TestBrokenFileIsReportedWhole: one file with every kind of mistake is reported in one Load, each
+// problem naming its key: unknown keys (top level and in a section), a missing key file, a missing
+// token file, an unset variable, a wrong type, out-of-range ports, a bad URL, CIDR and log level,
+// and TLS files that do not exist.
+func TestBrokenFileIsReportedWhole(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "shim.yaml", `
+server_name: hs.example
+signing_key_path: keys/missing.key
+synapse:
+  url: ftp://synapse
+  admin_token_file: missing_token
+  admn_token: typo
+lisen: 127.0.0.1:8448
+listen: 127.0.0.1:99999
+metrics:
+  listen: localhost:70000
+tls:
+  cert: missing.crt
+  key: missing.key
+allow_cidrs: [10.0.0.0/33]
+target:
+  url: ${TARGET_URL}
+cache:
+  path: [not, a, string]
+log:
+  level: loud
+`, 0o600)
+	_, err := Load(path, env(nil))
+	if err == nil {
+		t.Fatal("a broken file loaded")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"lisen: unknown key (line 8)",
+		"synapse.admn_token: unknown key (line 7)",
+		"signing_key_path: ",
+		"missing.key",
+		"synapse.admin_token_file: ",
+		"target.url: environment variable TARGET_URL is not set",
+		"cache.path",
+		`listen: port "99999" of "127.0.0.1:99999" is not a number from 0 to 65535`,
+		`metrics.listen: port "70000"`,
+		"synapse.url: want an http:// or https:// URL",
+		"allow_cidrs[0]: ",
+		"log.level: ",
+		"tls.cert: ",
+		"tls.key: ",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the report lacks %q; it says:\n%s", want, msg)
+		}
+	}
+	if n := strings.Count(msg, "\n") + 1; n != 13 {
+		t.Errorf("want one line for each of the 13 problems, got %d:\n%s", n, msg)
+	}
+}
+
+func TestListenPortRange(t *testing.T) {
+	for addr, ok := range map[string]bool{"127.0.0.1:8448": true, ":0": true, "[::1]:65535": true, "localhost:9090": true,
+		"127.0.0.1:65536": false, "127.0.0.1:-1": false, "127.0.0.1:http": false, "127.0.0.1": false, "a b:80": false} {
+		if err := checkListen(addr); (err == nil) != ok {
+			t.Errorf("checkListen(%q) = %v, want ok=%v", addr, err, ok)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package eventsource
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -22,10 +23,12 @@ import (
 )
 
 // RoomStateAPI is the part of Synapse's admin API joins need: the room's current state and its
-// forward extremities. *synapseclient.AdminClient is one.
+// forward extremities, and whether the joining user is deactivated. *synapseclient.AdminClient
+// is one.
 type RoomStateAPI interface {
 	RoomState(ctx context.Context, roomID string) ([]json.RawMessage, error)
 	ForwardExtremities(ctx context.Context, roomID string) ([]synapseclient.ForwardExtremity, error)
+	User(ctx context.Context, userID string) (*synapseclient.UserDetails, error)
 }
 
 var _ federation.JoinSource = (*Source)(nil)
@@ -271,6 +274,26 @@ func (st *roomState) authProvider(needed gmsl.StateNeeded) (*gmsl.AuthEvents, er
 	return gmsl.NewAuthEvents(pdus)
 }
 
+// checkNotDeactivated refuses a user Synapse has deactivated; a user Synapse does not know (one
+// created on the target since) may join.
+func (s *Source) checkNotDeactivated(ctx context.Context, userID string) error {
+	if s.cfg.Admin == nil {
+		return fmt.Errorf("%w: joins need Synapse's admin API (synapse.admin_token)", federation.ErrUpstreamUnavailable)
+	}
+	start := time.Now()
+	u, err := s.cfg.Admin.User(ctx, userID)
+	s.observe("admin_user", start, err)
+	switch {
+	case errors.Is(err, synapseclient.ErrNotFound):
+		return nil
+	case err != nil:
+		return upstreamError(err)
+	case bool(u.Deactivated):
+		return federation.Forbidden("The user is deactivated")
+	}
+	return nil
+}
+
 // MakeJoin builds a join template for userID on the room's current state in Synapse: prev_events
 // are the forward extremities (at most 20, newest first), auth_events what the auth rules need
 // from that state, depth one more than the deepest prev event. The user must be allowed to join
@@ -279,6 +302,9 @@ func (st *roomState) authProvider(needed gmsl.StateNeeded) (*gmsl.AuthEvents, er
 func (s *Source) MakeJoin(ctx context.Context, roomID, userID string, versions []string) (string, json.RawMessage, error) {
 	if _, server, _ := strings.Cut(userID, ":"); server != s.cfg.Identity.ServerName {
 		return "", nil, federation.Forbidden("User not from origin")
+	}
+	if err := s.checkNotDeactivated(ctx, userID); err != nil {
+		return "", nil, err
 	}
 	st, err := s.currentState(ctx, roomID)
 	if err != nil {
@@ -551,14 +577,9 @@ func checkJoinAuth(st *roomState, join gmsl.PDU) error {
 			want = slices.DeleteFunc(want, func(id string) bool { return id == c.EventID() })
 		}
 	}
-	got := slices.Clone(join.AuthEventIDs())
-	if ver != nil && ver.DomainlessRoomIDs() {
-		// gomatrixserverlib's AuthEventIDs adds the create event a v12 event implies (a real
-		// Synapse 1.163 v12 join was refused for it): compare the auth_events the join lists.
-		got = got[:0]
-		for _, id := range gjson.GetBytes(join.JSON(), "auth_events").Array() {
-			got = append(got, id.String())
-		}
+	var got []string // as listed: gomatrixserverlib's AuthEventIDs adds a version 12 room's create event
+	for _, id := range gjson.GetBytes(join.JSON(), "auth_events").Array() {
+		got = append(got, id.String())
 	}
 	for _, id := range got {
 		if !inState[id] {

@@ -18,6 +18,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/sirupsen/logrus"
 	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 
 	"github.com/transition-matrix/transition-matrix/eventcache"
 	"github.com/transition-matrix/transition-matrix/internal/conduitlike"
@@ -268,7 +269,7 @@ func joinRooms(t testing.TB, w *world.World) []*world.Room {
 			seen[r.Version] = true
 		}
 	}
-	for _, v := range []string{"6", "10", "11"} {
+	for _, v := range []string{"6", "10", "11", "12"} {
 		if !seen[v] {
 			t.Fatalf("the world has no joinable room of version %s", v)
 		}
@@ -287,7 +288,7 @@ func localJoined(w *world.World, r *world.Room) string {
 }
 
 func TestJoinThroughTheShimPassesGomatrixserverlibsChecks(t *testing.T) {
-	b := newBed(t, bedOptions{world: world.Options{Seed: 21, MessagesPerRoom: 30, OldKeyEvents: 4}})
+	b := newBed(t, bedOptions{world: world.Options{Seed: 21, MessagesPerRoom: 30, OldKeyEvents: 4, V12Rooms: 2}})
 	for _, r := range joinRooms(t, b.w) {
 		user := localJoined(b.w, r)
 		tmpl := b.makeTemplate(t, r, user)
@@ -550,5 +551,51 @@ func BenchmarkJoinThroughShim(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestVersion12JoinsNeverListTheCreateEvent checks joins in a version 12 room: make_join's
+// template leaves the create event out of auth_events (the room ID names it), and send_join
+// refuses a join that lists it, storing nothing.
+func TestVersion12JoinsNeverListTheCreateEvent(t *testing.T) {
+	b := newBed(t, bedOptions{world: world.Options{Seed: 25, Rooms: -1, MessagesPerRoom: 10, NoV1Room: true, V12Rooms: 1}})
+	r := b.w.Rooms[len(b.w.Rooms)-1]
+	if r.Version != "12" {
+		t.Fatalf("the last room is v%s", r.Version)
+	}
+	user := localJoined(b.w, r)
+	tmpl := b.makeTemplate(t, r, user)
+	create := r.Create().ID
+	var auth []string
+	for _, id := range gjson.GetBytes(tmpl, "auth_events").Array() {
+		auth = append(auth, id.String())
+	}
+	if slices.Contains(auth, create) || len(auth) < 2 {
+		t.Fatalf("make_join's auth_events %v (the create event is %s)", auth, create)
+	}
+	listed, err := sjson.SetBytes(tmpl, "auth_events", append([]string{create}, auth...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := b.signJoin(t, r.Version, listed, "")
+	wantError(t, "v12 join listing the create event", b.put(t, sendJoinPath(r.ID, bad.EventID()), bad.JSON()), 400, "M_BAD_JSON")
+	if _, ok, _ := b.cache.Join(bad.EventID()); ok {
+		t.Fatal("the refused join was stored")
+	}
+	good := b.signJoin(t, r.Version, tmpl, "")
+	resp := b.put(t, sendJoinPath(r.ID, good.EventID()), good.JSON())
+	body := readAll(t, resp)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("send_join: %d %s", resp.StatusCode, body)
+	}
+	checkSendJoinAnswer(t, b.w, r, good, body)
+	// The create event is in the answer's auth chain, as Synapse's auth chains hold it.
+	found := false
+	for _, raw := range gjson.GetBytes(body, "auth_chain").Array() {
+		id, _ := signing.EventID(r.Version, []byte(raw.Raw))
+		found = found || id == create
+	}
+	if !found {
+		t.Fatal("the send_join auth chain lacks the create event")
 	}
 }

@@ -7,8 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -169,7 +169,7 @@ func (s *Source) Backfill(ctx context.Context, roomID string, seeds []string, li
 			walkSeeds = append(walkSeeds, edge...)
 		}
 	}
-	evs, err := s.walkEvents(ctx, "backfill", roomID, func() ([]eventcache.Event, []string, error) {
+	evs, err := s.walkEvents(ctx, "backfill", roomID, limit, seeds, func() ([]eventcache.Event, []string, error) {
 		if continues {
 			return s.cache.BackfillNotHanded(roomID, walkSeeds, limit)
 		}
@@ -192,64 +192,151 @@ func (s *Source) handoverLock(roomID string) *sync.Mutex {
 
 // MissingEvents answers get_missing_events from the cache, fetching what it lacks upstream.
 func (s *Source) MissingEvents(ctx context.Context, roomID string, earliest, latest []string, limit int, minDepth int64) ([]federation.PDU, error) {
-	return s.walk(ctx, "get_missing_events", roomID, func() ([]eventcache.Event, []string, error) {
+	evs, err := s.walkEvents(ctx, "get_missing_events", roomID, limit, latest, func() ([]eventcache.Event, []string, error) {
 		return s.cache.MissingEvents(roomID, earliest, latest, limit, minDepth)
 	})
-}
-
-// walk runs a cache walk, fetches the events it reports missing, and walks again, until nothing
-// is missing, nothing more can be fetched, or MaxRounds is reached. When Synapse fails it serves
-// what the cache holds, and fails only when that is nothing.
-func (s *Source) walk(ctx context.Context, endpoint, roomID string, run func() ([]eventcache.Event, []string, error)) ([]federation.PDU, error) {
-	evs, err := s.walkEvents(ctx, endpoint, roomID, run)
 	if err != nil {
 		return nil, err
 	}
 	return jsonOf(evs), nil
 }
 
-// walkEvents is walk with the events' IDs and edges.
-func (s *Source) walkEvents(ctx context.Context, endpoint, roomID string, run func() ([]eventcache.Event, []string, error)) ([]eventcache.Event, error) {
-	tried := map[string]bool{}
+// walkEvents runs a cache walk, fetches the events it reports missing, and walks again, until
+// nothing is missing that Synapse was not asked for, or Synapse cannot be asked (down, failing,
+// not configured, or MaxRounds reached). The answer is then complete when nothing it misses is
+// unknown — every gap is one Synapse said it lacks, or an event stored failing verification —
+// or when it holds limit events. Otherwise it is an error wrapping federation.ErrIncomplete:
+// a short answer would look to the requester like the beginning of the room. seeds (the walk's
+// starting events) of another room answer federation.ErrNotFound.
+func (s *Source) walkEvents(ctx context.Context, endpoint, roomID string, limit int, seeds []string, run func() ([]eventcache.Event, []string, error)) ([]eventcache.Event, error) {
+	if err := s.checkSeedRooms(roomID, seeds); err != nil {
+		return nil, err
+	}
+	tried := map[string]bool{} // asked for in a round Synapse answered: what is still missing, it lacks
 	var upErr error
 	for round := 0; ; round++ {
 		evs, missing, err := run()
 		if err != nil {
 			return nil, err
 		}
-		missing = slices.DeleteFunc(missing, func(id string) bool { return tried[id] })
 		if round == 0 {
 			s.metrics.CacheLookup(endpoint, len(missing) == 0)
 		}
-		if len(missing) == 0 || s.up == nil || upErr != nil || round >= s.cfg.MaxRounds {
-			if len(evs) == 0 {
-				if upErr != nil {
-					return nil, upErr
-				}
-				if s.up == nil && len(missing) > 0 {
-					return nil, fmt.Errorf("%w: the cache does not hold these events and no Synapse is configured", federation.ErrUpstreamUnavailable)
-				}
-			}
+		pending := slices.DeleteFunc(slices.Clone(missing), func(id string) bool { return tried[id] })
+		if len(pending) == 0 {
+			s.recordLacking(roomID, missing)
 			return evs, nil
 		}
-		for _, id := range missing {
+		if s.up == nil || upErr != nil || round >= s.cfg.MaxRounds {
+			unknown, err := s.unknownGaps(roomID, pending)
+			if err != nil {
+				return nil, err
+			}
+			if len(unknown) == 0 || len(evs) >= limit {
+				return evs, nil
+			}
+			if len(evs) == 0 && upErr != nil {
+				return nil, upErr // nothing to serve: Synapse's answer (403, 404, 502, 504) stands
+			}
+			cause := upErr
+			switch {
+			case s.up == nil:
+				cause = errors.New("no Synapse is configured")
+			case cause == nil:
+				cause = fmt.Errorf("still missing after %d rounds of fetching from Synapse", round)
+			}
+			s.log.Warn("answer incomplete: refusing it rather than serving a short one", zap.String("endpoint", endpoint),
+				zap.String("room_id", roomID), zap.Int("events", len(evs)), zap.Int("limit", limit), zap.Int("missing", len(unknown)), zap.Error(cause))
+			return nil, fmt.Errorf("%w: %d of up to %d events, %d missing events (first %s) not fetched: %w",
+				federation.ErrIncomplete, len(evs), limit, len(unknown), unknown[0], cause)
+		}
+		wrongRoom, err := s.fetchMissing(ctx, roomID, pending)
+		if err != nil {
+			upErr = err
+			s.log.Warn("fetching from Synapse failed", zap.String("endpoint", endpoint), zap.String("room_id", roomID), zap.Error(err))
+			continue
+		}
+		for _, id := range pending {
 			tried[id] = true
 		}
-		if err := s.fetchMissing(ctx, roomID, missing); err != nil {
-			upErr = err
-			s.log.Warn("fetching from Synapse failed; answering from the cache", zap.String("endpoint", endpoint),
-				zap.String("room_id", roomID), zap.Error(err))
+		for _, id := range seeds {
+			if wrongRoom[id] {
+				return nil, fmt.Errorf("%w: event %s is not in room %s", federation.ErrNotFound, id, roomID)
+			}
 		}
+	}
+}
+
+// checkSeedRooms refuses a walk from a cached event of another room.
+func (s *Source) checkSeedRooms(roomID string, seeds []string) error {
+	for _, id := range seeds {
+		ev, err := s.cache.GetAnyStatus(id)
+		if errors.Is(err, eventcache.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if ev.RoomID != roomID {
+			return fmt.Errorf("%w: event %s is not in room %s", federation.ErrNotFound, id, roomID)
+		}
+	}
+	return nil
+}
+
+// unknownGaps returns the ids that are not known gaps of the room: neither recorded as lacking
+// from Synapse (by archive or an earlier answer) nor stored with a status that is not served.
+func (s *Source) unknownGaps(roomID string, ids []string) ([]string, error) {
+	m, ok, err := s.cache.RoomMeta(roomID)
+	if err != nil {
+		return nil, err
+	}
+	var lacking []string
+	if ok {
+		p, err := decodeProgress(m)
+		if err != nil {
+			return nil, err
+		}
+		lacking = p.Missing
+	}
+	var out []string
+	for _, id := range ids {
+		if slices.Contains(lacking, id) {
+			continue
+		}
+		if _, err := s.cache.GetAnyStatus(id); err == nil {
+			continue // stored, but not served: its verdict is known
+		} else if !errors.Is(err, eventcache.ErrNotFound) {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+// recordLacking notes events Synapse was asked for and did not give as lacking in the room's
+// record, so an answer that reaches them with Synapse down is known to be as whole as it gets.
+func (s *Source) recordLacking(roomID string, missing []string) {
+	if len(missing) == 0 {
+		return
+	}
+	lacking, err := s.unknownGaps(roomID, missing) // only what is not recorded yet: no write per request
+	if err != nil || len(lacking) == 0 {
+		return
+	}
+	if _, err := s.commit(roomID, nil, lacking, false); err != nil {
+		s.log.Warn("could not record events Synapse lacks", zap.String("room_id", roomID), zap.Error(err))
 	}
 }
 
 // fetchMissing fetches events of roomID upstream: /backfill from them (which also brings their
 // ancestors), /event for each one it did not return, and /get_missing_events behind those when
-// /backfill returned nothing (Dendrite answers its own name nothing there).
-func (s *Source) fetchMissing(ctx context.Context, roomID string, ids []string) error {
+// /backfill returned nothing (Dendrite answers its own name nothing there). It returns the IDs
+// Synapse has as events of another room.
+func (s *Source) fetchMissing(ctx context.Context, roomID string, ids []string) (wrongRoom map[string]bool, err error) {
 	version, err := s.roomVersion(ctx, roomID, ids)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	seeds := ids[:min(len(ids), 20)]
 	start := time.Now()
@@ -259,12 +346,12 @@ func (s *Source) fetchMissing(ctx context.Context, roomID string, ids []string) 
 	backfilled := 0
 	if err != nil {
 		if !errors.Is(err, synapseclient.ErrNotFound) {
-			return upstreamError(err)
+			return nil, upstreamError(err)
 		}
 	} else {
 		stored, err := s.store(ctx, roomID, version, tx.PDUs)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		backfilled = len(stored)
 		for _, id := range stored {
@@ -277,9 +364,9 @@ func (s *Source) fetchMissing(ctx context.Context, roomID string, ids []string) 
 			rest = append(rest, id)
 		}
 	}
-	fetched, err := s.fetchEach(ctx, roomID, rest)
+	fetched, wrongRoom, err := s.fetchEach(ctx, roomID, rest)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if backfilled == 0 && len(fetched) > 0 {
 		start := time.Now()
@@ -287,26 +374,27 @@ func (s *Source) fetchMissing(ctx context.Context, roomID string, ids []string) 
 		s.observe("get_missing_events", start, err)
 		if err != nil {
 			if errors.Is(err, synapseclient.ErrNotFound) {
-				return nil
+				return wrongRoom, nil
 			}
-			return upstreamError(err)
+			return nil, upstreamError(err)
 		}
 		if _, err := s.store(ctx, roomID, version, pdus); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return wrongRoom, nil
 }
 
-// fetchEach fetches events one by one with /event, a few at a time; it returns the IDs stored.
-// Events Synapse does not have are skipped.
-func (s *Source) fetchEach(ctx context.Context, roomID string, ids []string) ([]string, error) {
+// fetchEach fetches events one by one with /event, a few at a time; it returns the IDs stored
+// and those Synapse has in another room. Events Synapse does not have are skipped.
+func (s *Source) fetchEach(ctx context.Context, roomID string, ids []string) ([]string, map[string]bool, error) {
 	var (
-		mu     sync.Mutex
-		stored []string
-		first  error
-		wg     sync.WaitGroup
-		sem    = make(chan struct{}, s.cfg.FetchParallel)
+		mu        sync.Mutex
+		stored    []string
+		wrongRoom = map[string]bool{}
+		first     error
+		wg        sync.WaitGroup
+		sem       = make(chan struct{}, s.cfg.FetchParallel)
 	)
 	for _, id := range ids {
 		wg.Add(1)
@@ -320,6 +408,8 @@ func (s *Source) fetchEach(ctx context.Context, roomID string, ids []string) ([]
 			switch {
 			case err == nil:
 				stored = append(stored, id)
+			case errors.Is(err, errOtherRoom):
+				wrongRoom[id] = true
 			case errors.Is(err, federation.ErrNotFound) || errors.Is(err, errWrongEvent):
 				s.log.Warn("event not available from Synapse", zap.String("room_id", roomID), zap.String("event_id", id), zap.Error(err))
 			case first == nil:
@@ -329,7 +419,7 @@ func (s *Source) fetchEach(ctx context.Context, roomID string, ids []string) ([]
 	}
 	wg.Wait()
 	slices.Sort(stored)
-	return stored, first
+	return stored, wrongRoom, first
 }
 
 // fetchEvent fetches one event with /event, verifies and stores it; roomID, when set, must match.
@@ -345,7 +435,7 @@ func (s *Source) fetchEvent(ctx context.Context, roomID, eventID string) (eventc
 	}
 	room := tx.PDUs[0].RoomID
 	if roomID != "" && room != roomID {
-		return eventcache.Event{}, fmt.Errorf("%w: %s is in room %q, not %q", errWrongEvent, eventID, room, roomID)
+		return eventcache.Event{}, fmt.Errorf("%w: %w: %s is in room %q, not %q", errWrongEvent, errOtherRoom, eventID, room, roomID)
 	}
 	version, err := s.roomVersionFrom(ctx, room, tx.PDUs[0])
 	if err != nil {
@@ -457,6 +547,9 @@ func (s *Source) cachedOrFetched(ctx context.Context, roomID, id string) (eventc
 // kept: the state before an event never changes), otherwise asks Synapse, whose state
 // resolution it needs.
 func (s *Source) StateIDs(ctx context.Context, roomID, eventID string) ([]string, []string, error) {
+	if err := s.checkSeedRooms(roomID, []string{eventID}); err != nil {
+		return nil, nil, err
+	}
 	if snap, ok, err := s.snapshot(roomID, eventID); err != nil {
 		return nil, nil, err
 	} else if ok {
@@ -480,6 +573,9 @@ func (s *Source) StateIDs(ctx context.Context, roomID, eventID string) ([]string
 // State answers the state before eventID and its auth chain from a kept snapshot when the cache
 // holds all its events, otherwise asks Synapse and serves each event verified, as stored.
 func (s *Source) State(ctx context.Context, roomID, eventID string) ([]federation.PDU, []federation.PDU, error) {
+	if err := s.checkSeedRooms(roomID, []string{eventID}); err != nil {
+		return nil, nil, err
+	}
 	if snap, ok, err := s.snapshot(roomID, eventID); err != nil {
 		return nil, nil, err
 	} else if ok {
@@ -637,19 +733,6 @@ func (s *Source) roomVersionFrom(ctx context.Context, roomID string, p synapsecl
 				break
 			}
 		}
-		if !found && !strings.Contains(roomID, ":") {
-			// Room version 12: the create event is not listed in auth_events, and the room ID is
-			// "!" and its event ID without the "$".
-			start := time.Now()
-			tx, err := s.up.Event(ctx, "$"+strings.TrimPrefix(roomID, "!"))
-			s.observe("event", start, err)
-			if err != nil && !errors.Is(err, synapseclient.ErrNotFound) {
-				return "", upstreamError(err)
-			}
-			if err == nil && tx.PDUs[0].Type == "m.room.create" && tx.PDUs[0].RoomID == roomID {
-				create, found = tx.PDUs[0], true
-			}
-		}
 		if !found {
 			return "", fmt.Errorf("%w: the m.room.create event of %s is not among the auth events of an event of it", federation.ErrNotFound, roomID)
 		}
@@ -704,7 +787,21 @@ func (s *Source) observe(endpoint string, start time.Time, err error) {
 }
 
 // upstreamError maps a synapseclient error to the federation package's errors, keeping the cause.
+// A client error of Synapse's (400, a 403 other than "host not in room") is passed on as it is:
+// the request was at fault, not Synapse.
 func upstreamError(err error) error {
+	var se *synapseclient.Error
+	if errors.As(err, &se) && (se.Status == 400 || se.Status == 403 && !errors.Is(se, synapseclient.ErrHostNotInRoom)) {
+		code := se.ErrCode
+		if code == "" {
+			code = "M_UNKNOWN"
+		}
+		msg := se.Message
+		if msg == "" {
+			msg = http.StatusText(se.Status)
+		}
+		return fmt.Errorf("%w: %v", federation.ClientError(se.Status, code, msg), err)
+	}
 	switch {
 	case errors.Is(err, synapseclient.ErrNotFound):
 		return fmt.Errorf("%w: %v", federation.ErrNotFound, err)

@@ -18,11 +18,15 @@ import (
 )
 
 func TestColdCacheBackfillsEveryRoomWhole(t *testing.T) {
-	b := newBed(t, bedOptions{world: world.Options{Seed: 11, MessagesPerRoom: 120, OldKeyEvents: 4}})
+	b := newBed(t, bedOptions{world: world.Options{Seed: 11, MessagesPerRoom: 120, OldKeyEvents: 4, V12Rooms: 1}})
 	kinds := map[string]bool{}
 	for _, r := range b.servedRooms() {
 		b.backfillWhole(t, r)
 		kinds[r.Kind] = true
+		kinds["v"+r.Version] = true
+	}
+	if !kinds["v12"] {
+		t.Error("the world has no room of version 12 served")
 	}
 	for _, k := range []string{world.KindV1, world.KindRemoteMembers, world.KindJoinedVisibility, world.KindOrdinary} {
 		if !kinds[k] {
@@ -58,7 +62,7 @@ func TestServesWholeRoomsFromTheCacheWhenSynapseIsDown(t *testing.T) {
 }
 
 func TestArchiveThenServeWithSynapseStopped(t *testing.T) {
-	b := newBed(t, bedOptions{world: world.Options{Seed: 13, MessagesPerRoom: 100, OldKeyEvents: 3}})
+	b := newBed(t, bedOptions{world: world.Options{Seed: 13, MessagesPerRoom: 100, OldKeyEvents: 3, V12Rooms: 1}})
 	var heads []RoomHeads
 	for _, r := range b.servedRooms() {
 		heads = append(heads, RoomHeads{RoomID: r.ID, Heads: r.ForwardExtremities()})

@@ -34,6 +34,9 @@ var ServeStatuses = []string{eventcache.StatusVerified, StatusRedacted, StatusPr
 // errWrongEvent is an answer that is not the event asked for (other room, other ID); it is never stored.
 var errWrongEvent = errors.New("upstream answered another event")
 
+// errOtherRoom marks an errWrongEvent whose event is of another room than the one asked about.
+var errOtherRoom = errors.New("event of another room")
+
 // checker verifies events fetched upstream before they are stored.
 type checker struct {
 	keys KeyFetcher

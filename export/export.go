@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/transition-matrix/transition-matrix/synapseclient"
+	"github.com/transition-matrix/transition-matrix/synapsedb"
 )
 
 // Defaults of Config.
@@ -69,6 +70,12 @@ type Config struct {
 	Progress func(Progress)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// SynapseDB is Synapse's database, opened read-only: when Synapse refuses login-as (a
+	// deployment that hands its logins to the Matrix Authentication Service, or a proxy), E2EE
+	// keys, key backups, push rules and tags are read from it instead of the client API.
+	SynapseDB *synapsedb.DB
+	// NoLoginAs reads per-user client data from SynapseDB even when Synapse offers login-as.
+	NoLoginAs bool
 }
 
 // Progress is the state of a running export.
@@ -91,7 +98,9 @@ type Summary struct {
 	// LoginTokens is the number of login-as tokens made; LogoutFailures how many could not be
 	// logged out (they expire after Config.TokenValidity).
 	LoginTokens, LogoutFailures int64
-	Dir                         string
+	// FromSynapseDB counts the users whose client data came from Synapse's database.
+	FromSynapseDB int64
+	Dir           string
 }
 
 type exporter struct {
@@ -105,6 +114,9 @@ type exporter struct {
 	recipient  age.Recipient
 
 	passwordHashes map[string]string
+	dbOnly         bool // per-user client data comes from Synapse's database
+	pushMu         sync.Mutex
+	push           *pushTemplate // the base push rules, derived on first use of the database
 	fedSem         chan struct{}
 	started        time.Time
 
@@ -114,7 +126,7 @@ type exporter struct {
 	progress Progress
 
 	stats struct {
-		requests, bytes, tokens, logoutFailures atomic.Int64
+		requests, bytes, tokens, logoutFailures, dbUsers atomic.Int64
 	}
 }
 
@@ -377,6 +389,9 @@ func (e *exporter) prepare(ctx context.Context) ([]item, error) {
 	}
 	if e.adminID, err = admin.AdminUserID(ctx); err != nil {
 		return nil, fmt.Errorf("finding the admin token's user: %w", err)
+	}
+	if err := e.chooseClientPath(ctx); err != nil {
+		return nil, err
 	}
 	keys, err := e.fedCallValue(ctx, func() (*synapseclient.ServerKeys, error) { return e.cli.Federation().ServerKeys(ctx) })
 	if err != nil {
@@ -655,7 +670,7 @@ func (e *exporter) report() {
 
 func (e *exporter) summary(complete bool) *Summary {
 	s := &Summary{Progress: e.snapshot(), Complete: complete, Dir: e.cfg.Dir,
-		LoginTokens: e.stats.tokens.Load(), LogoutFailures: e.stats.logoutFailures.Load()}
+		LoginTokens: e.stats.tokens.Load(), LogoutFailures: e.stats.logoutFailures.Load(), FromSynapseDB: e.stats.dbUsers.Load()}
 	if e.man != nil {
 		e.mu.Lock()
 		s.SkippedItems = append([]Skipped(nil), e.man.Skipped...)

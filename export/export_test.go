@@ -18,8 +18,13 @@ import (
 
 // TestExportMatchesWorld exports a generated world and compares every file, field by field, with
 // the world it was built from; every PDU must verify with the world's keys.
-func TestExportMatchesWorld(t *testing.T) {
-	w := testWorld(t, smallWorld)
+func TestExportMatchesWorld(t *testing.T) { testExportMatchesWorld(t, smallWorld) }
+
+// TestExportMatchesWorldWithVersion12Rooms is TestExportMatchesWorld on rooms of version 12 too.
+func TestExportMatchesWorldWithVersion12Rooms(t *testing.T) { testExportMatchesWorld(t, v12World) }
+
+func testExportMatchesWorld(t *testing.T, opts world.Options) {
+	w := testWorld(t, opts)
 	sim := synapsesim.Start(t, synapsesim.Options{World: w})
 	dir := filepath.Join(t.TempDir(), "out")
 	s := runExport(t, exportConfig(sim, dir))

@@ -40,6 +40,9 @@ func testWorld(t testing.TB, opts world.Options) *world.World {
 // smallWorld is the default test world: every fixed user and room kind plus a few extras.
 var smallWorld = world.Options{Seed: 5, Users: 4, Rooms: 3, MessagesPerRoom: 12, OldKeyEvents: 3}
 
+// v12World is smallWorld with two rooms of version 12.
+var v12World = world.Options{Seed: 5, Users: 4, Rooms: 3, MessagesPerRoom: 12, OldKeyEvents: 3, V12Rooms: 2}
+
 // exportConfig is a Config for sim, writing to dir, with fast retries.
 func exportConfig(sim *synapsesim.Server, dir string) Config {
 	w := sim.World()

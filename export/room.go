@@ -344,14 +344,7 @@ func checkPDU(roomVersion, roomID string, raw []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("room %s: event from Synapse: %w", roomID, err)
 	}
-	rid := gjson.GetBytes(raw, "room_id").String()
-	if !gjson.GetBytes(raw, "room_id").Exists() {
-		// A room version 12 create event carries no room_id: its hash is the room ID.
-		if p, err := synapseclient.ParsePDU(raw); err == nil {
-			rid = p.RoomID
-		}
-	}
-	if rid != roomID {
+	if rid := signing.EventRoomID(roomVersion, id, raw); rid != roomID {
 		return "", fmt.Errorf("room %s: event %s belongs to room %q", roomID, id, rid)
 	}
 	if claimed := gjson.GetBytes(raw, "event_id"); claimed.Exists() && claimed.String() != id {

@@ -230,10 +230,13 @@ func TestExportMatchesSchemas(t *testing.T) {
 	for _, opts := range []struct {
 		name   string
 		faulty bool
-	}{{"small", false}, {"hostile", false}, {"failed", true}} {
+	}{{"small", false}, {"hostile", false}, {"v12", false}, {"failed", true}} {
 		wopts := smallWorld
-		if opts.name == "hostile" {
+		switch opts.name {
+		case "hostile":
 			wopts = hostileWorld
+		case "v12":
+			wopts = v12World
 		}
 		sim := synapsesim.Start(t, synapsesim.Options{World: testWorld(t, wopts)})
 		dir := filepath.Join(t.TempDir(), "out")

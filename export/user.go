@@ -35,7 +35,8 @@ type UserFile struct {
 	JoinedRooms  []string                   `json:"joined_rooms"`
 	E2E          E2E                        `json:"e2e"`
 	// ClientAPIAs says how the client-API parts were read: "login_as" (a puppet token, logged
-	// out afterwards), "admin_token" (the admin's own account) or ClientAPIAsLockedAdmin.
+	// out afterwards), "admin_token" (the admin's own account), "synapse_db" (Synapse's
+	// database, when Synapse refuses login-as and -synapse-db was given) or ClientAPIAsLockedAdmin.
 	ClientAPIAs string `json:"client_api_as"`
 }
 
@@ -143,6 +144,16 @@ func (e *exporter) exportUser(ctx context.Context, sum synapseclient.UserSummary
 	sort.Strings(joined)
 	u.JoinedRooms = joined
 
+	if (e.dbOnly || u.Locked && e.cfg.SynapseDB != nil) && uid != e.adminID {
+		// No login-as, or a locked account (Synapse refuses its client API even to a login-as
+		// token): everything the client API gave comes from Synapse's database.
+		u.ClientAPIAs = AsSynapseDB
+		e.stats.dbUsers.Add(1)
+		if err := e.dbParts(ctx, u); err != nil {
+			return nil, err
+		}
+		return u, nil
+	}
 	if u.Locked && uid != e.adminID {
 		// Synapse answers a locked account's every client request M_USER_LOCKED, login-as tokens
 		// included: the profile and public keys are read with the admin's token, and what only
@@ -156,18 +167,38 @@ func (e *exporter) exportUser(ctx context.Context, sum synapseclient.UserSummary
 		return u, readPublicKeys(ctx, c, u)
 	}
 	client, done, err := e.clientFor(ctx, uid)
+	if err != nil && loginAsRefused(err) && e.cfg.SynapseDB != nil {
+		// Refused for this user only (a proxy, a policy): read the database for them.
+		e.log.Warn(fmt.Sprintf("login-as refused for %s, reading its client data from Synapse's database: %v", uid, err))
+		e.stats.dbUsers.Add(1)
+		u.ClientAPIAs = AsSynapseDB
+		if err := e.dbParts(ctx, u); err != nil {
+			return nil, err
+		}
+		return u, nil
+	}
 	if err != nil {
 		if errors.Is(err, synapseclient.ErrNotFound) {
 			return nil, errGone
 		}
 		return nil, err
 	}
-	u.ClientAPIAs = "login_as"
+	u.ClientAPIAs = AsLoginAs
 	if uid == e.adminID {
-		u.ClientAPIAs = "admin_token"
+		u.ClientAPIAs = AsAdminToken
 	}
 	err = e.clientParts(ctx, client, u)
 	done()
+	if err != nil && userLocked(err) {
+		// Synapse ≥ 1.93 refuses a locked account's client API, login-as tokens included.
+		if e.cfg.SynapseDB == nil {
+			return nil, fmt.Errorf("%s is locked, and Synapse refuses its client API even to a login-as token (%v): rerun with -synapse-db DSN to read its E2EE keys, key backup, push rules and tags from Synapse's database, or unlock the account for the export", uid, err)
+		}
+		e.log.Warn(fmt.Sprintf("%s is locked: reading its client data from Synapse's database", uid))
+		u.ClientAPIAs = AsSynapseDB
+		e.stats.dbUsers.Add(1)
+		err = e.dbParts(ctx, u)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,10 @@ func IncompatibleRoomVersion(roomVersion string) error {
 // Forbidden is a 403 M_FORBIDDEN answer, e.g. a join the auth rules do not allow.
 func Forbidden(msg string) error { return errorf(http.StatusForbidden, "M_FORBIDDEN", msg) }
 
+// ClientError is an answer with a client error status passed on from Synapse, e.g. 400
+// M_INVALID_PARAM for a room ID Synapse refuses.
+func ClientError(status int, errcode, msg string) error { return errorf(status, errcode, msg) }
+
 // BadJSON is a 400 M_BAD_JSON answer for a request body that is not an acceptable event.
 func BadJSON(msg string) error { return errorf(http.StatusBadRequest, "M_BAD_JSON", msg) }
 
@@ -62,8 +66,8 @@ func (s *Server) makeJoin(r *http.Request, vars map[string]string) (any, error) 
 // checkOwnUser refuses user IDs that are malformed or of another server: the only origin the
 // shim answers is the server itself.
 func (s *Server) checkOwnUser(userID string) error {
-	if len(userID) < 3 || userID[0] != '@' || len(userID) > 255 || strings.ContainsAny(userID, "\x00 ") {
-		return badParam("Invalid user ID")
+	if len(userID) < 3 || !validID(userID, '@') {
+		return badParam("Invalid user ID: want '@', a localpart, ':' and the server name, in UTF-8 without spaces or control characters")
 	}
 	_, server, ok := strings.Cut(userID, ":")
 	if !ok || server == "" {

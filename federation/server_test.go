@@ -321,7 +321,7 @@ func FuzzRouteParameters(f *testing.F) {
 	f.Add("event_auth/%21r/%24e", "x=%zz")
 	f.Fuzz(func(t *testing.T, path, query string) {
 		src := serving()
-		s := newTestShim(&testing.T{}, src)
+		s := newTestShim(t, src)
 		uri := "/_matrix/federation/v1/" + path
 		if query != "" {
 			uri += "?" + query

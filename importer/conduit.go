@@ -14,8 +14,15 @@ const MediaFilesTree = "(media files)"
 // is Conduit's media directory ("" = <dir>/media, Conduit's default). Opened for a dry run, every
 // update is rolled back after its changes are counted, and media are not written.
 func ConduitTarget(dir, mediaPath, serverName string) func(dryRun bool) (Target, error) {
+	return ConduitTargetOn(conduit.Options{ServerName: serverName, MediaPath: mediaPath}, dir)
+}
+
+// ConduitTargetOn is ConduitTarget with every option of conduit.Open (the backend among them).
+func ConduitTargetOn(opts conduit.Options, dir string) func(dryRun bool) (Target, error) {
 	return func(dryRun bool) (Target, error) {
-		db, err := conduit.Open(dir, conduit.Options{ServerName: serverName, MediaPath: mediaPath})
+		opts := opts
+		opts.DryRun = dryRun
+		db, err := conduit.Open(dir, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -30,7 +37,7 @@ type conduitTarget struct {
 }
 
 func (c *conduitTarget) Describe() string {
-	return fmt.Sprintf("%s/%s (database version %d, media %s in %s)", c.dir, conduit.FileName, c.db.Version(), c.db.MediaLayout(), c.db.MediaPath())
+	return fmt.Sprintf("%s (%s backend, database version %d, media %s in %s)", c.db.Path(), c.db.Backend(), c.db.Version(), c.db.MediaLayout(), c.db.MediaPath())
 }
 
 func (c *conduitTarget) Close() error { return c.db.Close() }
@@ -153,7 +160,7 @@ func (c *conduitTarget) WriteMedia(ctx context.Context, m *MediaPlan) (Changes, 
 	}
 	return c.update(ctx, func(tx *conduit.Tx) error {
 		return tx.PutMedia(conduit.Media{Server: c.db.ServerName(), MediaID: m.MediaID, Uploader: m.UserID, ContentType: m.ContentType,
-			Filename: m.UploadName, CreatedTS: m.CreatedTS, UnauthenticatedAccess: !m.Authenticated}, r)
+			Filename: m.UploadName, CreatedTS: m.CreatedTS, UnauthenticatedAccess: !m.Authenticated, SHA256: m.SHA256}, r)
 	})
 }
 

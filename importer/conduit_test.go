@@ -3,7 +3,6 @@ package importer
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -277,11 +276,11 @@ func TestImportRefusesDatabase(t *testing.T) {
 		want  []string
 	}{
 		{"unknown version", func(t *testing.T, dir, _ string) func() {
-			setRaw(t, dir, "global", []byte("version"), binary.BigEndian.AppendUint64(nil, 19))
+			conduittest.SetRaw(t, dir, "global", []byte("version"), binary.BigEndian.AppendUint64(nil, 19))
 			return func() {}
 		}, []string{"unknown Conduit database version", "19"}},
 		{"in use", func(t *testing.T, dir, _ string) func() {
-			return holdOpen(t, dir)
+			return conduittest.HoldOpen(t, dir)
 		}, []string{"in use", "stop Conduit"}},
 		{"truncated export file", func(t *testing.T, _, exportDir string) func() {
 			p := filepath.Join(exportDir, "users", export.Encode(synthUser(testServer, 1, 0, 0).UID)+".json")
@@ -296,7 +295,10 @@ func TestImportRefusesDatabase(t *testing.T) {
 			return func() {}
 		}, []string{"users/%40user00000%3asynapse.test.json", "sha256", "changed after the export"}},
 		{"no database", func(t *testing.T, dir, _ string) func() {
-			os.Remove(filepath.Join(dir, conduit.FileName))
+			entries, _ := os.ReadDir(dir)
+			for _, e := range entries {
+				os.RemoveAll(filepath.Join(dir, e.Name()))
+			}
 			return func() {}
 		}, []string{"no Conduit database", "start Conduit once"}},
 	}
@@ -326,35 +328,6 @@ func TestImportRefusesDatabase(t *testing.T) {
 			}
 		})
 	}
-}
-
-// setRaw writes one row of a Conduit table directly, as bytes.
-func setRaw(t *testing.T, dir, table string, key, value []byte) {
-	t.Helper()
-	db, err := sql.Open("sqlite", filepath.Join(dir, conduit.FileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(`INSERT OR REPLACE INTO `+table+` (key, value) VALUES (?, ?)`, key, value); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// holdOpen opens the database like Conduit does (WAL, a connection kept open with a read) and
-// returns a function that closes it.
-func holdOpen(t *testing.T, dir string) func() {
-	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, conduit.FileName)+"?_pragma=journal_mode(WAL)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1)
-	var n int
-	if err := db.QueryRow("SELECT count(*) FROM global").Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return func() { db.Close() }
 }
 
 // sameJSON reports whether a and b are the same JSON value (key order aside); nil equals nil.

@@ -103,6 +103,9 @@ type MediaItem struct {
 	// them only on the authenticated endpoints, and so will Conduit. Others stay reachable on
 	// the legacy unauthenticated endpoints, as Conduit does for the media it migrated itself.
 	Authenticated bool
+	// SHA256 is the hex sha256 Synapse recorded at upload ("" from Synapse 1.120 and older): the import
+	// names the file by it instead of hashing again, and checks the copied bytes against it.
+	SHA256 string
 }
 
 // MediaPlan is one media item to write under the same media ID.
@@ -277,6 +280,9 @@ func (im *importer) account(p *UserPlan, ch Changes) {
 			r.MustLogIn = append(r.MustLogIn, p.UserID)
 			break
 		}
+	}
+	for _, d := range p.SignInAgain {
+		r.SignInAgain = append(r.SignInAgain, DeviceRef{UserID: p.UserID, DeviceID: d})
 	}
 	r.FallbackKeys += p.FallbackKeys
 	r.SkippedTokens += p.SkippedTokens

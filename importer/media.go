@@ -42,7 +42,8 @@ func (s SynapseMedia) LocalMedia(ctx context.Context, users []string) ([]MediaIt
 				}
 				for _, m := range media {
 					lists[i] = append(lists[i], MediaItem{MediaID: m.MediaID, ContentType: m.MediaType, UploadName: m.UploadName,
-						UserID: users[i], CreatedTS: m.CreatedTS, Size: m.MediaLength, Quarantined: m.QuarantinedBy != ""})
+						UserID: users[i], CreatedTS: m.CreatedTS, Size: m.MediaLength, Quarantined: m.QuarantinedBy != "",
+						Authenticated: bool(m.Authenticated), SHA256: m.SHA256})
 				}
 			}
 		}()

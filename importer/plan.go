@@ -51,6 +51,9 @@ type UserPlan struct {
 	// ExpiringTokens counts carried tokens that had an expiry in Synapse (refresh-token
 	// sessions); Conduit keeps them without one.
 	ExpiringTokens int
+	// SignInAgain are the user's exported devices whose session was an OAuth 2.0 session of MAS:
+	// it cannot be carried, so they must sign in again.
+	SignInAgain []string
 }
 
 // DevicePlan is one device: its metadata, keys, and (with Synapse's database) its session.
@@ -105,6 +108,22 @@ type Sessions struct {
 	FallbackKeys map[string]int
 	// Orphans counts tokens that belong to no device (Synapse allows that for some logins).
 	Orphans int
+	// Signatures are those other users made on this user's keys (bob's user-signing key on
+	// alice's master key once he verified her): /keys/query shows them only to the signer.
+	Signatures []KeySignature
+	// PasswordHash, when set, replaces the export's hash: on a Synapse that hands its logins to
+	// the Matrix Authentication Service, MAS holds the password, not Synapse.
+	PasswordHash string
+	// SignInAgain are devices of OAuth 2.0 sessions (MAS), whose tokens cannot be carried.
+	SignInAgain []string
+}
+
+// KeySignature is one user's signature on another user's device or cross-signing key.
+type KeySignature struct {
+	Signer    string // the user who signed
+	KeyID     string // "ed25519:<public key>" of the signer's key
+	Target    string // the device ID or cross-signing public key signed
+	Signature string
 }
 
 // Token is a Synapse access token.
@@ -118,13 +137,17 @@ type Token struct {
 // without one) into what is written. nowMS decides which tokens have expired.
 func planUser(u *export.UserFile, s *Sessions, nowMS int64) (*UserPlan, error) {
 	p := &UserPlan{UserID: u.UID}
+	hash := u.PasswordHash
+	if s != nil && s.PasswordHash != "" {
+		hash = &s.PasswordHash // MAS holds the password of a MAS deployment
+	}
 	switch {
 	case u.Deactivated:
 		p.PasswordKind = PasswordDeactivated
-	case u.PasswordHash == nil || *u.PasswordHash == "":
+	case hash == nil || *hash == "":
 		p.PasswordHash, p.PasswordKind = UnusableHash, PasswordNone
 	default:
-		p.PasswordHash = *u.PasswordHash
+		p.PasswordHash = *hash
 		switch {
 		case strings.HasPrefix(p.PasswordHash, "$2"):
 			p.PasswordKind = PasswordBcrypt
@@ -230,6 +253,13 @@ func planUser(u *export.UserFile, s *Sessions, nowMS int64) (*UserPlan, error) {
 		for _, n := range s.FallbackKeys {
 			p.FallbackKeys += n
 		}
+		for _, dev := range s.SignInAgain {
+			if d := byID[dev]; d != nil && d.AccessToken == "" {
+				p.SignInAgain = append(p.SignInAgain, dev)
+				p.Notes = append(p.Notes, fmt.Sprintf("device %s had an OAuth 2.0 session of the Matrix Authentication Service, which cannot be carried: it must sign in again", dev))
+			}
+		}
+		sort.Strings(p.SignInAgain)
 	}
 
 	for name, k := range map[string]json.RawMessage{"master": u.E2E.MasterKey, "self_signing": u.E2E.SelfSigningKey, "user_signing": u.E2E.UserSigningKey} {
@@ -246,6 +276,12 @@ func planUser(u *export.UserFile, s *Sessions, nowMS int64) (*UserPlan, error) {
 			p.SelfSigningKey = k
 		default:
 			p.UserSigningKey = k
+		}
+	}
+
+	if s != nil && len(s.Signatures) > 0 {
+		if err := p.addSignatures(s.Signatures); err != nil {
+			return nil, err
 		}
 	}
 
@@ -362,4 +398,73 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// addSignatures merges other users' signatures into the keys they sign: a cross-signing key
+// whose public key is the target, or the device with that ID. A signature on a key the export
+// does not hold is named in Notes.
+func (p *UserPlan) addSignatures(sigs []KeySignature) error {
+	for _, sig := range sigs {
+		var into *json.RawMessage
+		for _, k := range []*json.RawMessage{&p.MasterKey, &p.SelfSigningKey, &p.UserSigningKey} {
+			if *k != nil && crossSigningPublicKey(*k) == sig.Target {
+				into = k
+			}
+		}
+		for i := range p.Devices {
+			if into == nil && p.Devices[i].ID == sig.Target && p.Devices[i].Keys != nil {
+				into = &p.Devices[i].Keys
+			}
+		}
+		if into == nil {
+			p.Notes = append(p.Notes, fmt.Sprintf("signature of %s by %s not carried: no such key in the export", sig.Target, sig.Signer))
+			continue
+		}
+		out, err := withSignature(*into, sig)
+		if err != nil {
+			return fmt.Errorf("signature of %s by %s: %w", sig.Target, sig.Signer, err)
+		}
+		*into = out
+	}
+	return nil
+}
+
+// crossSigningPublicKey returns the ed25519 public key of a cross-signing key object ("" if none).
+func crossSigningPublicKey(k json.RawMessage) string {
+	var v struct {
+		Keys map[string]string `json:"keys"`
+	}
+	if json.Unmarshal(k, &v) != nil {
+		return ""
+	}
+	for id, pub := range v.Keys {
+		if strings.HasPrefix(id, "ed25519:") {
+			return pub
+		}
+	}
+	return ""
+}
+
+// withSignature returns the key object k with sig added under signatures[signer][key ID].
+func withSignature(k json.RawMessage, sig KeySignature) (json.RawMessage, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(k, &obj); err != nil {
+		return nil, err
+	}
+	sigs := map[string]map[string]string{}
+	if raw, ok := obj["signatures"]; ok && !isNull(raw) {
+		if err := json.Unmarshal(raw, &sigs); err != nil {
+			return nil, fmt.Errorf("signatures: %w", err)
+		}
+	}
+	if sigs[sig.Signer] == nil {
+		sigs[sig.Signer] = map[string]string{}
+	}
+	sigs[sig.Signer][sig.KeyID] = sig.Signature
+	raw, err := json.Marshal(sigs)
+	if err != nil {
+		return nil, err
+	}
+	obj["signatures"] = raw
+	return json.Marshal(obj)
 }

@@ -49,6 +49,10 @@ type Report struct {
 	MustLogIn []string
 	// SessionsCarried is false when no Synapse database was given.
 	SessionsCarried bool
+	// SignInAgain lists the devices whose session was an OAuth 2.0 session of the Matrix
+	// Authentication Service (its tokens expire within minutes and MAS refreshes them): they
+	// must sign in again on Conduit.
+	SignInAgain []DeviceRef
 	// FallbackKeys is how many fallback keys were not carried (Conduit has no fallback keys:
 	// clients upload new ones). SkippedTokens are tokens of no exported device, or expired;
 	// ExpiringTokens had an expiry in Synapse that Conduit does not keep.
@@ -104,6 +108,11 @@ type MediaReport struct {
 	NoSource bool
 }
 
+// DeviceRef names one device of a user.
+type DeviceRef struct {
+	UserID, DeviceID string
+}
+
 // Note is something of a user the import did not carry.
 type Note struct {
 	UserID, Text string
@@ -121,6 +130,10 @@ func (r *Report) sort() {
 		sort.Strings(s)
 	}
 	sort.SliceStable(r.Notes, func(i, j int) bool { return r.Notes[i].UserID < r.Notes[j].UserID })
+	sort.Slice(r.SignInAgain, func(i, j int) bool {
+		a, b := r.SignInAgain[i], r.SignInAgain[j]
+		return a.UserID < b.UserID || a.UserID == b.UserID && a.DeviceID < b.DeviceID
+	})
 	sortFailures(r.Failed)
 	sortFailures(r.Media.Skipped)
 }

@@ -48,6 +48,9 @@ func Listen(addr string, m *Metrics, log *zap.Logger) (*Listener, error) {
 // Addr is the bound address, e.g. to find the port chosen for ":0".
 func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 
+// Close releases the address of a listener that was never served (a start that failed after Listen).
+func (l *Listener) Close() error { return l.ln.Close() }
+
 // Serve answers scrapes until ctx ends, then shuts down gracefully; it returns nil after a
 // shutdown and the server's error otherwise.
 func (l *Listener) Serve(ctx context.Context) error {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -150,17 +151,23 @@ func TestListenErrors(t *testing.T) {
 	}
 }
 
+// TestServeWithoutAddressWaitsForContext: with no address, Serve blocks until the context ends.
+// synctest.Wait returns once the goroutine is blocked or gone, so a Serve that returned at once is
+// seen every time.
 func TestServeWithoutAddressWaitsForContext(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, "", New(), nil) }()
-	select {
-	case err := <-done:
-		t.Fatalf("returned before the context ended: %v", err)
-	default:
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- Serve(ctx, "", New(), nil) }()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("returned before the context ended: %v", err)
+		default:
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
 }

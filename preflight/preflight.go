@@ -7,11 +7,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/transition-matrix/transition-matrix/roomversions"
 	"github.com/transition-matrix/transition-matrix/signing"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 )
@@ -50,6 +50,9 @@ const (
 	CodeDiskSpace               = "disk_space"                  // info: free space and the estimate
 	CodeDiskSpaceLow            = "disk_space_low"              // warning: free space under twice the estimate
 	CodeDiskSpaceUnknown        = "disk_space_unknown"          // info: the free space could not be read
+	CodeMASDeployment           = "mas_deployment"              // warning: logins are handed to MAS; what is and is not carried
+	CodeLoginAsRefused          = "login_as_refused"            // warning: login-as refused without MAS; export needs -synapse-db
+	CodeCompromisedKey          = "compromised_signing_key"     // blocker: a current or old key whose private half is public
 )
 
 // rcFederationAdvice is what to tell the operator about Synapse's federation rate limit.
@@ -184,6 +187,8 @@ type Checker struct {
 	Statfs func(path string) (FS, error)
 	// Concurrency bounds the forward-extremity requests of the event estimate (default 4).
 	Concurrency int
+	// MAS is set when homeserver.yaml hands logins to the Matrix Authentication Service.
+	MAS *MAS
 }
 
 // ErrUnreachable is returned by Run when Synapse does not answer at all.
@@ -195,6 +200,8 @@ type state struct {
 	admin   bool
 	version synapseclient.Version
 	rooms   []synapseclient.RoomSummary
+	keys    *synapseclient.ServerKeys // what Synapse publishes, once checkSigningKey fetched it
+	mas     bool                      // logins are handed to the Matrix Authentication Service
 }
 
 // Run runs every check. It returns an error wrapping ErrUnreachable (and no report) when Synapse's
@@ -214,10 +221,12 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 		run  func(context.Context, *state) error
 	}{
 		{"version", c.checkVersion},
+		{"auth", c.checkAuth},
 		{"users", c.checkUsers},
 		{"rooms", c.checkRooms},
 		{"media", c.checkMedia},
 		{"signing key", c.checkSigningKey},
+		{"compromised key", c.checkCompromisedKey},
 		{"federation", c.checkSelfFederation},
 		{"disk", c.checkDisk},
 	}
@@ -292,7 +301,7 @@ func (c *Checker) checkAccess(ctx context.Context, st *state) error {
 	}
 	he, answered := httpError(err)
 	if !answered {
-		return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.SynapseURL, err)
+		return fmt.Errorf("%w at %s: %w", ErrUnreachable, c.SynapseURL, err)
 	}
 	who := "synapse.admin_token"
 	if id, err := c.Admin.AdminUserID(ctx); err == nil {
@@ -405,7 +414,11 @@ func (c *Checker) checkUsers(ctx context.Context, st *state) error {
 	st.r.Users = n
 	st.r.add(Info, CodeUsers, "", "%d local users: %d active, %d deactivated, %d admins, %d guests, %d active without a password",
 		n.Total, n.Active, n.Deactivated, n.Admins, n.Guests, n.WithoutPassword)
-	if len(noPassword) > 0 {
+	switch {
+	case len(noPassword) > 0 && st.mas:
+		st.r.add(Info, CodeUsersWithoutPassword, "", "%s have no password in Synapse: on a MAS deployment the hashes are in MAS's database, and shim import conduit -mas-db carries them: %s",
+			plural(len(noPassword), "active user"), listSome(noPassword, 10))
+	case len(noPassword) > 0:
 		st.r.add(Info, CodeUsersWithoutPassword, "", "%s without a password (single sign-on, application service or bot accounts) cannot log in to Conduit with one: %s",
 			plural(len(noPassword), "active user"), listSome(noPassword, 10))
 	}
@@ -419,12 +432,6 @@ func listSome(items []string, n int) string {
 	}
 	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ", "), len(items)-n)
 }
-
-// conduitStable and conduitUnstable are the room versions Conduit hosts (research/conduit-facts.md §5).
-var (
-	conduitStable   = []string{"6", "7", "8", "9", "10", "11", "12"}
-	conduitUnstable = []string{"3", "4", "5"}
-)
 
 // roomLabel names a room for a message: its ID plus its alias or name when Synapse knows one.
 func roomLabel(r synapseclient.RoomSummary) string {
@@ -462,8 +469,8 @@ func (c *Checker) checkRooms(ctx context.Context, st *state) error {
 		}
 		n.ByVersion[version]++
 		n.StateEvents += r.StateEvents
-		switch {
-		case version == "1" || version == "2":
+		switch roomversions.Of(version) {
+		case roomversions.Unsupported:
 			n.Unsupported++
 			if accepted[r.RoomID] {
 				used[r.RoomID] = true
@@ -473,10 +480,10 @@ func (c *Checker) checkRooms(ctx context.Context, st *state) error {
 				break
 			}
 			st.r.add(Blocker, CodeRoomVersionUnsupported, r.RoomID, "%s is a version %s room%s, which Conduit cannot host: upgrade it (/upgraderoom in a client) or accept its loss with -accept %s", roomLabel(r), version, note, r.RoomID)
-		case slices.Contains(conduitUnstable, version):
+		case roomversions.Unstable:
 			n.Unstable++
 			st.r.add(Warning, CodeRoomVersionUnstable, r.RoomID, "%s is a version %s room, which Conduit hosts only as an unstable version (allow_unstable_room_versions must stay true); consider upgrading it", roomLabel(r), version)
-		case !slices.Contains(conduitStable, version):
+		case roomversions.Unknown:
 			st.r.add(Warning, CodeRoomVersionUnknown, r.RoomID, "%s has room version %q, which Conduit does not list: it may not be able to host it", roomLabel(r), version)
 		}
 		if r.JoinedLocalMembers == 0 {
@@ -555,6 +562,7 @@ func (c *Checker) checkSigningKey(ctx context.Context, st *state) error {
 	if err != nil {
 		return fmt.Errorf("fetching /_matrix/key/v2/server: %w", err)
 	}
+	st.keys = doc
 	id := c.Identity
 	if doc.ServerName != id.ServerName {
 		st.r.add(Blocker, CodeServerNameMismatch, doc.ServerName, "Synapse publishes keys for %q, but the configured server name is %q: synapse.url points at another server, or server_name is wrong", doc.ServerName, id.ServerName)

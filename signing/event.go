@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"strings"
 
 	gmsl "github.com/matrix-org/gomatrixserverlib"
+	"github.com/tidwall/gjson"
 )
 
 // RedactEvent applies the redaction algorithm of roomVersion to a PDU; event signatures and the
@@ -63,6 +65,39 @@ func EventID(roomVersion string, pdu []byte) (string, error) {
 		return "$" + base64.RawStdEncoding.EncodeToString(sum[:]), nil
 	}
 	return "$" + base64.RawURLEncoding.EncodeToString(sum[:]), nil
+}
+
+// DomainlessRoomIDs reports whether rooms of roomVersion are named by their create event's
+// reference hash (version 12 and later): the create event has no room_id and is implied in every
+// other event's auth_events rather than listed.
+func DomainlessRoomIDs(roomVersion string) bool {
+	impl, err := gmsl.GetRoomVersion(gmsl.RoomVersion(roomVersion))
+	return err == nil && impl.DomainlessRoomIDs()
+}
+
+// RoomIDOfCreate is the room ID a version 12 create event with this event ID names.
+func RoomIDOfCreate(createEventID string) string { return "!" + strings.TrimPrefix(createEventID, "$") }
+
+// CreateEventIDOf returns the create event ID a version 12 room ID names; ok is false for room
+// IDs with a server part (versions 1 to 11), whose create event is listed in auth_events.
+func CreateEventIDOf(roomID string) (string, bool) {
+	if !strings.HasPrefix(roomID, "!") || len(roomID) < 2 || strings.Contains(roomID, ":") {
+		return "", false
+	}
+	return "$" + roomID[1:], true
+}
+
+// EventRoomID is the room a PDU with this event ID belongs to: its room_id, or for a create event
+// of a version 12 room (which has none) the room ID its reference hash gives.
+func EventRoomID(roomVersion, eventID string, pdu []byte) string {
+	if r := gjson.GetBytes(pdu, "room_id"); r.Exists() {
+		return r.String()
+	}
+	if DomainlessRoomIDs(roomVersion) && gjson.GetBytes(pdu, "type").String() == "m.room.create" &&
+		gjson.GetBytes(pdu, "state_key").Type == gjson.String && gjson.GetBytes(pdu, "state_key").String() == "" {
+		return RoomIDOfCreate(eventID)
+	}
+	return ""
 }
 
 // SignEvent sets a PDU's content hash and adds serverName's signature over its redacted form,

@@ -262,28 +262,40 @@ func checkServerName(s string) error {
 	return nil
 }
 
-// requestJSON is the object an X-Matrix signature covers.
-func requestJSON(method, uri, origin, destination string, content []byte) (map[string]any, error) {
-	m := map[string]any{"method": method, "uri": uri, "origin": origin, "destination": destination}
-	if len(bytes.TrimSpace(content)) > 0 {
-		v, err := decodeJSON(content)
-		if err != nil {
+// requestPayload is the canonical JSON an X-Matrix signature covers: {content, destination,
+// method, origin, uri} in key order, content only when the body is not empty. The body is
+// canonicalised from its bytes, never decoded into a tree; objectOnly refuses other JSON values.
+func requestPayload(method, uri, origin, destination string, content []byte, objectOnly bool) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(len(content) + len(uri) + 128)
+	buf.WriteByte('{')
+	if body := bytes.TrimLeft(content, " \t\r\n"); len(body) > 0 {
+		if objectOnly && body[0] != '{' {
+			return nil, fmt.Errorf("%w: it starts with %q", ErrMalformedContent, body[0])
+		}
+		buf.WriteString(`"content":`)
+		if err := appendCanonical(&buf, content); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrMalformedContent, err)
 		}
-		m["content"] = v
+		buf.WriteByte(',')
 	}
-	return m, nil
+	for i, kv := range [][2]string{{"destination", destination}, {"method", method}, {"origin", origin}, {"uri", uri}} {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		writeCanonicalString(&buf, kv[0])
+		buf.WriteByte(':')
+		writeCanonicalString(&buf, kv[1])
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
 }
 
 // SignRequest makes the X-Matrix header for a request from id to destination; uri is the path and
 // query exactly as sent, content the JSON body or nil.
 func SignRequest(id *Identity, method, destination, uri string, content []byte) (XMatrix, error) {
 	key := id.SigningKey()
-	m, err := requestJSON(method, uri, id.ServerName, destination, content)
-	if err != nil {
-		return XMatrix{}, err
-	}
-	payload, err := canonicalValue(m)
+	payload, err := requestPayload(method, uri, id.ServerName, destination, content, false)
 	if err != nil {
 		return XMatrix{}, err
 	}
@@ -302,70 +314,105 @@ type Request struct {
 	Authorization []string // every Authorization header value, in order
 }
 
-// VerifyRequest checks a request's X-Matrix headers as received by destination and returns the
-// verified origin. All X-Matrix headers must name one origin; every one whose key is known must
-// verify, and at least one must.
-func VerifyRequest(r Request, destination string, lookup KeyLookup) (string, error) {
-	var headers []XMatrix
-	for _, h := range r.Authorization {
+// RequestAuth is what a request's X-Matrix headers say, checked as far as that is possible
+// without the body: parsed, one origin, addressed to us, and at least one key known.
+type RequestAuth struct {
+	origin      string
+	destination string
+	headers     []XMatrix
+	keys        []ed25519.PublicKey // per header; nil where the key is unknown
+}
+
+// Origin is the origin the headers name; it is verified only once Verify succeeds.
+func (a *RequestAuth) Origin() string { return a.origin }
+
+// CheckRequestHeaders checks a request's Authorization headers as received by destination: every
+// X-Matrix header parses, all name one origin, none names another destination, and lookup knows
+// at least one of their keys. It reads no body, so a request that cannot verify is refused
+// before its body is read.
+func CheckRequestHeaders(authorization []string, destination string, lookup KeyLookup) (*RequestAuth, error) {
+	a := &RequestAuth{destination: destination}
+	for _, h := range authorization {
 		if !IsXMatrix(h) {
 			continue
 		}
 		x, err := ParseXMatrix(h)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
-		if len(headers) > 0 && x.Origin != headers[0].Origin {
-			return "", fmt.Errorf("%w: %w", ErrMalformedHeader, errConflictingOrigin)
+		if len(a.headers) > 0 && x.Origin != a.headers[0].Origin {
+			return nil, fmt.Errorf("%w: %w", ErrMalformedHeader, errConflictingOrigin)
 		}
-		headers = append(headers, x)
-	}
-	if len(headers) == 0 {
-		return "", ErrNoAuthorization
-	}
-	for _, x := range headers {
 		if x.Destination != "" && x.Destination != destination {
-			return "", fmt.Errorf("%w: header names %q, this server is %q", ErrWrongDestination, x.Destination, destination)
+			return nil, fmt.Errorf("%w: header names %q, this server is %q", ErrWrongDestination, x.Destination, destination)
 		}
+		a.headers = append(a.headers, x)
 	}
-	origin := headers[0].Origin
-	m, err := requestJSON(r.Method, r.URI, origin, destination, r.Content)
-	if err != nil {
-		return "", err
+	if len(a.headers) == 0 {
+		return nil, ErrNoAuthorization
 	}
-	payload, err := canonicalValue(m)
-	if err != nil {
-		return "", err
-	}
-	verified := 0
+	a.origin = a.headers[0].Origin
+	known := 0
 	var unknown error
-	for _, x := range headers {
-		pub, err := lookup(origin, x.Key)
+	for _, x := range a.headers {
+		pub, err := lookup(a.origin, x.Key)
 		if err != nil {
 			if errors.Is(err, ErrUnknownKey) {
 				unknown = err
+				a.keys = append(a.keys, nil)
 				continue
 			}
-			return "", err
+			return nil, err
+		}
+		a.keys = append(a.keys, pub)
+		known++
+	}
+	if known == 0 {
+		return nil, unknown
+	}
+	return a, nil
+}
+
+// Verify checks the signatures over the request: every header whose key is known must verify.
+// content is the raw body (nil or empty when there is none); it returns the verified origin.
+func (a *RequestAuth) Verify(method, uri string, content []byte) (string, error) {
+	payload, err := requestPayload(method, uri, a.origin, a.destination, content, true)
+	if err != nil {
+		return "", err
+	}
+	for i, x := range a.headers {
+		pub := a.keys[i]
+		if pub == nil {
+			continue
 		}
 		sig, _ := DecodeBase64(x.Sig) // checked by ParseXMatrix
 		if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, payload, sig) {
-			return "", fmt.Errorf("%w: request signature by %s with %s", ErrBadSignature, origin, x.Key)
+			return "", fmt.Errorf("%w: request signature by %s with %s", ErrBadSignature, a.origin, x.Key)
 		}
-		verified++
 	}
-	if verified == 0 {
-		return "", unknown
-	}
-	return origin, nil
+	return a.origin, nil
 }
 
-// VerifyHTTPRequest reads req's body (putting it back for the handler) and verifies its X-Matrix
-// authentication as received by destination.
+// VerifyRequest checks a request's X-Matrix headers as received by destination and returns the
+// verified origin. All X-Matrix headers must name one origin; every one whose key is known must
+// verify, and at least one must.
+func VerifyRequest(r Request, destination string, lookup KeyLookup) (string, error) {
+	a, err := CheckRequestHeaders(r.Authorization, destination, lookup)
+	if err != nil {
+		return "", err
+	}
+	return a.Verify(r.Method, r.URI, r.Content)
+}
+
+// VerifyHTTPRequest verifies req's X-Matrix authentication as received by destination: the
+// headers first, then the body, read up to maxBody bytes and put back for the handler.
 func VerifyHTTPRequest(req *http.Request, destination string, lookup KeyLookup, maxBody int64) (string, error) {
+	a, err := CheckRequestHeaders(req.Header.Values("Authorization"), destination, lookup)
+	if err != nil {
+		return "", err
+	}
 	var body []byte
 	if req.Body != nil {
-		var err error
 		body, err = io.ReadAll(io.LimitReader(req.Body, maxBody+1))
 		req.Body.Close()
 		if err != nil {
@@ -380,7 +427,7 @@ func VerifyHTTPRequest(req *http.Request, destination string, lookup KeyLookup, 
 	if uri == "" {
 		uri = req.URL.RequestURI()
 	}
-	return VerifyRequest(Request{Method: req.Method, URI: uri, Content: body, Authorization: req.Header.Values("Authorization")}, destination, lookup)
+	return a.Verify(req.Method, uri, body)
 }
 
 // Lookup returns a KeyLookup that knows only id's own current keys, as Synapse checks requests

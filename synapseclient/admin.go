@@ -741,6 +741,13 @@ func (a *AdminClient) RoomMessages(ctx context.Context, roomID string, opts Mess
 	if page.State, err = parsePDUList(c.endpoint, body, root, "state", false); err != nil {
 		return nil, err
 	}
+	for _, list := range [][]PDU{page.Chunk, page.State} {
+		for i := range list {
+			if list[i], err = withoutAddedRoomID(list[i]); err != nil {
+				return nil, fmt.Errorf("synapseclient: %s: %w", c.endpoint, err)
+			}
+		}
+	}
 	return page, nil
 }
 
@@ -769,6 +776,9 @@ func (a *AdminClient) FetchEvent(ctx context.Context, eventID string) (*PDU, err
 		return nil, fmt.Errorf("synapseclient: %s: answer has no event object", c.endpoint)
 	}
 	p, err := pduFromResult(rawOf(body, ev), ev)
+	if err == nil {
+		p, err = withoutAddedRoomID(p)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("synapseclient: %s: %w", c.endpoint, err)
 	}
@@ -879,6 +889,11 @@ type LocalMedia struct {
 	LastAccessTS       int64  `json:"last_access_ts"`
 	QuarantinedBy      string `json:"quarantined_by"`
 	SafeFromQuarantine bool   `json:"safe_from_quarantine"`
+	// Authenticated (Synapse ≥ 1.120; 0/1 on SQLite) marks media uploaded with
+	// enable_authenticated_media on: Synapse serves it only on the authenticated endpoints.
+	Authenticated Bool `json:"authenticated"`
+	// SHA256 is the hex sha256 of the bytes, recorded at upload by Synapse releases after 1.120 (1.163 does; 1.120 does not); "" otherwise.
+	SHA256 string `json:"sha256"`
 }
 
 // LocalMediaPage is one page of a user's uploads; NextToken is nil on the last page.

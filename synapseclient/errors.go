@@ -30,6 +30,9 @@ var (
 	ErrNotConfigured = errors.New("not configured")
 	// ErrLoginAsSelf: login-as was asked for the admin itself; Synapse refuses that, use the admin token.
 	ErrLoginAsSelf = errors.New("cannot log in as the admin itself; use the admin token for the admin's own data")
+	// ErrUnrecognized: 404 M_UNRECOGNIZED, Synapse's answer for an endpoint it does not offer (such
+	// as login-as on a deployment that hands logins to the Matrix Authentication Service).
+	ErrUnrecognized = errors.New("endpoint not offered by this server")
 )
 
 // maxErrorBody caps the body kept in an *Error.
@@ -77,6 +80,8 @@ func (e *Error) Is(target error) bool {
 		return e.Status == 429
 	case ErrLoginAsSelf:
 		return e.Status == 400 && strings.Contains(strings.ToLower(e.Message), "login as self")
+	case ErrUnrecognized:
+		return e.Status == 404 && e.ErrCode == "M_UNRECOGNIZED"
 	}
 	return false
 }

@@ -3,10 +3,11 @@ package synapseclient
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 
 	"github.com/transition-matrix/transition-matrix/signing"
 )
@@ -23,6 +24,8 @@ type PDU struct {
 	Depth          int64
 	OriginServerTS int64
 	// PrevEvents and AuthEvents are event IDs; v1/v2 rooms' [[id,{sha256:...}]] pairs are reduced to the IDs.
+	// AuthEvents are the auth events the auth rules use: in room version 12 (a room ID without a
+	// server part) the m.room.create the room ID names comes first, although no event lists it.
 	PrevEvents []string
 	AuthEvents []string
 }
@@ -80,24 +83,60 @@ func pduFromResult(raw []byte, r gjson.Result) (PDU, error) {
 	if p.AuthEvents, err = eventRefs(r.Get("auth_events"), "auth_events"); err != nil {
 		return PDU{}, err
 	}
-	if p.RoomID == "" && p.Type == "m.room.create" && !r.Get("room_id").Exists() {
-		p.RoomID = createRoomID(raw, r)
+	if p.Type == "m.room.create" && p.StateKey != nil && *p.StateKey == "" {
+		if p.RoomID == "" {
+			if p.RoomID, err = roomIDOfCreate(p.EventID, raw, r); err != nil {
+				return PDU{}, err
+			}
+		}
+	} else if create, ok := signing.CreateEventIDOf(p.RoomID); ok && !slices.Contains(p.AuthEvents, create) {
+		p.AuthEvents = append([]string{create}, p.AuthEvents...)
 	}
 	return p, nil
 }
 
-// createRoomID is the room ID of a room version 12 create event, which carries none: "!" and the
-// event's reference hash (its event ID without the "$"). It is "" for other versions.
-func createRoomID(raw []byte, r gjson.Result) string {
-	v := r.Get("content.room_version")
-	if v.Type != gjson.String || v.String() != "12" {
-		return ""
+// withoutAddedRoomID undoes what Synapse's admin raw formats (room messages, fetch_event) do to
+// the create event of a version 12 room: they give it the room_id it was signed without (seen on
+// Synapse 1.163.2), so its signature and reference hash no longer hold. The room_id, the one
+// its event ID names, is dropped from Raw; RoomID keeps it.
+func withoutAddedRoomID(p PDU) (PDU, error) {
+	version := gjson.GetBytes(p.Raw, "content.room_version").String()
+	if p.Type != "m.room.create" || p.StateKey == nil || *p.StateKey != "" ||
+		!signing.DomainlessRoomIDs(version) || !gjson.GetBytes(p.Raw, "room_id").Exists() {
+		return p, nil
 	}
-	id, err := signing.EventID(v.String(), raw)
+	raw, err := sjson.DeleteBytes(p.Raw, "room_id")
 	if err != nil {
-		return ""
+		return PDU{}, err
 	}
-	return "!" + strings.TrimPrefix(id, "$")
+	id := p.EventID
+	if id == "" {
+		if id, err = signing.EventID(version, raw); err != nil {
+			return PDU{}, err
+		}
+	}
+	if p.RoomID != signing.RoomIDOfCreate(id) {
+		return PDU{}, fmt.Errorf("version 12 create event %s claims room %s", id, p.RoomID)
+	}
+	p.Raw = raw
+	return p, nil
+}
+
+// roomIDOfCreate is the room ID of a create event without room_id: in room version 12 and later
+// "!" and the event's reference hash (its event_id when the JSON carries one, as admin formats
+// do); "" for other versions, where the event is broken and its checks will say so.
+func roomIDOfCreate(eventID string, raw []byte, r gjson.Result) (string, error) {
+	if !signing.DomainlessRoomIDs(r.Get("content.room_version").String()) {
+		return "", nil
+	}
+	if eventID != "" {
+		return signing.RoomIDOfCreate(eventID), nil
+	}
+	id, err := signing.EventID(r.Get("content.room_version").String(), raw)
+	if err != nil {
+		return "", fmt.Errorf("m.room.create event: %w", err)
+	}
+	return signing.RoomIDOfCreate(id), nil
 }
 
 func intField(r gjson.Result, name string, prev error) (int64, error) {

@@ -39,7 +39,7 @@ var (
 func sharedWorld(t testing.TB) *world.World {
 	t.Helper()
 	simWorldOnce.Do(func() {
-		simWorld, simWorldErr = world.Generate(world.Options{Seed: 3, MessagesPerRoom: 15, OldKeyEvents: 5})
+		simWorld, simWorldErr = world.Generate(world.Options{Seed: 3, MessagesPerRoom: 15, OldKeyEvents: 5, V12Rooms: 1})
 	})
 	if simWorldErr != nil {
 		t.Fatal(simWorldErr)
@@ -236,7 +236,7 @@ func checkPDU(w *world.World, p synapseclient.PDU, filtered bool) (*world.Event,
 	key := fmt.Sprintf("%t %s", filtered, core)
 	if id, ok := checkedPDUs.Load(key); ok {
 		ev := room.Event(id.(string))
-		return ev, checkParsed(p, ev)
+		return ev, checkParsed(p, room, ev)
 	}
 	var signed struct {
 		Signatures map[string]map[string]string `json:"signatures"`
@@ -299,7 +299,7 @@ func checkPDU(w *world.World, p synapseclient.PDU, filtered bool) (*world.Event,
 	if string(core) != string(wantC) {
 		return nil, fmt.Errorf("event %s (pruned=%t) differs from the world:\n got %s\nwant %s", id, pruned, core, wantC)
 	}
-	if err := checkParsed(p, ev); err != nil {
+	if err := checkParsed(p, room, ev); err != nil {
 		return nil, err
 	}
 	checkedPDUs.Store(key, ev.ID)
@@ -311,7 +311,7 @@ func checkPDU(w *world.World, p synapseclient.PDU, filtered bool) (*world.Event,
 var checkedPDUs sync.Map
 
 // checkParsed compares the fields the client parsed from a PDU with the world's event.
-func checkParsed(p synapseclient.PDU, ev *world.Event) error {
+func checkParsed(p synapseclient.PDU, room *world.Room, ev *world.Event) error {
 	sk := ""
 	if p.StateKey != nil {
 		sk = *p.StateKey
@@ -322,7 +322,7 @@ func checkParsed(p synapseclient.PDU, ev *world.Event) error {
 	}
 	if p.Type != ev.Type || p.Sender != ev.Sender || p.Depth != ev.Depth || p.OriginServerTS != ev.OriginServerTS ||
 		(p.StateKey == nil) != (ev.StateKey == nil) || sk != wantSK ||
-		!slices.Equal(p.PrevEvents, ev.PrevEvents) || !slices.Equal(p.AuthEvents, ev.AuthEvents) {
+		!slices.Equal(p.PrevEvents, ev.PrevEvents) || !slices.Equal(p.AuthEvents, room.AuthEventIDs(ev)) || p.RoomID != ev.RoomID {
 		return fmt.Errorf("event %s: parsed fields %+v differ from the world's", ev.ID, p)
 	}
 	return nil
@@ -422,6 +422,8 @@ func TestSimCoversEveryClientMethod(t *testing.T) {
 		"AdminClient.LocalMediaTotals":      "TestSimQueryProfileAndMediaTotals",
 		"AdminClient.UserMedia":             "TestSimUserMedia",
 		"AdminClient.AllUserMedia":          "TestSimUserMedia",
+		"AdminClient.ProbeLoginAs":          "TestSimProbeLoginAsAndAuthIssuer",
+		"AdminClient.AuthIssuer":            "TestSimProbeLoginAsAndAuthIssuer",
 	}
 	for _, typ := range []reflect.Type{
 		reflect.TypeFor[*synapseclient.Client](), reflect.TypeFor[*synapseclient.AdminClient](),
@@ -1394,12 +1396,12 @@ func TestSimFederationReads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !sameSet(checkPDUs(t, r.w, what+" event_auth", auth, true), room.AuthChain(latest.AuthEvents, true)) {
+		if !sameSet(checkPDUs(t, r.w, what+" event_auth", auth, true), room.AuthChain(room.AuthEventIDs(latest), true)) {
 			t.Fatalf("%s: event_auth differs from the auth chain", what)
 		}
 
 		joiner := "@newcomer:" + r.w.ServerName
-		mj, err := f.MakeJoin(ctx, room.ID, joiner, []string{"1", "6", "10", "11"})
+		mj, err := f.MakeJoin(ctx, room.ID, joiner, []string{"1", "6", "10", "11", "12"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1948,5 +1950,21 @@ func TestSimUserMedia(t *testing.T) {
 	}
 	if _, err := r.c.Admin().AllUserMedia(ctx, "@nobody:"+r.w.ServerName); !errors.Is(err, synapseclient.ErrNotFound) {
 		t.Errorf("unknown user: %v", err)
+	}
+}
+
+// TestSimProbeLoginAsAndAuthIssuer: a Synapse that handles its own logins offers login-as (the
+// probe for the admin itself is refused with "login as self", no token made) and names no issuer.
+func TestSimProbeLoginAsAndAuthIssuer(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, synapsesim.Options{}, nil)
+	ctx := t.Context()
+	la, err := r.c.Admin().ProbeLoginAs(ctx)
+	if err != nil || !la.Available || la.Refusal != nil {
+		t.Fatalf("probe: %+v, %v", la, err)
+	}
+	iss, err := r.c.Admin().AuthIssuer(ctx)
+	if err != nil || iss != "" {
+		t.Fatalf("issuer %q, %v", iss, err)
 	}
 }

@@ -150,8 +150,10 @@ func (db *DB) now() time.Time {
 }
 
 // checkSchema runs a query that reads no rows but needs every required table and column.
-func (db *DB) checkSchema(ctx context.Context) error {
-	for _, tc := range requiredColumns {
+func (db *DB) checkSchema(ctx context.Context) error { return db.checkColumns(ctx, requiredColumns) }
+
+func (db *DB) checkColumns(ctx context.Context, cols []struct{ table, columns string }) error {
+	for _, tc := range cols {
 		rows, err := db.sql.QueryContext(ctx, "SELECT "+tc.columns+" FROM "+tc.table+" WHERE 1 = 0")
 		if err == nil {
 			err = rows.Close()

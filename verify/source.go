@@ -71,18 +71,25 @@ type CacheEvents struct {
 	// Refresh, when set, is called before a room is read, to bring the cache up to date from a
 	// running Synapse (the shim's archive of the room, from its current forward extremities).
 	Refresh func(ctx context.Context, r Room) error
+	// Read, when set, replaces Cache and Refresh: it reads the room's events (the JSON of
+	// redactions at least) from a cache another process holds, brought up to date there.
+	Read func(ctx context.Context, r Room, fn func(eventcache.Event) bool) error
 }
 
 // Events implements Events.
 func (c *CacheEvents) Events(ctx context.Context, r Room) ([]SourceEvent, error) {
 	roomID := r.RoomID
-	if c.Refresh != nil {
+	if c.Refresh != nil && c.Read == nil {
 		if err := c.Refresh(ctx, r); err != nil {
 			return nil, fmt.Errorf("bringing the cache up to date from Synapse: %w", err)
 		}
 	}
+	read := func(fn func(eventcache.Event) bool) error { return c.Cache.RoomEvents(roomID, fn) }
+	if c.Read != nil {
+		read = func(fn func(eventcache.Event) bool) error { return c.Read(ctx, r, fn) }
+	}
 	var out []SourceEvent
-	err := c.Cache.RoomEvents(roomID, func(e eventcache.Event) bool {
+	err := read(func(e eventcache.Event) bool {
 		se := SourceEvent{ID: e.ID, Type: e.Type, StateKey: e.StateKey, Depth: e.Depth, Status: e.Status,
 			PrevEvents: e.PrevEvents, AuthEvents: e.AuthEvents}
 		if e.Type == "m.room.redaction" {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/transition-matrix/transition-matrix/roomversions"
 )
 
 // Defaults of Config.
@@ -20,8 +22,8 @@ const (
 	DefaultMembersToTry = 3
 )
 
-// DefaultUnsupportedVersions are the room versions Conduit cannot host.
-var DefaultUnsupportedVersions = []string{"1", "2"}
+// DefaultUnsupportedVersions are the room versions the targets cannot host (roomversions).
+var DefaultUnsupportedVersions = roomversions.Unhostable()
 
 // Config is what a verification needs.
 type Config struct {

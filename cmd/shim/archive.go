@@ -22,7 +22,7 @@ const defaultArchiveParallel = 4
 
 // runArchive crawls every room with a joined local user into the event cache, resumably.
 func runArchive(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "archive", "archive -config FILE [-j N] [-room ROOM_ID]...")
+	fs := newFlagSet(env, "archive", "archive -config FILE [-j N] [-room ROOM_ID]... [-log-every DURATION]")
 	configPath := fs.String("config", "", "the shim's configuration `file` (required)")
 	parallel := fs.Int("j", defaultArchiveParallel, "rooms crawled at once")
 	var only stringList
@@ -41,16 +41,13 @@ func runArchive(ctx context.Context, env *Env, args []string) error {
 	defer log.Sync()
 	parts, err := openShim(cfg, log, nil)
 	if err != nil {
-		return err
+		return exitWith(exitCannotRun, err) // e.g. the cache is held by a running serve
 	}
 	defer parts.Close()
 
 	rooms, skipped, err := roomsToArchive(ctx, parts.client.Admin(), only)
 	if err != nil {
 		return err
-	}
-	for _, s := range skipped {
-		log.Warn("room skipped: no local user is joined, so Synapse will not serve its history over federation", zap.String("room_id", s))
 	}
 	prog := newProgress(env.Stderr, len(rooms), *progressEvery, log)
 	defer prog.stop()
@@ -118,7 +115,8 @@ func roomsToArchive(ctx context.Context, admin *synapseclient.AdminClient, only 
 func printArchiveSummary(w io.Writer, sums []eventsource.RoomSummary, skipped []string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "ROOM\tVERSION\tEVENTS\tVERIFIED\tREDACTED\tFAILED\tMISSING\tCOMPLETE\t")
-	var total, verified, failed, missing int64
+	var total, verified, redacted, failed, missing int64
+	complete := 0
 	for _, s := range sums {
 		done := "yes"
 		if !s.Complete {
@@ -128,9 +126,13 @@ func printArchiveSummary(w io.Writer, sums []eventsource.RoomSummary, skipped []
 			done = "error"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t\n", s.RoomID, s.RoomVersion, s.Events, s.Verified, s.Redacted, s.Failed(), len(s.Missing), done)
-		total, verified, failed, missing = total+s.Events, verified+s.Verified, failed+s.Failed(), missing+int64(len(s.Missing))
+		total, verified, redacted = total+s.Events, verified+s.Verified, redacted+s.Redacted
+		failed, missing = failed+s.Failed(), missing+int64(len(s.Missing))
+		if done == "yes" {
+			complete++
+		}
 	}
-	fmt.Fprintf(tw, "%d rooms\t\t%d\t%d\t\t%d\t%d\t\t\n", len(sums), total, verified, failed, missing)
+	fmt.Fprintf(tw, "%d rooms\t-\t%d\t%d\t%d\t%d\t%d\t%d/%d\t\n", len(sums), total, verified, redacted, failed, missing, complete, len(sums))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -140,7 +142,7 @@ func printArchiveSummary(w io.Writer, sums []eventsource.RoomSummary, skipped []
 		}
 	}
 	for _, id := range skipped {
-		fmt.Fprintf(w, "room %s: skipped, no local user is joined (Synapse will not serve its history)\n", id)
+		fmt.Fprintf(w, "room %s: skipped, no local user is joined (Synapse will not serve its history over federation; the export keeps its state)\n", id)
 	}
 	return nil
 }

@@ -73,3 +73,47 @@ func TestArchiveRotatedKeys(t *testing.T) {
 		t.Fatalf("the error does not say what to add:\n%s", msg)
 	}
 }
+
+// TestArchiveSummaryTotalsAndSkippedRoom: the totals row fills every column, and a room with no
+// local member is named once, in the summary, not also in a log line.
+func TestArchiveSummaryTotalsAndSkippedRoom(t *testing.T) {
+	w, err := world.Generate(world.Options{Seed: 32, MessagesPerRoom: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var skipped string
+	for _, r := range w.Rooms {
+		if r.Kind == world.KindAllLeft {
+			skipped = r.ID
+		}
+	}
+	if skipped == "" {
+		t.Fatal("the world has no room without local members")
+	}
+	sim := synapsesim.New(synapsesim.Options{World: w})
+	srv := httptest.NewServer(sim.Handler())
+	t.Cleanup(srv.Close)
+	sim.URL = srv.URL
+	cfg, _, err := writeDemoConfig(t.TempDir(), w, srv.URL, sim.AdminToken())
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runShim(t, nil, "archive", "-config", cfg)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	lines := strings.Split(out, "\n")
+	header := strings.Fields(lines[0])
+	var totals []string
+	for _, l := range lines {
+		if strings.Contains(l, " rooms ") {
+			totals = strings.Fields(strings.Replace(l, " rooms ", "_rooms ", 1))
+		}
+	}
+	if len(totals) != len(header) {
+		t.Errorf("the totals row has %d cells for %d columns (a blank cell?):\n%s", len(totals), len(header), out)
+	}
+	if n := strings.Count(out+errOut, skipped); n != 1 {
+		t.Errorf("the skipped room %s is named %d times, want once:\n%s\n%s", skipped, n, out, errOut)
+	}
+}

@@ -19,8 +19,11 @@ const checkDetails = `Exit status: 0 no blockers, 1 blockers listed, 2 the check
 (bad configuration, Synapse unreachable, or a check failed: the report is incomplete).
 
 Blockers: rooms of version 1 or 2 (unless -accept ROOM_ID), a signing key that
-is not the one Synapse publishes, Synapse refusing federation requests signed as
-itself, no admin access, and admin endpoints the export needs missing.
+is not the one Synapse publishes, a current or old key whose private half is
+public (the Element Server Suite key), Synapse refusing federation requests
+signed as itself, no admin access, and admin endpoints the export needs missing.
+A Synapse that hands its logins to the Matrix Authentication Service (MAS) is a
+warning that says what is and is not carried.
 
 With -json, stdout holds one object (also when the exit status is 2):
   {
@@ -63,7 +66,7 @@ func (r *roomIDs) Set(v string) error {
 // runCheck is the preflight: it asks the running Synapse everything that decides whether the move
 // can go ahead, prints a report, and exits 0 (no blockers), 1 (blockers) or 2 (could not check).
 func runCheck(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "check", "check -config FILE [-json] [-accept ROOM_ID]... [-out DIR]")
+	fs := newFlagSet(env, "check", "check -config FILE [-json] [-accept ROOM_ID]... [-out DIR] [-timeout DURATION]")
 	fs.details = checkDetails
 	configPath := fs.String("config", "", "the shim's configuration `file` (required; needs synapse.url and synapse.admin_token)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object (shape below) instead of a table")
@@ -104,6 +107,9 @@ func runCheck(ctx context.Context, env *Env, args []string) error {
 	checker := &preflight.Checker{
 		Admin: client.Admin(), Federation: client.Federation(), Identity: cfg.Identity, SynapseURL: cfg.Synapse.URL,
 		Accept: accept, ExportDir: *out, CachePath: cfg.Path(cfg.Cache.Path),
+	}
+	if cfg.MAS.Enabled {
+		checker.MAS = &preflight.MAS{Key: cfg.MAS.Key, Endpoint: cfg.MAS.Endpoint}
 	}
 	rep, err := checker.Run(ctx)
 	if err != nil {

@@ -205,7 +205,7 @@ func TestCheckCommandCannotRun(t *testing.T) {
 		name, config, check string
 		stderr              []string
 	}{
-		{"unreachable", unreachable, "reach", []string{"unreachable", deadURL}},
+		{"unreachable", unreachable, "reach", []string{deadURL, "connection refused"}},
 		{"bad config", bad, "config", []string{"server_name", "signing_key_path", "synapse.url"}},
 		{"no admin token", noToken, "config", []string{"synapse.admin_token (or synapse.admin_token_file): required"}},
 		{"missing file", filepath.Join(t.TempDir(), "nope.yaml"), "config", []string{"nope.yaml"}},

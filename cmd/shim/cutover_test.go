@@ -29,6 +29,8 @@ type cutoverBed struct {
 	target  *conduitsim.Server
 	cfgPath string
 	dir     string
+	// versionsWhole are the room versions checkWhole found whole on the target.
+	versionsWhole map[string]bool
 }
 
 const testASToken = "as_token_cutover"
@@ -39,7 +41,7 @@ func newCutoverBed(t *testing.T, opts world.Options, realShim bool) *cutoverBed 
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &cutoverBed{w: w, syn: synapsesim.Start(t, synapsesim.Options{World: w}), dir: t.TempDir()}
+	b := &cutoverBed{w: w, syn: synapsesim.Start(t, synapsesim.Options{World: w}), dir: t.TempDir(), versionsWhole: map[string]bool{}}
 	b.cfgPath, _, err = writeDemoConfig(b.dir, w, b.syn.URL, b.syn.AdminToken())
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +113,7 @@ func (b *cutoverBed) hostable() []*world.Room {
 func (b *cutoverBed) checkWhole(t *testing.T) {
 	t.Helper()
 	for _, r := range b.hostable() {
+		b.versionsWhole[r.Version] = true
 		info, ok := b.target.Room(r.ID)
 		if !ok {
 			t.Fatalf("room %s (%s) not held by the target", r.ID, r.Kind)
@@ -140,7 +143,7 @@ func TestRejoinThenWarmBringsEveryRoomWhole(t *testing.T) { testRejoinThenWarm(t
 func TestRejoinThenWarmThroughTheShim(t *testing.T) { testRejoinThenWarm(t, true) }
 
 func testRejoinThenWarm(t *testing.T, realShim bool) {
-	b := newCutoverBed(t, world.Options{Seed: 31, MessagesPerRoom: 130}, realShim)
+	b := newCutoverBed(t, world.Options{Seed: 31, MessagesPerRoom: 130, V12Rooms: 1}, realShim)
 	ctx := context.Background()
 	code, out, errOut := b.run(ctx, "rejoin", "-config", b.cfgPath)
 	if code != 0 {
@@ -163,6 +166,17 @@ func testRejoinThenWarm(t *testing.T, realShim bool) {
 		t.Fatalf("warm: exit %d\n%s\n%s", code, out, errOut)
 	}
 	b.checkWhole(t)
+	if !b.versionsWhole["12"] {
+		t.Error("no room of version 12 was checked")
+	}
+	// Each room warm skips is named once, with its reason.
+	for _, r := range b.w.Rooms {
+		if r.Version == "1" || !r.LocalJoinedNow() {
+			if n := strings.Count(out+errOut, r.ID); n != 1 || !strings.Contains(out, r.ID+"  ") {
+				t.Errorf("warm names the skipped room %s %d times, want once in its row:\n%s", r.ID, n, out)
+			}
+		}
+	}
 
 	// A rerun of both is a no-op: no join, no /messages.
 	before := b.target.Requests()
@@ -313,7 +327,7 @@ func TestRejoinWarmUsage(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, _, errOut := b.run(ctx, "rejoin", "-config", noTarget)
-	if code != 1 || !strings.Contains(errOut, "target.url (or the -target flag): required") || !strings.Contains(errOut, "target.token (or target.token_file): required") {
+	if code != 2 || !strings.Contains(errOut, "target.url (or the -target flag): required") || !strings.Contains(errOut, "target.token (or target.token_file): required") {
 		t.Fatalf("no target: %d %s", code, errOut)
 	}
 	// -target overrides target.url: pointing at the wrong place names the failure and leaks no token.
@@ -390,7 +404,7 @@ func TestVerifyAfterCutover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("export, import, archive, serve, rejoin, warm and four verifications: about 5 s, 25 s with -race")
 	}
-	w, err := world.Generate(world.Options{Seed: 41, MessagesPerRoom: 60, Users: 2})
+	w, err := world.Generate(world.Options{Seed: 41, MessagesPerRoom: 60, Users: 2, V12Rooms: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,11 +447,14 @@ func TestVerifyAfterCutover(t *testing.T) {
 	f.WriteString("target:\n  url: " + target.URL + "\n  token_file: as_token\n")
 	f.Close()
 
-	var cut *world.Room
+	var cut *world.Room // the room of version 12: its create event is named by the room ID
 	for _, r := range w.RoomsOfKind(world.KindOrdinary) {
-		if cut == nil || len(r.Events) > len(cut.Events) {
+		if r.Version == "12" {
 			cut = r
 		}
+	}
+	if cut == nil {
+		t.Fatal("the world has no room of version 12")
 	}
 	var victim *world.User
 	for _, u := range w.Users {

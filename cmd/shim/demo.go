@@ -26,8 +26,8 @@ import (
 // that backfills every room through the shim; or, with -serve, keeps both running for trying.
 func runDemo(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "demo", "demo [-serve] [-dir DIR] [-messages N] [-big N] [-seed N]")
-	serveOnly := fs.Bool("serve", false, "keep the simulated Synapse and the shim running until interrupted; print their details as one JSON line first")
-	dir := fs.String("dir", "", "folder for the demo's configuration, key and cache (default: a new temporary folder)")
+	serveOnly := fs.Bool("serve", false, "keep the simulated Synapse, the shim and a simulated Conduit running until interrupted; print their details as one JSON line first")
+	dir := fs.String("dir", "", "folder for the demo's configuration, key, cache, export, Conduit database, logs and reports, kept afterwards (default: a new temporary folder, removed on exit)")
 	messages := fs.Int("messages", 200, "activity (messages, edits, redactions, ...) per room")
 	big := fs.Int("big", 0, "extra activity in one room, to watch a large room go through")
 	seed := fs.Uint64("seed", 1, "seed of the generated world")
@@ -37,23 +37,23 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	if *messages < 1 || *big < 0 {
 		return usagef("-messages must be at least 1 and -big not negative")
 	}
-	keep := *dir != "" || *serveOnly
+	// A folder the demo made holds a signing key and an admin token: it goes when the demo ends,
+	// also on SIGINT or SIGTERM (they end ctx, and Run returns through this defer).
+	keep := *dir != ""
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "shim-demo-")
 		if err != nil {
 			return err
 		}
 		*dir = d
-		if !*serveOnly {
-			defer os.RemoveAll(d)
-		}
+		defer os.RemoveAll(d)
 	}
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return err
 	}
 
 	started := time.Now()
-	w, err := world.Generate(world.Options{Seed: *seed, MessagesPerRoom: *messages, BigRoomActivity: *big, OldKeyEvents: demoOldKeyEvents})
+	w, err := world.Generate(world.Options{Seed: *seed, MessagesPerRoom: *messages, BigRoomActivity: *big, OldKeyEvents: demoOldKeyEvents, V12Rooms: 1})
 	if err != nil {
 		return fmt.Errorf("generating the world: %w", err)
 	}
@@ -122,10 +122,31 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	}
 
 	if *serveOnly {
-		if err := printDemoInfo(env.Stdout, w, simURL, shimURL, keyPath, configPath, sim.AdminToken()); err != nil {
+		_, targetURL, err := d.startTarget(gctx, g, shimURL, nil)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(env.Stderr, "Simulated Synapse at %s, shim at %s; try: shim archive -config %s\nPress Ctrl-C to stop.\n", simURL, shimURL, configPath)
+		kept := "it is removed when the demo stops (pass -dir DIR to keep it)"
+		if keep {
+			kept = "it is kept"
+		}
+		fmt.Fprintf(env.Stderr, `Simulated Synapse at %s, the shim at %s, a simulated patched Conduit at %s.
+The configuration, signing key and tokens are in %s; %s.
+Try, in this order:
+  shim check   -config %[6]s
+  shim export  -config %[6]s -out %[7]s
+  shim archive -config %[6]s
+  shim rejoin  -config %[6]s
+  shim warm    -config %[6]s
+  shim verify  -config %[6]s -export %[7]s
+(the simulated Conduit has no imported database: verify names each user's devices and keys as
+missing; the plain 'shim demo' runs the import too)
+Press Ctrl-C to stop.
+`, simURL, shimURL, targetURL, *dir, kept, configPath, filepath.Join(*dir, "export"))
+		// The JSON line comes last, so whoever reads it knows the hint above is written.
+		if err := printDemoInfo(env.Stdout, w, demoURLs{synapse: simURL, shim: shimURL, target: targetURL}, keyPath, configPath, sim.AdminToken()); err != nil {
+			return err
+		}
 		<-ctx.Done()
 		cancel()
 		return ignoreCanceled(g.Wait())
@@ -225,6 +246,8 @@ type demoInfo struct {
 	ServerName     string         `json:"server_name"`
 	SynapseURL     string         `json:"synapse_url"`
 	ShimURL        string         `json:"shim_url"`
+	TargetURL      string         `json:"target_url"`
+	Dir            string         `json:"dir"`
 	SigningKeyPath string         `json:"signing_key_path"`
 	ConfigPath     string         `json:"config_path"`
 	AdminToken     string         `json:"admin_token"`
@@ -238,9 +261,12 @@ type demoInfoRoom struct {
 	LatestEventID string `json:"latest_event_id"`
 }
 
-func printDemoInfo(out io.Writer, w *world.World, synapseURL, shimURL, keyPath, configPath, adminToken string) error {
-	info := demoInfo{ServerName: w.ServerName, SynapseURL: synapseURL, ShimURL: shimURL, SigningKeyPath: keyPath,
-		ConfigPath: configPath, AdminToken: adminToken, Rooms: []demoInfoRoom{}}
+// demoURLs are where the demo's servers listen.
+type demoURLs struct{ synapse, shim, target string }
+
+func printDemoInfo(out io.Writer, w *world.World, urls demoURLs, keyPath, configPath, adminToken string) error {
+	info := demoInfo{ServerName: w.ServerName, SynapseURL: urls.synapse, ShimURL: urls.shim, TargetURL: urls.target,
+		Dir: filepath.Dir(configPath), SigningKeyPath: keyPath, ConfigPath: configPath, AdminToken: adminToken, Rooms: []demoInfoRoom{}}
 	for _, r := range w.Rooms {
 		info.Rooms = append(info.Rooms, demoInfoRoom{RoomID: r.ID, RoomVersion: r.Version, Events: len(r.Events), LatestEventID: r.Latest().ID})
 	}

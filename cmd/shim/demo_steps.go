@@ -17,11 +17,13 @@ import (
 
 	"github.com/transition-matrix/transition-matrix/conduit"
 	"github.com/transition-matrix/transition-matrix/conduit/conduittest"
+	"github.com/transition-matrix/transition-matrix/eventcache"
 	"github.com/transition-matrix/transition-matrix/importer"
 	"github.com/transition-matrix/transition-matrix/internal/conduitsim"
 	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/mediastore/mediastoretest"
+	"github.com/transition-matrix/transition-matrix/roomversions"
 	"github.com/transition-matrix/transition-matrix/synapsedb/synapsedbtest"
 	"github.com/transition-matrix/transition-matrix/verify"
 )
@@ -42,6 +44,10 @@ type demoRun struct {
 	sim        *synapsesim.Server
 	configPath string
 	step       int
+	// archived, warmed and warmOwn are counts kept for the closing explanation: events archive
+	// put in the cache, events the target holds after warm, and how many of those are its own.
+	archived, archivedRooms int64
+	warmed, warmOwn         int
 }
 
 func (d *demoRun) path(name string) string { return filepath.Join(d.dir, name) }
@@ -78,7 +84,7 @@ func (d *demoRun) beforeCutover(ctx context.Context) error {
 	}
 	var accept []string
 	for _, r := range d.w.Rooms {
-		if r.Version == "1" || r.Version == "2" {
+		if !roomversions.CanHost(r.Version) {
 			accept = append(accept, "-accept", r.ID)
 		}
 	}
@@ -98,7 +104,17 @@ func (d *demoRun) beforeCutover(ctx context.Context) error {
 		return err
 	}
 	if err := d.run(ctx, "history", func() string {
-		return fmt.Sprintf("%d events of every room verified into the cache", d.w.EventCount())
+		cache, err := eventcache.Open(d.path("cache.db"), eventcache.Options{})
+		if err != nil {
+			return "cache unreadable: " + err.Error()
+		}
+		defer cache.Close()
+		st, err := cache.Stats()
+		if err != nil {
+			return "cache unreadable: " + err.Error()
+		}
+		d.archived, d.archivedRooms = st.Events, st.Rooms
+		return fmt.Sprintf("%d events of %d rooms verified into the cache", st.Events, st.Rooms)
 	}, "archive", "-config", d.configPath); err != nil {
 		return err
 	}
@@ -149,31 +165,12 @@ func (d *demoRun) cutover(ctx context.Context, shimURL string) (bool, error) {
 		return false, err
 	}
 	defer db.Close()
-	target, err := conduitsim.New(conduitsim.Options{World: d.w, ShimURL: shimURL, ASToken: demoASToken, UserData: db})
-	if err != nil {
-		return false, err
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	defer g.Wait()
 	defer cancel()
-	targetURL, err := serveLoopback(gctx, g, target.Handler())
-	if err != nil {
-		return false, err
-	}
-	target.URL = targetURL
-	if err := os.WriteFile(d.path("as_token"), []byte(demoASToken+"\n"), 0o600); err != nil {
-		return false, err
-	}
-	f, err := os.OpenFile(d.configPath, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		return false, err
-	}
-	_, err = fmt.Fprintf(f, "target:\n  url: %s\n  token_file: as_token\n", targetURL)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	target, targetURL, err := d.startTarget(gctx, g, shimURL, db)
 	if err != nil {
 		return false, err
 	}
@@ -185,11 +182,16 @@ func (d *demoRun) cutover(ctx context.Context, shimURL string) (bool, error) {
 		return false, err
 	}
 	if err := d.run(ctx, "history", func() string {
-		n := 0
+		d.warmed, d.warmOwn = 0, 0
 		for _, info := range d.held(target) {
-			n += len(info.Timeline)
+			d.warmed += len(info.Timeline)
+			for _, id := range info.Timeline {
+				if d.w.Event(id) == nil {
+					d.warmOwn++ // the target's own join, sent by rejoin
+				}
+			}
 		}
-		return fmt.Sprintf("%d events backfilled by the target from the shim", n)
+		return fmt.Sprintf("%d events backfilled from the shim (+%d joins of its own)", d.warmed-d.warmOwn, d.warmOwn)
 	}, "warm", "-config", d.configPath); err != nil {
 		return false, err
 	}
@@ -215,14 +217,56 @@ func (d *demoRun) cutover(ctx context.Context, shimURL string) (bool, error) {
 	return verr == nil && rep.Result == verify.ResultOK, nil
 }
 
+// startTarget serves a simulated patched Conduit that federates with the shim at shimURL, over
+// data (the imported database; nil: the world's users only), and adds it to the configuration as
+// target.url with the appservice token in as_token.
+func (d *demoRun) startTarget(ctx context.Context, g *errgroup.Group, shimURL string, data conduitsim.UserData) (*conduitsim.Server, string, error) {
+	opts := conduitsim.Options{World: d.w, ShimURL: shimURL, ASToken: demoASToken}
+	if data != nil {
+		opts.UserData = data
+	}
+	target, err := conduitsim.New(opts)
+	if err != nil {
+		return nil, "", err
+	}
+	targetURL, err := serveLoopback(ctx, g, target.Handler())
+	if err != nil {
+		return nil, "", err
+	}
+	target.URL = targetURL
+	if err := os.WriteFile(d.path("as_token"), []byte(demoASToken+"\n"), 0o600); err != nil {
+		return nil, "", err
+	}
+	f, err := os.OpenFile(d.configPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return nil, "", err
+	}
+	_, err = fmt.Fprintf(f, "target:\n  url: %s\n  token_file: as_token\n", targetURL)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return target, targetURL, err
+}
+
 // printEndToEnd prints, room by room and then for users, what Synapse had and what the target holds.
 func (d *demoRun) printEndToEnd(rep *verify.Report) error {
 	tw := tabwriter.NewWriter(d.env.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROOM\tVERSION\tKIND\tSYNAPSE\tCONDUIT\tMISSING\tHIDDEN\tSTATE\tRESULT")
+	fmt.Fprintln(tw, "ROOM\tVERSION\tWHAT IT SHOWS\tSYNAPSE\tCONDUIT\tMISSING\tHIDDEN\tSTATE\tRESULT")
+	synapseEvents, unhosted, unhostedEvents, memberless, memberlessEvents := 0, 0, 0, 0, 0
 	for _, r := range rep.Rooms {
 		kind, events := "", 0
 		if wr := d.w.Room(r.RoomID); wr != nil {
-			kind, events = wr.Kind, len(wr.Events)
+			kind, events = demoRoomKinds[wr.Kind], len(wr.Events)
+			if kind == "" {
+				kind = wr.Kind
+			}
+		}
+		synapseEvents += events
+		switch r.Status {
+		case verify.RoomUnsupportedVersion:
+			unhosted, unhostedEvents = unhosted+1, unhostedEvents+events
+		case verify.RoomNoLocalMembers:
+			memberless, memberlessEvents = memberless+1, memberlessEvents+events
 		}
 		state := "-"
 		if r.State != nil {
@@ -250,7 +294,22 @@ func (d *demoRun) printEndToEnd(rep *verify.Report) error {
 	fmt.Fprintf(d.env.Stdout, "\nUsers: %d checked, %d whole (profile, devices and their sessions, device and cross-signing keys, account data, key backup), %d differ, %d missing, %d deactivated.\n",
 		s.Users, s.UsersOK, s.UsersDiffer, s.UsersMissing, s.UsersSkipped)
 	fmt.Fprintf(d.env.Stdout, "HIDDEN: events Synapse itself holds only redacted (before any local user joined a \"joined\"-visibility room); STATE: current state pieces equal or newer on the target.\n")
+	// The steps count different sets of events; say how they relate.
+	s = rep.Summary
+	fmt.Fprintf(d.env.Stdout, "Counts: Synapse holds %d events in %d rooms; archive cached %d of %d rooms (not the %d events of %d room(s) no local user is in, which Synapse does not serve); "+
+		"the target cannot host %d room(s) of %d events, so verify expects %d and found %d; warm's %d also counts the target's own %d joins.\n",
+		synapseEvents, len(rep.Rooms), d.archived, d.archivedRooms, memberlessEvents, memberless, unhosted, unhostedEvents,
+		s.EventsExpected, s.EventsArrived, d.warmed, d.warmOwn)
 	return nil
+}
+
+// demoRoomKinds says in words what each kind of generated room shows.
+var demoRoomKinds = map[string]string{
+	world.KindOrdinary:         "local members",
+	world.KindRemoteMembers:    "remote members too",
+	world.KindAllLeft:          "every local user left",
+	world.KindJoinedVisibility: "made elsewhere, joined late",
+	world.KindV1:               "room version 1",
 }
 
 // held are the world's rooms the target holds.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/verify"
 )
 
@@ -34,6 +35,15 @@ func TestDemoRunsTheWholeFlow(t *testing.T) {
 	if !strings.Contains(out, "0 differ, 0 missing") {
 		t.Fatalf("users did not all arrive:\n%s", out)
 	}
+	// The steps' different counts are explained, and the generator's names stay inside.
+	if !strings.Contains(out, "\nCounts: Synapse holds ") || !strings.Contains(out, "so verify expects") || !strings.Contains(out, "joins of its own") {
+		t.Errorf("no word on why the counts differ:\n%s", out)
+	}
+	for _, kind := range []string{world.KindOrdinary, world.KindRemoteMembers, world.KindAllLeft, world.KindJoinedVisibility} {
+		if strings.Contains(out, kind) {
+			t.Errorf("the generator's room kind %q is shown:\n%s", kind, out)
+		}
+	}
 	data, err := os.ReadFile(filepath.Join(dir, "verify", "report.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -52,16 +62,26 @@ func TestDemoRunsTheWholeFlow(t *testing.T) {
 			t.Errorf("the demo left no %s: %v", f, err)
 		}
 	}
+	// verify ran while serve held the cache: it read the cache through serve, with no second copy.
+	vlog, _ := os.ReadFile(filepath.Join(dir, "logs", "7-verify.txt"))
+	if !strings.Contains(string(vlog), "the running shim serve holds the event cache") || strings.Contains(string(vlog), "temporary") || strings.Contains(string(vlog), "scratch") {
+		t.Errorf("verify did not read the cache through the running serve:\n%s", vlog)
+	}
 }
 
+// TestDemoServePrintsItsDetailsFirstAndKeepsServing: demo -serve prints one JSON line, its
+// configuration works for archive, and for rejoin against the simulated Conduit it starts; the
+// temporary folder it made (signing key, tokens) is gone once it stops.
 func TestDemoServePrintsItsDetailsFirstAndKeepsServing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	dir := t.TempDir()
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
+	var stderr lockedBuffer
 	go func() {
-		done <- Run(ctx, []string{"demo", "-serve", "-dir", dir, "-messages", "30"}, &Env{Stdout: pw, Stderr: io.Discard, Getenv: func(string) string { return "" }})
+		done <- Run(ctx, []string{"demo", "-serve", "-messages", "30"}, &Env{Stdout: pw, Stderr: &stderr, Getenv: func(string) string { return "" }})
 		pw.Close()
 	}()
 	line, err := bufio.NewReader(pr).ReadString('\n')
@@ -76,7 +96,8 @@ func TestDemoServePrintsItsDetailsFirstAndKeepsServing(t *testing.T) {
 		t.Fatalf("first line is not the demo's JSON: %v\n%s", err, line)
 	}
 	if info.ServerName == "" || info.AdminToken == "" || !strings.HasPrefix(info.SynapseURL, "http://127.0.0.1:") ||
-		!strings.HasPrefix(info.ShimURL, "http://127.0.0.1:") || len(info.Rooms) < 6 {
+		!strings.HasPrefix(info.ShimURL, "http://127.0.0.1:") || !strings.HasPrefix(info.TargetURL, "http://127.0.0.1:") ||
+		!strings.HasPrefix(info.Dir, filepath.Join(tmp, "shim-demo-")) || len(info.Rooms) < 6 {
 		t.Fatalf("demo info: %+v", info)
 	}
 	for _, r := range info.Rooms {
@@ -93,8 +114,20 @@ func TestDemoServePrintsItsDetailsFirstAndKeepsServing(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "yes") {
 		t.Fatalf("archive against the demo: exit %d\n%s\n%s", code, out, errOut)
 	}
+	// The hint on stderr (written before the JSON line) names the configuration in each command.
+	if hint := stderr.String(); !strings.Contains(hint, "shim rejoin  -config "+info.ConfigPath+"\n") ||
+		!strings.Contains(hint, "shim verify  -config "+info.ConfigPath+" -export "+filepath.Join(info.Dir, "export")+"\n") {
+		t.Errorf("the hint does not name the configuration:\n%s", hint)
+	}
+	code, out, errOut = runShim(t, nil, "rejoin", "-config", info.ConfigPath)
+	if code != 0 || !strings.Contains(out, "joined") {
+		t.Fatalf("rejoin against the demo's simulated Conduit: exit %d\n%s\n%s", code, out, errOut)
+	}
 	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("demo -serve exit %d after interrupt", code)
+	}
+	if _, err := os.Stat(info.Dir); !os.IsNotExist(err) {
+		t.Fatalf("demo -serve left %s (signing key and tokens) behind: %v", info.Dir, err)
 	}
 }

@@ -9,23 +9,28 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/transition-matrix/transition-matrix/config"
 	"github.com/transition-matrix/transition-matrix/export"
 	"github.com/transition-matrix/transition-matrix/logging"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
+	"github.com/transition-matrix/transition-matrix/synapsedb"
 )
 
 // runExport writes one JSON file per local user and per room, and a manifest, into -out;
 // rerun with the same -out, it resumes.
 func runExport(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "export", "export -config FILE -out DIR [-j N] [-encrypt-to AGE_RECIPIENT]")
+	fs := newFlagSet(env, "export", "export -config FILE -out DIR [-j N] [-encrypt-to AGE_RECIPIENT] [-synapse-db DSN [-no-login-as]] [-progress-every DURATION]")
 	configPath := fs.String("config", "", "the shim's configuration `file` (required)")
 	out := fs.String("out", "", "export `directory` (created 0700; rerun with the same one to resume)")
 	jobs := fs.Int("j", export.DefaultJobs, "users and rooms exported at once")
 	encryptTo := fs.String("encrypt-to", "", "encrypt every user and room file to this age `recipient` (age1...)")
 	every := fs.Duration("progress-every", 10*time.Second, "how often to log progress when stderr is not a terminal")
+	synapseDB := fs.String("synapse-db", "", "Synapse's database (`DSN`: postgres://... or the SQLite file), read-only: E2EE keys, key backups, push rules and tags are read from it when Synapse refuses login-as (Matrix Authentication Service deployments, locked accounts)")
+	noLoginAs := fs.Bool("no-login-as", false, "read per-user client data from -synapse-db even when Synapse offers login-as")
 	if err := fs.parse(args); err != nil {
 		return err
+	}
+	if *noLoginAs && *synapseDB == "" {
+		return usagef("-no-login-as needs -synapse-db")
 	}
 	switch {
 	case *configPath == "":
@@ -35,23 +40,26 @@ func runExport(ctx context.Context, env *Env, args []string) error {
 	case *jobs < 1:
 		return usagef("-j must be at least 1, got %d", *jobs)
 	}
-	cfg, err := config.Load(*configPath, env.Getenv)
+	cfg, err := loadConfig(env, *configPath, "synapse.url", "synapse.admin_token")
 	if err != nil {
 		return err
-	}
-	if err := cfg.Require("synapse.url", "synapse.admin_token"); err != nil {
-		return fmt.Errorf("config %s: %w", *configPath, err)
 	}
 	log, err := logging.New(env.Stderr, cfg.Log.Level, cfg.Log.Format)
 	if err != nil {
 		return err
 	}
-	for _, w := range cfg.Warnings {
-		log.Warn(w)
+	var db *synapsedb.DB
+	if *synapseDB != "" {
+		if db, err = synapsedb.Open(ctx, *synapseDB); err != nil {
+			return err // synapsedb's errors never show the DSN's password
+		}
+		defer db.Close()
 	}
 	p := newExportProgress(env.Stderr, log, *every)
 	s, err := export.Run(ctx, export.Config{
-		Dir: *out,
+		SynapseDB: db,
+		NoLoginAs: *noLoginAs,
+		Dir:       *out,
 		Synapse: synapseclient.Config{
 			BaseURL: cfg.Synapse.URL, FederationURL: cfg.FederationURL(), AdminToken: string(cfg.Synapse.AdminToken),
 			ServerName: cfg.ServerName, Identity: cfg.Identity,
@@ -118,4 +126,7 @@ func printExportSummary(w io.Writer, s *export.Summary, server, dir string) {
 	fmt.Fprintf(w, "  requests: %d in %s (%.0f/s), %.1f MB written\n", s.Requests, s.Elapsed.Round(time.Millisecond),
 		rate(s.Requests, s.Elapsed), float64(s.Bytes)/1e6)
 	fmt.Fprintf(w, "  login-as tokens: %d made, %d could not be logged out\n", s.LoginTokens, s.LogoutFailures)
+	if s.FromSynapseDB > 0 {
+		fmt.Fprintf(w, "  users whose client data came from Synapse's database (no login-as): %d\n", s.FromSynapseDB)
+	}
 }

@@ -75,7 +75,7 @@ func TestExportCommandErrors(t *testing.T) {
 		{[]string{"export", "-out", "x"}, 2, "-config is required"},
 		{[]string{"export", "-config", path}, 2, "-out is required"},
 		{[]string{"export", "-config", path, "-out", "x", "-j", "0"}, 2, "-j must be at least 1"},
-		{[]string{"export", "-config", path, "-out", t.TempDir()}, 1, "synapse.admin_token (or synapse.admin_token_file): required"},
+		{[]string{"export", "-config", path, "-out", t.TempDir()}, 2, "synapse.admin_token (or synapse.admin_token_file): required"},
 	}
 	for _, c := range cases {
 		code, _, stderr := runShim(t, nil, c.args...)

@@ -17,6 +17,7 @@ import (
 	"github.com/transition-matrix/transition-matrix/conduit"
 	"github.com/transition-matrix/transition-matrix/config"
 	"github.com/transition-matrix/transition-matrix/importer"
+	"github.com/transition-matrix/transition-matrix/masdb"
 	"github.com/transition-matrix/transition-matrix/mediastore"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 	"github.com/transition-matrix/transition-matrix/synapsedb"
@@ -42,18 +43,23 @@ func runImport(ctx context.Context, env *Env, args []string) error {
 }
 
 func runImportConduit(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "import conduit", "import conduit -config FILE -export DIR -db PATH [-synapse-db DSN] [-media-store DIR] [-dry-run] [-j N]")
-	fs.details = `Conduit must be stopped, and must have been started once with this server_name and
-database_backend = "sqlite" (that creates the database, its server user and admin room).
+	fs := newFlagSet(env, "import conduit", "import conduit -config FILE -export DIR [-db PATH] [-backend sqlite|rocksdb] [-conduit-config conduit.toml] [-synapse-db DSN] [-mas-db DSN] [-media-store DIR] [-conduit-media DIR] [-age-identity FILE] [-dry-run] [-j N] [-report FILE] [-progress-every DURATION]")
+	fs.details = `Conduit must be stopped, and must have been started once with this server_name and its
+database_backend (that creates the database, its server user and admin room). The RocksDB backend
+needs the shim-rocksdb helper beside the shim, on PATH, or in $SHIM_ROCKSDB (see README).
 The export is verified in full (manifest, SHA-256 and size of every file) before anything is
 written; every user is written in one transaction; a second run changes nothing.
-Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 wrong usage.
+Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 could not
+run (wrong usage or a problem in the configuration; nothing was written).
 `
 	configPath := fs.String("config", "", "the shim's configuration `file` (required): server name and Synapse's signing keys")
 	exportDir := fs.String("export", "", "the export `directory` written by shim export (required)")
-	dbPath := fs.String("db", "", "Conduit's database_path `directory` holding conduit.db (required)")
+	dbPath := fs.String("db", "", "Conduit's database_path `directory` (conduit.db or a RocksDB database; default database_path of -conduit-config)")
+	backend := fs.String("backend", "", "Conduit's database_backend, sqlite or rocksdb (default: -conduit-config's, else what -db holds)")
+	conduitConfig := fs.String("conduit-config", "", "Conduit's configuration `file` (conduit.toml): database_backend, database_path and server_name are read from it")
 	conduitMedia := fs.String("conduit-media", "", "Conduit's media `directory` (default <db>/media, Conduit's default)")
 	synapseDB := fs.String("synapse-db", "", "Synapse's database: a PostgreSQL `DSN` (postgres://...) or an SQLite file; carries access tokens and one-time keys")
+	masDB := fs.String("mas-db", "", "the Matrix Authentication Service's PostgreSQL database (`DSN` postgres://...), read-only, for a Synapse that hands its logins to MAS: carries password hashes and compatibility sessions (with -synapse-db, one-time keys come from Synapse)")
 	mediaStore := fs.String("media-store", "", "Synapse's media_store_path `directory` (default synapse.media_store_path from the config)")
 	identity := fs.String("age-identity", "", "age identity `file` that decrypts an export written with -encrypt-to")
 	dryRun := fs.Bool("dry-run", false, "print what would be written, and write nothing")
@@ -68,8 +74,10 @@ Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 wron
 		return usagef("-config is required")
 	case *exportDir == "":
 		return usagef("-export is required")
-	case *dbPath == "":
-		return usagef("-db is required")
+	case *dbPath == "" && *conduitConfig == "":
+		return usagef("-db (or -conduit-config) is required")
+	case *backend != "" && *backend != conduit.BackendSQLite && *backend != conduit.BackendRocksDB:
+		return usagef("-backend must be sqlite or rocksdb, got %q", *backend)
 	case *jobs < 1:
 		return usagef("-j must be at least 1, got %d", *jobs)
 	}
@@ -77,7 +85,24 @@ Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 wron
 	if err != nil {
 		return err
 	}
-	dir := *dbPath
+	dir, be := *dbPath, *backend
+	if *conduitConfig != "" {
+		cc, err := conduit.ReadConfig(*conduitConfig)
+		if err != nil {
+			return err
+		}
+		if cc.ServerName != "" && cc.ServerName != cfg.ServerName {
+			return fmt.Errorf("%w: %s has server_name %q, the shim's configuration %q", conduit.ErrConfig, *conduitConfig, cc.ServerName, cfg.ServerName)
+		}
+		if be == "" {
+			be = cc.Backend
+		} else if be != cc.Backend {
+			return fmt.Errorf("%w: -backend %s, but %s has database_backend %q", conduit.ErrConfig, be, *conduitConfig, cc.Backend)
+		}
+		if dir == "" {
+			dir = cc.DatabasePath
+		}
+	}
 	if filepath.Base(dir) == conduit.FileName {
 		if st, err := os.Stat(dir); err == nil && !st.IsDir() {
 			dir = filepath.Dir(dir)
@@ -86,7 +111,7 @@ Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 wron
 	icfg := importer.Config{
 		ExportDir:  *exportDir,
 		Identity:   cfg.Identity,
-		OpenTarget: importer.ConduitTarget(dir, *conduitMedia, cfg.ServerName),
+		OpenTarget: importer.ConduitTargetOn(conduit.Options{ServerName: cfg.ServerName, MediaPath: *conduitMedia, Backend: be}, dir),
 		DryRun:     *dryRun,
 		Jobs:       *jobs,
 		Log:        log,
@@ -105,6 +130,14 @@ Exit status: 0 done, 1 something was refused or failed (named on stderr), 2 wron
 		}
 		defer db.Close()
 		icfg.Sessions = importer.SynapseSessions{DB: db}
+	}
+	if *masDB != "" {
+		mdb, err := masdb.Open(ctx, *masDB)
+		if err != nil {
+			return err // masdb's errors never show the DSN's password
+		}
+		defer mdb.Close()
+		icfg.Sessions = importer.MASSessions{MAS: mdb, ServerName: cfg.ServerName, Synapse: icfg.Sessions}
 	}
 	media, err := importMediaSource(cfg, *mediaStore, *jobs)
 	if err != nil {
@@ -224,6 +257,11 @@ func printImportSummary(w io.Writer, r *importer.Report) {
 	list(w, "users without a password in Synapse (SSO, appservices): they got an unusable hash", r.NoPassword)
 	list(w, "deactivated users (kept deactivated)", r.Deactivated)
 	list(w, "users who must log in again on at least one device", r.MustLogIn)
+	var oauth []string
+	for _, d := range r.SignInAgain {
+		oauth = append(oauth, d.UserID+" device "+d.DeviceID)
+	}
+	list(w, "must sign in again (OAuth 2.0 sessions of the Matrix Authentication Service cannot be carried)", oauth)
 	if r.SkippedTokens > 0 || r.ExpiringTokens > 0 {
 		fmt.Fprintf(w, "tokens: %d not carried (no exported device, or expired); %d had an expiry Conduit does not keep\n", r.SkippedTokens, r.ExpiringTokens)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"database/sql"
 	"encoding/binary"
 	"encoding/json"
 	"os"
@@ -151,16 +150,37 @@ func TestImportCommandErrors(t *testing.T) {
 	unknown := conduittest.FreshDB(t, "synapse.test", conduit.Version010)
 	setVersion(t, unknown, 19)
 
+	// Conduit configuration files: the backend and path come from them.
+	other := conduit.BackendSQLite
+	if conduittest.BackendOf(db) == conduit.BackendSQLite {
+		other = conduit.BackendRocksDB
+	}
+	conduitConfig := func(body string) string {
+		p := filepath.Join(t.TempDir(), "conduit.toml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	noBackend := conduitConfig("[global]\nserver_name = \"synapse.test\"\ndatabase_path = \"" + db + "\"\n")
+	otherServer := conduitConfig("[global]\nserver_name = \"other.example\"\ndatabase_backend = \"" + conduittest.BackendOf(db) + "\"\ndatabase_path = \"" + db + "\"\n")
+	good := conduitConfig("[global]\nserver_name = \"synapse.test\"\ndatabase_backend = \"" + conduittest.BackendOf(db) + "\"\ndatabase_path = \"" + db + "\"\n")
+
 	cases := []struct {
 		args []string
 		code int
 		err  string
 	}{
 		{[]string{"import"}, 2, "the target is missing"},
+		{[]string{"import", "conduit", "-config", cfgPath, "-export", out, "-db", db, "-backend", "mysql"}, 2, "-backend must be sqlite or rocksdb"},
+		{[]string{"import", "conduit", "-config", cfgPath, "-export", out, "-db", db, "-backend", other}, 1, "no Conduit database"},
+		{[]string{"import", "conduit", "-config", cfgPath, "-export", out, "-conduit-config", noBackend}, 1, "no global.database_backend"},
+		{[]string{"import", "conduit", "-config", cfgPath, "-export", out, "-conduit-config", otherServer}, 1, `server_name "other.example"`},
+		{[]string{"import", "conduit", "-config", cfgPath, "-export", out, "-conduit-config", good, "-backend", other}, 1, "database_backend"},
 		{[]string{"import", "dendrite"}, 2, `unknown target "dendrite"`},
 		{[]string{"import", "conduit", "-export", out, "-db", db}, 2, "-config is required"},
 		{[]string{"import", "conduit", "-config", cfgPath, "-db", db}, 2, "-export is required"},
-		{[]string{"import", "conduit", "-config", cfgPath, "-export", out}, 2, "-db is required"},
+		{[]string{"import", "conduit", "-config", cfgPath, "-export", out}, 2, "-db (or -conduit-config) is required"},
 		{[]string{"import", "conduit", "-config", cfgPath, "-export", out, "-db", db, "-j", "0"}, 2, "-j must be at least 1"},
 		{[]string{"import", "conduit", "-config", cfgPath, "-export", bad, "-db", db}, 1, victim},
 		{[]string{"import", "conduit", "-config", cfgPath, "-export", out, "-db", unknown}, 1, "unknown Conduit database version"},
@@ -173,6 +193,10 @@ func TestImportCommandErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", c.args, code, stderr, c.code, c.err)
 		}
 	}
+	// Conduit's configuration file names the backend and the path; a dry run through it works.
+	if code, stdout, stderr := runShim(t, env, "import", "conduit", "-config", cfgPath, "-export", out, "-conduit-config", good, "-dry-run"); code != 0 || !strings.Contains(stdout, conduittest.BackendOf(db)+" backend") {
+		t.Errorf("-conduit-config dry run: exit %d\n%s\n%s", code, stdout, stderr)
+	}
 	code, stdout, _ := runShim(t, nil, "import", "conduit", "-h")
 	if code != 0 || !strings.Contains(stdout, "-synapse-db") || !strings.Contains(stdout, "-dry-run") {
 		t.Errorf("import conduit -h: exit %d\n%s", code, stdout)
@@ -182,14 +206,7 @@ func TestImportCommandErrors(t *testing.T) {
 // setVersion overwrites global["version"] of a Conduit database.
 func setVersion(t *testing.T, dir string, v uint64) {
 	t.Helper()
-	db, err := sql.Open("sqlite", filepath.Join(dir, conduit.FileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(`UPDATE global SET value = ? WHERE key = ?`, binary.BigEndian.AppendUint64(nil, v), []byte("version")); err != nil {
-		t.Fatal(err)
-	}
+	conduittest.SetRaw(t, dir, "global", []byte("version"), binary.BigEndian.AppendUint64(nil, v))
 }
 
 // TestImportCommandSessionsAndMedia imports with Synapse's database (SQLite) and media store:

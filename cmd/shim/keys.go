@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/transition-matrix/transition-matrix/config"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
 
@@ -25,15 +24,9 @@ func runKeys(ctx context.Context, env *Env, args []string) error {
 	if err := fs.parse(args); err != nil {
 		return err
 	}
-	if *configPath == "" {
-		return usagef("-config is required")
-	}
-	cfg, err := config.Load(*configPath, env.Getenv)
+	cfg, err := loadConfig(env, *configPath)
 	if err != nil {
 		return err
-	}
-	for _, w := range cfg.Warnings {
-		fmt.Fprintf(env.Stderr, "warning: %s\n", w)
 	}
 	out, err := keysOutput(cfg.Identity, *conduit, *validFor, time.Now())
 	if err != nil {

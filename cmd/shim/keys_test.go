@@ -81,7 +81,7 @@ func TestKeysReportsConfigProblems(t *testing.T) {
 	cfg := filepath.Join(dir, "shim.yaml")
 	os.WriteFile(cfg, []byte("signing_key_path: nope.key\nlog: {level: loud}\n"), 0o600)
 	code, out, errOut := runShim(t, nil, "keys", "-config", cfg)
-	if code != 1 || out != "" {
+	if code != 2 || out != "" {
 		t.Fatalf("exit %d, stdout %q", code, out)
 	}
 	for _, want := range []string{"server_name: required", "log.level: want"} {

@@ -28,6 +28,12 @@ type Env struct {
 	// Ready, when set, is told each listener's address once it accepts connections ("federation",
 	// "metrics"), so tests and the demo wait on readiness instead of guessing.
 	Ready func(what, addr string)
+
+	// urlKeys maps each server URL of the loaded configuration (scheme://host) to its key, so an
+	// unreachable server is reported with the key that names it.
+	urlKeys map[string]string
+	// configPath is the configuration file the command loaded, for messages.
+	configPath string
 }
 
 // command is one subcommand: its name, a one-line summary, and its entry point.
@@ -49,7 +55,7 @@ func commands() []command {
 		{"rejoin", "have the target join every room through the shim (as a local member, via the appservice)", runRejoin},
 		{"warm", "page every room back to m.room.create on the target, so it backfills all history now (resumable)", runWarm},
 		{"verify", "compare the target with Synapse (or the export and the cache): what arrived, what is missing", runVerify},
-		{"demo", "run archive and serve against a simulated Synapse and backfill every room through the shim", runDemo},
+		{"demo", "run the whole migration against a simulated Synapse and a simulated Conduit (-serve: keep them running to try the commands)", runDemo},
 		{"help", "show this help, or a command's flags", nil},
 	}
 }
@@ -79,15 +85,34 @@ func (e *exitError) Unwrap() error { return e.err }
 // exitWith returns an error that makes Run return code, printing err (if any) as other failures are.
 func exitWith(code int, err error) error { return &exitError{code: code, err: err} }
 
-// Run executes the command line args and returns the process exit status: 0 success, 1 failure,
-// 2 wrong usage, or the status a command chose with exitWith.
+// Exit statuses, the same for every command (shim help shows exitStatusHelp).
+const (
+	exitOK = 0
+	// exitFailed: the command ran but did not finish its job, or found problems.
+	exitFailed = 1
+	// exitCannotRun: the command could not run: wrong usage, bad configuration, a server or a
+	// file it needs cannot be reached or is held.
+	exitCannotRun = 2
+)
+
+// exitStatusHelp documents the exit statuses in shim help.
+const exitStatusHelp = `Exit status, the same for every command:
+  0  done (check: no blockers; verify: everything arrived)
+  1  it ran, but something failed or is missing (check: blockers; verify: missing
+     events or users); the output names each one, and rerunning continues
+  2  it could not run: wrong flags, a problem in the configuration, or a server or
+     file it needs cannot be reached or is in use; the message says which
+`
+
+// Run executes the command line args and returns the process exit status (exitStatusHelp): 0
+// success, 1 failure, 2 could not run, or the status a command chose with exitWith.
 func Run(ctx context.Context, args []string, env *Env) int {
 	if env.Getenv == nil {
 		env.Getenv = os.Getenv
 	}
 	if len(args) == 0 {
 		printHelp(env.Stderr)
-		return 2
+		return exitCannotRun
 	}
 	name := args[0]
 	if name == "help" || name == "-h" || name == "-help" || name == "--help" {
@@ -106,24 +131,28 @@ func Run(ctx context.Context, args []string, env *Env) int {
 		var ee *exitError
 		switch {
 		case err == nil:
-			return 0
+			return exitOK
 		case errors.Is(err, flag.ErrHelp):
-			return 0
+			return exitOK
 		case errors.As(err, &ue):
 			fmt.Fprintf(env.Stderr, "shim %s: %s\nRun 'shim %s -h' for usage.\n", name, ue.msg, name)
-			return 2
+			return exitCannotRun
 		case errors.As(err, &ee):
 			if ee.err != nil {
-				fmt.Fprintf(env.Stderr, "shim %s: %v\n", name, ee.err)
+				fmt.Fprintf(env.Stderr, "shim %s: %v\n", name, describe(env, ee.err))
 			}
 			return ee.code
 		default:
+			if u := unreachable(env, err); u != nil {
+				fmt.Fprintf(env.Stderr, "shim %s: %v\n", name, u)
+				return exitCannotRun
+			}
 			fmt.Fprintf(env.Stderr, "shim %s: %v\n", name, err)
-			return 1
+			return exitFailed
 		}
 	}
 	fmt.Fprintf(env.Stderr, "shim: unknown command %q\nRun 'shim help' for the list of commands.\n", name)
-	return 2
+	return exitCannotRun
 }
 
 func printHelp(w io.Writer) {
@@ -143,7 +172,7 @@ Commands:
 	for _, c := range cmds {
 		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.summary)
 	}
-	fmt.Fprint(w, "\nRun 'shim <command> -h' for a command's flags.\n")
+	fmt.Fprint(w, "\nRun 'shim <command> -h' for a command's flags.\n\n"+exitStatusHelp)
 }
 
 // flagSet is a command's flags; it prints nothing by itself: parse prints its usage for -h and

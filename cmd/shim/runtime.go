@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/url"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,22 +15,36 @@ import (
 )
 
 // loadConfig reads the configuration named by -config, checks the keys the command needs, and
-// prints its warnings.
+// prints its warnings; a problem in it ends the command with exit status 2.
 func loadConfig(env *Env, path string, required ...string) (*config.Config, error) {
 	if path == "" {
 		return nil, usagef("-config is required")
 	}
 	cfg, err := config.Load(path, env.Getenv)
 	if err != nil {
-		return nil, err
+		return nil, exitWith(exitCannotRun, err)
 	}
 	if err := cfg.Require(required...); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, exitWith(exitCannotRun, fmt.Errorf("%s: %w", path, err))
 	}
 	for _, w := range cfg.Warnings {
 		fmt.Fprintf(env.Stderr, "warning: %s\n", w)
 	}
+	env.configPath = path
+	noteURLs(env, cfg)
 	return cfg, nil
+}
+
+// noteURLs remembers which configuration key names each server URL, for unreachable's message;
+// commands call it again after a flag such as -target replaced one.
+func noteURLs(env *Env, cfg *config.Config) {
+	env.urlKeys = map[string]string{}
+	for _, k := range []struct{ key, url string }{{"target.url", cfg.Target.URL},
+		{"synapse.federation_url", cfg.Synapse.FederationURL}, {"synapse.url", cfg.Synapse.URL}} {
+		if u, err := url.Parse(k.url); err == nil && u.Host != "" {
+			env.urlKeys[u.Scheme+"://"+u.Host] = k.key
+		}
+	}
 }
 
 // newLogger builds the command's logger from the configuration, writing to stderr.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -17,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,6 +168,8 @@ func TestServeTLSMetricsAndGracefulShutdown(t *testing.T) {
 	}
 }
 
+// TestServePortInUseIsAClearError: a port in use is exit status 2 (could not run), named with the
+// address, and leaves no empty cache file behind.
 func TestServePortInUseIsAClearError(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -184,7 +188,73 @@ func TestServePortInUseIsAClearError(t *testing.T) {
 	data, _ := os.ReadFile(cfgPath)
 	os.WriteFile(cfgPath, []byte(strings.Replace(string(data), "listen: 127.0.0.1:0", "listen: "+busy.Addr().String(), 1)), 0o600)
 	code, _, errOut := runShim(t, nil, "serve", "-config", cfgPath)
-	if code != 1 || !strings.Contains(errOut, "listen "+busy.Addr().String()) || !strings.Contains(errOut, "address already in use") {
+	if code != exitCannotRun || !strings.Contains(errOut, "listen "+busy.Addr().String()) || !strings.Contains(errOut, "address already in use") {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
+	if _, err := os.Stat(filepath.Join(dir, "cache.db")); !os.IsNotExist(err) {
+		t.Fatalf("a serve that could not start left its cache file: %v", err)
+	}
+}
+
+// TestServePrintsWhereItListens: with log.level warn (the demo's configuration) and port 0, serve
+// still says on stderr where it listens, and that is where it answers.
+func TestServePrintsWhereItListens(t *testing.T) {
+	w, err := world.Generate(world.Options{Seed: 22, Rooms: -1, Users: -1, MessagesPerRoom: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfgPath, _, err := writeDemoConfig(dir, w, "http://127.0.0.1:1", "token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(cfgPath); !strings.Contains(string(data), "level: warn") || !strings.Contains(string(data), "listen: 127.0.0.1:0") {
+		t.Fatalf("the test wants log.level warn and port 0:\n%s", data)
+	}
+	var stderr lockedBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	ready := make(chan string, 1)
+	env := &Env{Stdout: io.Discard, Stderr: &stderr, Getenv: func(string) string { return "" },
+		Ready: func(what, addr string) { ready <- addr }}
+	go func() { done <- Run(ctx, []string{"serve", "-config", cfgPath}, env) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case code := <-done:
+		t.Fatalf("serve exited with %d: %s", code, stderr.String())
+	}
+	// Ready is told once the listener accepts, after the line is printed.
+	want := "at http://" + addr + "\n"
+	if !strings.Contains(stderr.String(), want) {
+		t.Fatalf("serve did not print %q on stderr; it printed %q", want, stderr.String())
+	}
+	resp, err := http.Get("http://" + addr + "/_matrix/federation/v1/version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("serve exit %d after cancel", code)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a command writing while the test reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/transition-matrix/transition-matrix/config"
+	"github.com/transition-matrix/transition-matrix/roomversions"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 )
 
@@ -147,9 +148,6 @@ type migratingRoom struct {
 	Skip string
 }
 
-// unhostableVersions are the room versions Conduit cannot host at all.
-var unhostableVersions = []string{"1", "2"}
-
 // migratingRooms lists Synapse's rooms with their local joined members; rooms without one, and
 // rooms of versions Conduit cannot host, carry the reason they are skipped.
 func migratingRooms(ctx context.Context, admin *synapseclient.AdminClient, serverName string) ([]migratingRoom, error) {
@@ -163,7 +161,7 @@ func migratingRooms(ctx context.Context, admin *synapseclient.AdminClient, serve
 		switch {
 		case r.JoinedLocalMembers == 0:
 			mr.Skip = "no local user is joined"
-		case slices.Contains(unhostableVersions, r.Version):
+		case !roomversions.CanHost(r.Version):
 			mr.Skip = "room version " + r.Version + " cannot be hosted by Conduit"
 		default:
 			members, err := admin.RoomMembers(ctx, r.RoomID)
@@ -196,8 +194,9 @@ func loadTargetConfig(env *Env, path, targetFlag string) (*config.Config, error)
 	if err := cfg.OverrideTargetURL(targetFlag); err != nil {
 		return nil, usagef("%v", err)
 	}
+	noteURLs(env, cfg)
 	if err := cfg.Require("target.url", "target.token"); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, exitWith(exitCannotRun, fmt.Errorf("%s: %w", path, err))
 	}
 	return cfg, nil
 }

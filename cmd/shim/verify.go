@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/term"
 
+	"github.com/transition-matrix/transition-matrix/cacheshare"
 	"github.com/transition-matrix/transition-matrix/conduit"
 	"github.com/transition-matrix/transition-matrix/config"
 	"github.com/transition-matrix/transition-matrix/eventcache"
@@ -29,6 +30,8 @@ is slow and its result is what the warm-up would have given.
 Source: with Synapse up, rooms, current state and members come from its admin API
 and each room's events from the event cache, brought up to date from Synapse first;
 with -offline (Synapse shut down), from the export and the event cache as they are.
+While 'shim serve' runs on the same cache, verify reads the cache through serve (a
+socket beside the cache file, <cache.path>.sock): no copy, serve keeps serving.
 Users always come from the export: what the import carried.
 
 Writes OUT/report.json (format: docs/verify.md) and OUT/report.md, and prints a
@@ -41,7 +44,7 @@ named with its missing count); 2 verification could not run or is incomplete
 
 // runVerify compares the source with the target and writes the report.
 func runVerify(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "verify", "verify -config FILE -export DIR [-target URL] [-out DIR] [-j N] [-strict] [-offline]")
+	fs := newFlagSet(env, "verify", "verify -config FILE -export DIR [-target URL] [-out DIR] [-j N] [-strict] [-offline] [-age-identity FILE] [-conduit-db DIR] [-scratch-cache DIR]")
 	fs.details = verifyDetails
 	configPath := fs.String("config", "", "the shim's configuration `file` (required; needs target.url and target.token)")
 	targetURL := fs.String("target", "", "the target's client API `URL` (overrides target.url)")
@@ -51,6 +54,7 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 	strict := fs.Bool("strict", false, "count rooms of versions the target cannot host (1, 2) as problems")
 	offline := fs.Bool("offline", false, "Synapse is shut down: verify from the export and the event cache alone")
 	ageIdentity := fs.String("age-identity", "", "age identity `file` that decrypts an encrypted export")
+	scratch := fs.String("scratch-cache", "", "when another process holds the event cache and no shim serve answers beside it, read every room from Synapse again into a new cache under this `directory` (removed afterwards)")
 	conduitDB := fs.String("conduit-db", "", "Conduit's database_path `directory`, read-only (works while Conduit runs): checks every device kept its session")
 	if err := fs.parse(args); err != nil {
 		return err
@@ -69,6 +73,7 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 	if err := cfg.OverrideTargetURL(*targetURL); err != nil {
 		return usagef("%v", err)
 	}
+	noteURLs(env, cfg)
 	if err := cfg.Require("target.url", "target.token"); err != nil {
 		return exitWith(2, fmt.Errorf("%s: %w", *configPath, err))
 	}
@@ -104,11 +109,11 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 		}
 		_, err = probe.Admin().ServerVersion(ctx)
 		if err != nil {
-			return exitWith(2, fmt.Errorf("Synapse at %s does not answer (%v); if it is shut down on purpose, rerun with -offline to verify from the export and the event cache", cfg.Synapse.URL, err))
+			return exitWith(2, fmt.Errorf("%v; if it is shut down on purpose, rerun with -offline to verify from the export and the event cache", describe(env, err)))
 		}
 	}
 
-	cache, cleanup, err := openVerifyCache(cfg, client != nil, log)
+	cache, served, cleanup, err := openVerifyCache(ctx, env, cfg, *scratch, log)
 	if err != nil {
 		return exitWith(2, err)
 	}
@@ -124,21 +129,35 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 		defer db.Close()
 		vc.Sessions = db
 	}
-	if client != nil {
+	switch {
+	case served != nil:
+		// A running serve holds the cache: it reads the rooms and, with Synapse up, brings them up
+		// to date first, as verify would itself.
+		vc.Events = &verify.CacheEvents{Read: func(ctx context.Context, r verify.Room, fn func(eventcache.Event) bool) error {
+			var heads []string
+			if client != nil {
+				heads = r.Heads
+			}
+			return served.RoomEvents(ctx, r.RoomID, heads, []string{"m.room.redaction"}, fn)
+		}}
+	case client != nil:
 		src, err := eventsource.New(eventsource.Config{Identity: cfg.Identity, Cache: cache, Upstream: client.Federation(),
 			Keys: &eventsource.NotaryKeys{Client: client.Federation(), Identity: cfg.Identity}, Logger: log})
 		if err != nil {
 			return exitWith(2, err)
 		}
-		vc.SourceName = "synapse " + cfg.Synapse.URL + " and the event cache"
-		vc.Rooms = &verify.SynapseRooms{Admin: client.Admin(), ServerName: cfg.ServerName}
 		vc.Events = &verify.CacheEvents{Cache: cache, Refresh: func(ctx context.Context, r verify.Room) error {
 			return src.ArchiveRoom(ctx, r.RoomID, r.Heads, nil).Err
 		}}
+	default:
+		vc.Events = &verify.CacheEvents{Cache: cache}
+	}
+	if client != nil {
+		vc.SourceName = "synapse " + cfg.Synapse.URL + " and the event cache"
+		vc.Rooms = &verify.SynapseRooms{Admin: client.Admin(), ServerName: cfg.ServerName}
 	} else {
 		vc.SourceName = "the export " + *exportDir + " and the event cache"
 		vc.Rooms = exp
-		vc.Events = &verify.CacheEvents{Cache: cache}
 	}
 	return verifyAndReport(ctx, env, vc, *out)
 }
@@ -154,32 +173,45 @@ func openExport(dir, identityFile string) (*verify.ExportDir, error) {
 	return verify.OpenExport(dir, ids...)
 }
 
-// openVerifyCache opens the event cache. A running `shim serve` holds it: then, with Synapse up,
-// verify reads every room again from Synapse into a temporary cache; without Synapse it cannot.
-func openVerifyCache(cfg *config.Config, synapseUp bool, log *zap.Logger) (*eventcache.Cache, func(), error) {
+// openVerifyCache opens the event cache, or, when a running `shim serve` holds it, connects to
+// that serve over the cache's socket (served). Only when asked (-scratch-cache DIR) does it read
+// every room from Synapse again into a new cache in DIR instead.
+func openVerifyCache(ctx context.Context, env *Env, cfg *config.Config, scratch string, log *zap.Logger) (cache *eventcache.Cache, served *cacheshare.Client, cleanup func(), err error) {
 	path := cfg.Path(cfg.Cache.Path)
-	cache, err := eventcache.Open(path, eventcache.Options{ServeStatuses: eventsource.ServeStatuses})
+	cache, err = eventcache.Open(path, eventcache.Options{ServeStatuses: eventsource.ServeStatuses})
 	if err == nil {
-		return cache, func() { cache.Close() }, nil
+		return cache, nil, func() { cache.Close() }, nil
 	}
 	if !errors.Is(err, berrors.ErrTimeout) {
-		return nil, nil, fmt.Errorf("opening the event cache: %w", err)
+		return nil, nil, nil, fmt.Errorf("opening the event cache: %w", err)
 	}
-	if !synapseUp {
-		return nil, nil, fmt.Errorf("the event cache %s is held by another process (a running `shim serve`?): stop it for the verification", path)
+	served, derr := cacheshare.Dial(ctx, path)
+	if derr == nil {
+		fmt.Fprintf(env.Stderr, "verify: the running shim serve holds the event cache %s: reading it through %s\n", path, served.Socket())
+		return nil, served, served.Close, nil
 	}
-	dir, err := os.MkdirTemp("", "shim-verify-cache-")
+	if scratch == "" {
+		return nil, nil, nil, fmt.Errorf("the event cache %s is held by another process, and no shim serve answers beside it (%v): "+
+			"wait for that process (a `shim archive`?) to end, or pass -scratch-cache DIR to read every room from Synapse again into a new cache in DIR", path, derr)
+	}
+	if cfg.Synapse.URL == "" {
+		return nil, nil, nil, fmt.Errorf("-scratch-cache: the cache is filled from Synapse, and synapse.url is not set")
+	}
+	if err := os.MkdirAll(scratch, 0o700); err != nil {
+		return nil, nil, nil, fmt.Errorf("-scratch-cache: %w", err)
+	}
+	dir, err := os.MkdirTemp(scratch, "shim-verify-cache-")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, fmt.Errorf("-scratch-cache: %w", err)
 	}
-	log.Warn("the event cache is held by another process (a running `shim serve`?): reading every room's events from Synapse again into a temporary cache; this takes as long as `shim archive`",
-		zap.String("cache", path), zap.String("temporary", dir))
+	log.Warn("the event cache is held by another process: reading every room's events from Synapse again into a scratch cache; this takes as long as `shim archive`",
+		zap.String("cache", path), zap.String("scratch", dir))
 	cache, err = eventcache.Open(filepath.Join(dir, "cache.db"), eventcache.Options{ServeStatuses: eventsource.ServeStatuses})
 	if err != nil {
 		os.RemoveAll(dir)
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return cache, func() { cache.Close(); os.RemoveAll(dir) }, nil
+	return cache, nil, func() { cache.Close(); os.RemoveAll(dir) }, nil
 }
 
 // verifyAndReport runs the verification, writes the report files, prints the summary and turns

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/transition-matrix/transition-matrix/eventcache"
 )
 
 // verifySetup writes a configuration (server example.org, the given extra keys) and an empty,
@@ -78,7 +80,7 @@ func TestVerifyCommandErrors(t *testing.T) {
 		{"no manifest", []string{"-config", cfg, "-export", t.TempDir()}, 2, "no manifest"},
 		{"other server", []string{"-config", other, "-export", otherExp}, 2, "is of other.test, the configuration of example.org"},
 		{"synapse down", []string{"-config", synapseDown, "-export", exp, "-out", out}, 2, "rerun with -offline"},
-		{"target down", []string{"-config", cfg, "-export", exp, "-target", closedURL(t), "-out", out}, 2, "the target does not answer"},
+		{"target down", []string{"-config", cfg, "-export", exp, "-target", closedURL(t), "-out", out}, 2, "the target at http://127.0.0.1:"},
 		{"wrong token", []string{"-config", wrongToken, "-export", exp, "-out", out}, 2, "M_UNKNOWN_TOKEN"},
 		{"nothing to compare", []string{"-config", synapseDown, "-export", exp, "-offline", "-out", out}, 0, "Everything arrived: 0 events in 0 rooms, 0 users."},
 	}
@@ -95,5 +97,29 @@ func TestVerifyCommandErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "report.json")); err != nil {
 		t.Errorf("the successful run wrote no report.json: %v", err)
+	}
+}
+
+// TestVerifyCacheHeldWithoutServe: when another process holds the cache and no serve answers
+// beside it, verify stops with exit 2 naming -scratch-cache, and writes nothing to $TMPDIR.
+func TestVerifyCacheHeldWithoutServe(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"user_id":"@transition:example.org"}`))
+	}))
+	defer target.Close()
+	cfg, exp := verifySetup(t, "example.org", "target:\n  url: "+target.URL+"\n  token: as-token\n")
+	held, err := eventcache.Open(filepath.Join(filepath.Dir(cfg), "cache.db"), eventcache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	code, _, errOut := runShim(t, nil, "verify", "-config", cfg, "-export", exp, "-offline", "-out", filepath.Join(t.TempDir(), "r"))
+	if code != exitCannotRun || !strings.Contains(errOut, "is held by another process") || !strings.Contains(errOut, "-scratch-cache DIR") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
+		t.Fatalf("verify wrote to $TMPDIR: %v", entries)
 	}
 }

@@ -22,7 +22,7 @@ import (
 // m.room.create arrives, so the target backfills each room's whole history from the shim now
 // instead of when a user scrolls up. It is resumable: a state file keeps each room's last token.
 func runWarm(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "warm", "warm -config FILE [-target URL] [-j N] [-state FILE]")
+	fs := newFlagSet(env, "warm", "warm -config FILE [-target URL] [-j N] [-state FILE] [-limit N] [-stall N] [-retries N] [-log-every DURATION]")
 	fs.details = "Needs synapse.url, synapse.admin_token, target.url (or -target) and target.token. `shim serve`\n" +
 		"must be running, and `shim rejoin` must have run. Rerun to continue: rooms done are skipped.\n"
 	configPath := fs.String("config", "", "the shim's configuration `file` (required)")
@@ -250,7 +250,7 @@ func printWarmTable(w io.Writer, results []warmResult) error {
 		case "done", "done earlier":
 			d, done = "yes", done+1
 		case "skipped":
-			d = "skipped"
+			d = "skipped: " + r.Detail // named once, with its reason, in its own row
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", r.Room.ID, r.State.Events, r.State.Pages, d)
 		events, pages = events+r.State.Events, pages+r.State.Pages
@@ -264,10 +264,8 @@ func printWarmTable(w io.Writer, results []warmResult) error {
 			fmt.Fprintf(w, "room %s: %s\n", r.Room.ID, r.Detail)
 		}
 	}
-	for _, r := range results {
-		if r.Outcome == "skipped" {
-			fmt.Fprintf(w, "room %s: skipped, %s\n", r.Room.ID, r.Detail)
-		}
+	if events > 0 {
+		fmt.Fprintln(w, "EVENTS: what the target returns of each room's history, its own join (from rejoin) included.")
 	}
 	return nil
 }

@@ -1,5 +1,5 @@
-// Package conduittest builds Conduit databases for tests: what Conduit's first start writes,
-// without running Conduit.
+// Package conduittest builds Conduit databases for tests (what Conduit's first start writes,
+// without running Conduit) on either backend, and changes them behind Conduit's back.
 package conduittest
 
 import (
@@ -18,38 +18,73 @@ import (
 	"testing"
 
 	"github.com/transition-matrix/transition-matrix/conduit"
+	"github.com/transition-matrix/transition-matrix/conduit/rocksdbkv"
 )
 
-// templates caches one fresh database file per server name and version, so that tests copy a
-// file instead of creating 86 tables each time.
-var templates sync.Map // "<version> <server>" → []byte
+// templates caches one fresh database per backend, server name and version, so that tests copy
+// files instead of creating 86 tables each time.
+var templates sync.Map // "<backend> <version> <server>" → file name → bytes
 
 // FreshDB creates a fresh Conduit database of the given version in a new temporary directory and
-// returns the directory. Databases of one test binary with the same server name and version are
-// copies of one NewFreshDB result (same admin room and keypair).
+// returns the directory, on the backend Backend names. Databases of one test binary with the same
+// backend, server name and version are copies of one result (same admin room and keypair).
 func FreshDB(t testing.TB, serverName string, version int) string {
 	t.Helper()
+	return FreshDBOn(t, Backend(t), serverName, version)
+}
+
+// FreshDBOn is FreshDB on a named backend (conduit.BackendSQLite or conduit.BackendRocksDB).
+func FreshDBOn(t testing.TB, backend, serverName string, version int) string {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "conduit")
-	key := fmt.Sprint(version, " ", serverName)
+	key := fmt.Sprint(backend, " ", version, " ", serverName)
 	tmpl, ok := templates.Load(key)
 	if !ok {
 		tmp := filepath.Join(t.TempDir(), "template")
-		if err := NewFreshDB(tmp, serverName, version); err != nil {
-			t.Fatal(err)
+		var err error
+		if backend == conduit.BackendRocksDB {
+			err = NewFreshRocksDB(tmp, serverName, version, Helper(t))
+		} else {
+			err = NewFreshDB(tmp, serverName, version)
 		}
-		b, err := os.ReadFile(filepath.Join(tmp, conduit.FileName))
 		if err != nil {
 			t.Fatal(err)
 		}
-		tmpl, _ = templates.LoadOrStore(key, b)
+		files, err := readFiles(tmp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl, _ = templates.LoadOrStore(key, files)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, conduit.FileName), tmpl.([]byte), 0o600); err != nil {
-		t.Fatal(err)
+	for name, b := range tmpl.(map[string][]byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return dir
+}
+
+// readFiles reads every regular file of dir (a database directory has no subdirectories yet).
+func readFiles(dir string) (map[string][]byte, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		out[e.Name()] = b
+	}
+	return out, nil
 }
 
 // NewFreshDB writes <dir>/conduit.db as Conduit's first start does (research
@@ -58,12 +93,9 @@ func FreshDB(t testing.TB, serverName string, version int) string {
 // with an empty password, the admin room's alias, membership, short-ID and timeline rows (9
 // simplified, unsigned PDUs), and the server user's m.push_rules account data.
 func NewFreshDB(dir, serverName string, version int) error {
-	tables := conduit.TablesFor(uint64(version))
-	if tables == nil {
-		return fmt.Errorf("conduittest: unknown database version %d", version)
-	}
-	if serverName == "" {
-		return fmt.Errorf("conduittest: empty server name")
+	tables, rows, err := firstStart(serverName, version)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -90,10 +122,10 @@ func NewFreshDB(dir, serverName string, version int) error {
 			return err
 		}
 	}
-	w := &writer{ctx: ctx, tx: tx}
-	w.first(serverName, version)
-	if w.err != nil {
-		return w.err
+	for _, r := range rows {
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO `+r.table+` (key, value) VALUES (?, coalesce(?, X''))`, r.key, r.value); err != nil {
+			return err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return err
@@ -104,21 +136,74 @@ func NewFreshDB(dir, serverName string, version int) error {
 	return os.Chmod(path, 0o600)
 }
 
+// NewFreshRocksDB writes a RocksDB database in dir as Conduit's first start on its RocksDB
+// backend does: one column family per tree, created with Conduit's options by the shim-rocksdb
+// helper, and the same rows as NewFreshDB, left in RocksDB's write-ahead log as Conduit leaves them.
+func NewFreshRocksDB(dir, serverName string, version int, helper string) error {
+	tables, rows, err := firstStart(serverName, version)
+	if err != nil {
+		return err
+	}
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return fmt.Errorf("conduittest: %s is not empty", dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	db, err := rocksdbkv.Open(dir, rocksdbkv.Options{Helper: helper, Create: true})
+	if err != nil {
+		return err
+	}
+	for _, t := range tables {
+		if err := db.CreateColumnFamily(t); err != nil {
+			db.Close()
+			return err
+		}
+	}
+	ops := make([]rocksdbkv.Op, 0, len(rows))
+	for _, r := range rows {
+		ops = append(ops, rocksdbkv.Op{CF: r.table, Key: r.key, Value: nonNil(r.value)})
+	}
+	if err := db.Write(ops); err != nil {
+		db.Close()
+		return err
+	}
+	return db.Close()
+}
+
+type row struct {
+	table      string
+	key, value []byte
+}
+
+// firstStart returns the trees and rows of Conduit's first start.
+func firstStart(serverName string, version int) ([]string, []row, error) {
+	tables := conduit.TablesFor(uint64(version))
+	if tables == nil {
+		return nil, nil, fmt.Errorf("conduittest: unknown database version %d", version)
+	}
+	if serverName == "" {
+		return nil, nil, fmt.Errorf("conduittest: empty server name")
+	}
+	w := &writer{}
+	w.first(serverName, version)
+	return tables, w.rows, nil
+}
+
 type writer struct {
-	ctx   context.Context
-	tx    *sql.Tx
 	count uint64
-	err   error
+	rows  []row
 }
 
 func (w *writer) put(table string, key, value []byte) {
-	if w.err != nil {
-		return
+	w.rows = append(w.rows, row{table, key, nonNil(value)})
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
 	}
-	if value == nil {
-		value = []byte{}
-	}
-	_, w.err = w.tx.ExecContext(w.ctx, `INSERT OR REPLACE INTO `+table+` (key, value) VALUES (?, coalesce(?, X''))`, key, value)
+	return b
 }
 
 func (w *writer) next() uint64 { w.count++; return w.count }

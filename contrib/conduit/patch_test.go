@@ -210,45 +210,62 @@ func truncate(s string) string {
 	return s
 }
 
-// TestPatchIsAddedLinesOnly checks the shipped patch and that the README names its commit.
-func TestPatchIsAddedLinesOnly(t *testing.T) {
-	b, err := os.ReadFile("self-federation.patch")
-	if err != nil {
-		t.Fatal(err)
-	}
-	commit, files, problems := checkPatch(string(b))
-	for _, p := range problems {
-		t.Error(p)
-	}
-	if len(files) == 0 {
-		t.Fatal("the patch touches no file")
-	}
-	added := 0
-	for _, f := range files {
-		added += f.added
-	}
-	t.Logf("commit %s, %d files, %d added lines", commit, len(files), added)
+// shippedPatches are the patch files of this directory, one per Conduit commit.
+var shippedPatches = []string{"self-federation.patch", "self-federation-v0.10.12.patch"}
 
+// TestPatchIsAddedLinesOnly checks every shipped patch and that the README names its commit.
+func TestPatchIsAddedLinesOnly(t *testing.T) {
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if commit != "" && !strings.Contains(string(readme), commit) {
-		t.Errorf("README.md does not mention the Conduit commit %s the patch names", commit)
-	}
 	if !strings.Contains(string(readme), "git apply --unidiff-zero") {
 		t.Error("README.md does not say to apply with git apply --unidiff-zero")
 	}
+	commits := map[string]string{}
+	for _, name := range shippedPatches {
+		t.Run(name, func(t *testing.T) {
+			b, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			commit, files, problems := checkPatch(string(b))
+			for _, p := range problems {
+				t.Error(p)
+			}
+			if len(files) == 0 {
+				t.Fatal("the patch touches no file")
+			}
+			added := 0
+			for _, f := range files {
+				added += f.added
+				if f.path == "Cargo.lock" {
+					t.Error("the patch touches Cargo.lock; cargo updates it itself, and the lock's lines are Conduit's")
+				}
+			}
+			t.Logf("commit %s, %d files, %d added lines", commit, len(files), added)
+			if other, dup := commits[commit]; dup && commit != "" {
+				t.Errorf("%s names the same Conduit commit %s as %s: one patch per commit", name, commit, other)
+			}
+			commits[commit] = name
+			if commit != "" && !strings.Contains(string(readme), commit) {
+				t.Errorf("README.md does not mention the Conduit commit %s that %s names", commit, name)
+			}
+			if !strings.Contains(string(readme), name) {
+				t.Errorf("README.md does not name %s", name)
+			}
 
-	// The new module must be a new file, so that applying twice fails instead of doubling lines.
-	newFiles := 0
-	for _, f := range files {
-		if f.isNew {
-			newFiles++
-		}
-	}
-	if newFiles == 0 {
-		t.Error("the patch adds no new file; zero-context hunks would then apply twice without complaint")
+			// The new module must be a new file, so that applying twice fails instead of doubling lines.
+			newFiles := 0
+			for _, f := range files {
+				if f.isNew {
+					newFiles++
+				}
+			}
+			if newFiles == 0 {
+				t.Error("the patch adds no new file; zero-context hunks would then apply twice without complaint")
+			}
+		})
 	}
 }
 

@@ -82,11 +82,14 @@ func setup(t *testing.T, w *world.World, src federation.EventSource) *Consumer {
 }
 
 func TestBackfillEveryRoomThroughTheShim(t *testing.T) {
-	w, err := world.Generate(world.Options{Seed: 7, MessagesPerRoom: 150, OldKeyEvents: 5})
+	w, err := world.Generate(world.Options{Seed: 7, MessagesPerRoom: 150, OldKeyEvents: 5, V12Rooms: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := setup(t, w, worldSource{w: w})
+	if w.Rooms[len(w.Rooms)-1].Version != "12" {
+		t.Fatal("the world has no room of version 12")
+	}
 	for _, r := range w.Rooms {
 		res, err := c.BackfillRoom(context.Background(), r.ID, r.Version, r.ForwardExtremities())
 		if err != nil {

@@ -15,12 +15,13 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/transition-matrix/transition-matrix/internal/conduitlike"
+	"github.com/transition-matrix/transition-matrix/roomversions"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
 
 // SupportedVersions are the room versions Conduit asks for in make_join, in its order: the stable
 // 6–12, then the unstable 3–5 (allow_unstable_room_versions defaults to true).
-var SupportedVersions = []string{"6", "7", "8", "9", "10", "11", "12", "3", "4", "5"}
+var SupportedVersions = roomversions.Hosted()
 
 // stateKey is a (type, state_key) pair.
 type stateKey struct{ Type, StateKey string }
@@ -183,6 +184,9 @@ func (s *Server) remoteJoin(ctx context.Context, rm *room, user string, servers 
 			return &joinError{http.StatusBadGateway, "M_UNKNOWN", err.Error()}
 		}
 	}
+	if err := checkJoinFormat(ver, joinJSON); err != nil {
+		return &joinError{http.StatusBadGateway, "M_UNKNOWN", "the join event: " + err.Error()}
+	}
 	join, err := ver.NewEventFromUntrustedJSON(joinJSON)
 	if err != nil {
 		return &joinError{http.StatusBadGateway, "M_UNKNOWN", "the join event: " + err.Error()}
@@ -305,6 +309,30 @@ func adoptSignatures(version, joinID, server string, joinJSON, answered []byte) 
 		return nil, err
 	}
 	return signing.CanonicalJSON(out)
+}
+
+// checkJoinFormat is the part of Conduit's check_pdu_format a join built from a template can fail:
+// at most 20 prev_events and 10 auth_events and, in version 12 rooms, no create event among
+// the auth_events (the room ID names it).
+func checkJoinFormat(ver gmsl.IRoomVersion, joinJSON []byte) error {
+	var ev struct {
+		RoomID     string   `json:"room_id"`
+		PrevEvents []string `json:"prev_events"`
+		AuthEvents []string `json:"auth_events"`
+	}
+	if err := json.Unmarshal(joinJSON, &ev); err != nil {
+		return err
+	}
+	switch {
+	case len(ev.PrevEvents) > 20:
+		return fmt.Errorf("%d prev_events, more than 20", len(ev.PrevEvents))
+	case len(ev.AuthEvents) > 10:
+		return fmt.Errorf("%d auth_events, more than 10", len(ev.AuthEvents))
+	}
+	if create, ok := signing.CreateEventIDOf(ev.RoomID); ok && ver.DomainlessRoomIDs() && slices.Contains(ev.AuthEvents, create) {
+		return fmt.Errorf("auth_events list the create event %s, which a version %s room ID implies", create, ver.Version())
+	}
+	return nil
 }
 
 // authCheckJoin is Conduit's check of its join: every auth event arrived and is of the room, a

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	gmsl "github.com/matrix-org/gomatrixserverlib"
+
 	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
@@ -163,10 +165,10 @@ func worldIDs(r *world.Room) []string {
 }
 
 func TestJoinThenPaginateEveryRoom(t *testing.T) {
-	b := newBed(t, world.Options{Seed: 3, MessagesPerRoom: 120, OldKeyEvents: 5})
+	b := newBed(t, world.Options{Seed: 3, MessagesPerRoom: 120, OldKeyEvents: 5, V12Rooms: 1})
 	rooms := hostable(b.w)
-	if len(rooms) < 4 {
-		t.Fatalf("only %d hostable rooms", len(rooms))
+	if len(rooms) < 4 || !slices.ContainsFunc(rooms, func(r *world.Room) bool { return r.Version == "12" }) {
+		t.Fatalf("only %d hostable rooms, or none of version 12", len(rooms))
 	}
 	for _, r := range rooms {
 		user := localMember(b.w, r)
@@ -400,5 +402,26 @@ func TestJoinEventIsConduits(t *testing.T) {
 	if ev.Origin != b.w.ServerName || ev.Content.Membership != "join" || ev.Content.DisplayName != b.w.User(user).Profile.DisplayName ||
 		!slices.Equal(ev.PrevEvents, r.ForwardExtremities()) {
 		t.Fatalf("join %s", raw)
+	}
+}
+
+func TestJoinFormatRefusesAListedCreateInVersion12(t *testing.T) {
+	v12 := gmsl.MustGetRoomVersion(gmsl.RoomVersionV12)
+	room := "!" + strings.Repeat("A", 43)
+	ok := []byte(`{"room_id":"` + room + `","prev_events":["$p"],"auth_events":["$pl","$jr"]}`)
+	bad := []byte(`{"room_id":"` + room + `","prev_events":["$p"],"auth_events":["$` + strings.Repeat("A", 43) + `","$pl"]}`)
+	if err := checkJoinFormat(v12, ok); err != nil {
+		t.Fatalf("a v12 join without the create refused: %v", err)
+	}
+	if err := checkJoinFormat(v12, bad); err == nil || !strings.Contains(err.Error(), "create event") {
+		t.Fatalf("a v12 join listing the create accepted: %v", err)
+	}
+	v11 := gmsl.MustGetRoomVersion(gmsl.RoomVersionV11)
+	if err := checkJoinFormat(v11, []byte(`{"room_id":"!r:x","prev_events":[],"auth_events":["$c","$pl"]}`)); err != nil {
+		t.Fatalf("a v11 join refused: %v", err)
+	}
+	many := []byte(`{"room_id":"!r:x","prev_events":[],"auth_events":["1","2","3","4","5","6","7","8","9","10","11"]}`)
+	if err := checkJoinFormat(v11, many); err == nil {
+		t.Fatal("11 auth_events accepted")
 	}
 }

@@ -85,7 +85,7 @@ func (f *WorldPeer) makeJoin(w http.ResponseWriter, r *http.Request, roomID, use
 	st := rm.CurrentState()
 	var auth []string
 	for _, k := range [][2]string{{"m.room.create", ""}, {"m.room.power_levels", ""}, {"m.room.join_rules", ""}, {"m.room.member", user}} {
-		if id, ok := st.Get(k[0], k[1]); ok {
+		if id, ok := st.Get(k[0], k[1]); ok && !(k[0] == "m.room.create" && rm.DomainlessIDs()) {
 			auth = append(auth, id)
 		}
 	}

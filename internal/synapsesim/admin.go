@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 )
 
@@ -533,7 +534,7 @@ func (s *Server) adminMessages(w http.ResponseWriter, r *http.Request, v []strin
 	}
 	s.paginate(w, r, room, func(ev *world.Event) any {
 		if raw {
-			pdu := s.fedPDU(room, ev, false, unsignedAge)
+			pdu := adminRaw(room, ev, s.fedPDU(room, ev, false, unsignedAge))
 			if gjsonHas(pdu, "event_id") {
 				return json.RawMessage(pdu)
 			}
@@ -557,8 +558,21 @@ func (s *Server) fetchEvent(w http.ResponseWriter, r *http.Request, v []string) 
 		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "Event not found")
 		return
 	}
-	pdu := s.fedPDU(s.w.Room(ev.RoomID), ev, false, unsignedAge)
+	room := s.w.Room(ev.RoomID)
+	pdu := adminRaw(room, ev, s.fedPDU(room, ev, false, unsignedAge))
 	writeJSON(w, http.StatusOK, []byte(`{"event":`+string(pdu)+`}`))
+}
+
+// adminRaw is an event in the admin API's raw form: in a version 12 room Synapse gives the create
+// event the room_id it does not have (seen on Synapse 1.163.2), so these bytes are not the signed
+// PDU; the federation API serves it without.
+func adminRaw(room *world.Room, ev *world.Event, pdu []byte) []byte {
+	if room.DomainlessIDs() && ev.Type == "m.room.create" && !gjsonHas(pdu, "room_id") {
+		if out, err := sjson.SetBytes(pdu, "room_id", room.ID); err == nil {
+			return out
+		}
+	}
+	return pdu
 }
 
 // LocalMedia lists the local media the simulated server holds for each user with any: the

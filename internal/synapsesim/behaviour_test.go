@@ -359,3 +359,38 @@ func TestPathsWithSlashAndPlusInEventIDs(t *testing.T) {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
 }
+
+// TestVersion12CreateInAdminRawForms holds the simulator to what Synapse 1.163.2 does with the
+// create event of a version 12 room: the admin raw forms (room messages, fetch_event) give it a
+// room_id it was signed without, the federation API serves it as signed, without one.
+func TestVersion12CreateInAdminRawForms(t *testing.T) {
+	w := sharedWorld(t)
+	var room *world.Room
+	for _, r := range w.Rooms {
+		if r.Version == "12" {
+			room = r
+		}
+	}
+	if room == nil {
+		t.Fatal("the world has no room of version 12")
+	}
+	create := room.Create()
+	s := Start(t, Options{World: w, Version: "1.163.2"})
+	r := do(t, s, "GET", "/_synapse/admin/v1/rooms/"+esc(room.ID)+"/messages?raw&dir=f&limit=1", s.AdminToken(), nil)
+	if got := gjson.GetBytes(r.body, "chunk.0"); r.status != 200 || got.Get("event_id").String() != create.ID || got.Get("room_id").String() != room.ID {
+		t.Fatalf("admin messages raw, the create event: %d %.400s", r.status, r.body)
+	}
+	r = do(t, s, "GET", "/_synapse/admin/v1/fetch_event/"+esc(create.ID), s.AdminToken(), nil)
+	if r.status != 200 || gjson.GetBytes(r.body, "event.room_id").String() != room.ID {
+		t.Fatalf("fetch_event of the create event: %d %s", r.status, r.body)
+	}
+	r = fed(t, s, "GET", "/_matrix/federation/v1/event/"+esc(create.ID), nil)
+	if r.status != 200 || gjson.GetBytes(r.body, "pdus.0.room_id").Exists() || gjson.GetBytes(r.body, "pdus.0.type").String() != "m.room.create" {
+		t.Fatalf("federation /event of the create event: %d %s", r.status, r.body)
+	}
+	// Other events are unchanged.
+	r = do(t, s, "GET", "/_synapse/admin/v1/fetch_event/"+esc(room.Latest().ID), s.AdminToken(), nil)
+	if r.status != 200 || gjson.GetBytes(r.body, "event.room_id").String() != room.ID {
+		t.Fatalf("fetch_event of the latest event: %d %s", r.status, r.body)
+	}
+}

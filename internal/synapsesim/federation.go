@@ -392,7 +392,7 @@ func (s *Server) eventAuth(w http.ResponseWriter, r *http.Request, v []string) {
 		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "Could not find event "+v[1])
 		return
 	}
-	chain := s.pdusOf(room, room.AuthChain(ev.AuthEvents, true), unsignedAge)
+	chain := s.pdusOf(room, room.AuthChain(room.AuthEventIDs(ev), true), unsignedAge)
 	writeJSON(w, http.StatusOK, []byte(`{"auth_chain":`+string(jsonArray(chain))+`}`))
 }
 
@@ -430,6 +430,9 @@ func (s *Server) makeJoin(w http.ResponseWriter, r *http.Request, v []string) {
 	cur := room.CurrentState()
 	var auth []string
 	for _, k := range [][2]string{{"m.room.create", ""}, {"m.room.power_levels", ""}, {"m.room.join_rules", ""}, {"m.room.member", user}} {
+		if k[0] == "m.room.create" && room.DomainlessIDs() {
+			continue // version 12: the room ID implies it
+		}
 		if id, ok := cur.Get(k[0], k[1]); ok {
 			auth = append(auth, id)
 		}

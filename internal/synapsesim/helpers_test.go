@@ -23,7 +23,7 @@ var (
 func sharedWorld(t testing.TB) *world.World {
 	t.Helper()
 	worldOnce.Do(func() {
-		testWorld, worldErr = world.Generate(world.Options{Seed: 7, MessagesPerRoom: 40})
+		testWorld, worldErr = world.Generate(world.Options{Seed: 7, MessagesPerRoom: 40, V12Rooms: 1})
 	})
 	if worldErr != nil {
 		t.Fatal(worldErr)

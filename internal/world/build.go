@@ -28,13 +28,14 @@ func (g *gen) signerFor(pe *planEvent) ServerKey {
 	}
 }
 
-// authEventIDs selects auth_events per the auth rules: create, power levels,
-// the sender's membership and, for member events, join rules and the target's membership.
-func authEventIDs(pe *planEvent, st *stateSnap) []string {
+// authEventIDs selects auth_events per the auth rules: create (not in version 12, whose room
+// ID implies it), power levels, the sender's membership and, for member events, join rules and
+// the target's membership.
+func authEventIDs(pe *planEvent, st *stateSnap, domainless bool) []string {
 	if pe.typ == "m.room.create" {
 		return []string{}
 	}
-	var out []string
+	out := []string{}
 	add := func(typ, key string) {
 		if id, ok := st.get(StateKey{typ, key}); ok {
 			for _, x := range out {
@@ -45,7 +46,9 @@ func authEventIDs(pe *planEvent, st *stateSnap) []string {
 			out = append(out, id)
 		}
 	}
-	add("m.room.create", "")
+	if !domainless {
+		add("m.room.create", "")
+	}
 	add("m.room.power_levels", "")
 	if pe.typ == "m.room.member" {
 		switch pe.membership {
@@ -89,7 +92,7 @@ func (g *gen) buildRoom(p *roomPlan) error {
 			prevIDs = append(prevIDs, r.Events[j].ID)
 			referenced[j] = true
 		}
-		authIDs := authEventIDs(pe, before)
+		authIDs := authEventIDs(pe, before, r.DomainlessIDs())
 
 		content := pe.content
 		redacts := ""
@@ -102,7 +105,7 @@ func (g *gen) buildRoom(p *roomPlan) error {
 			switch pe.relKind {
 			case relRedact:
 				redacts = target
-				if r.Version == "11" {
+				if r.Version == "11" || r.DomainlessIDs() {
 					content["redacts"] = target
 				}
 			case relReplace:
@@ -133,11 +136,17 @@ func (g *gen) buildRoom(p *roomPlan) error {
 				SenderID: pe.sender, RoomID: r.ID, Type: pe.typ, StateKey: pe.stateKey,
 				PrevEvents: prevIDs, AuthEvents: authIDs, Redacts: redacts, Depth: depth, Content: contentJSON,
 			}
+			if i == 0 && r.DomainlessIDs() {
+				proto.RoomID = "" // version 12: the create event has no room_id
+			}
 			var built gmsl.PDU
 			built, err = verImpl.NewEventBuilderFromProtoEvent(&proto).Build(
 				time.UnixMilli(pe.ts), spec.ServerName(pe.origin), gmsl.KeyID(key.KeyID), key.Private)
 			if err == nil {
 				id, pdu = built.EventID(), built.JSON()
+				if i == 0 && r.DomainlessIDs() {
+					r.ID = "!" + id[1:] // the room ID is the create event's reference hash
+				}
 			}
 		}
 		if err != nil {

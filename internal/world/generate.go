@@ -176,6 +176,10 @@ func (g *gen) planRooms() {
 	p.enter(rita, bob)
 	p.activity(min(g.opts.MessagesPerRoom, 15), false)
 
+	for i := range g.opts.V12Rooms {
+		busy = append(busy, g.planV12Room(i))
+	}
+
 	n := g.opts.MessagesPerRoom
 	if g.opts.TotalEvents > 0 {
 		planned := 0
@@ -196,6 +200,26 @@ func (g *gen) planRooms() {
 	}
 	g.lobby.member(dave, dave, "leave") // deactivation parts the user
 	remoteMembers.fork(true)            // two forward extremities remain
+}
+
+// planV12Room sets up the i-th room of version 12: the first is public, created by alice with bob
+// as an additional creator, and has a remote member; the others are invite-only rooms of carol's.
+func (g *gen) planV12Room(i int) *roomPlan {
+	alice, bob, carol, erin := g.local("alice"), g.local("bob"), g.local("carol"), g.local("erin")
+	if i == 0 {
+		p := g.newRoomPlan(KindOrdinary, "12", alice)
+		p.create(roomConfig{name: "Version 12", topic: "creators above power levels", alias: "v12", joinRule: "public",
+			histVis: "shared", public: true, additionalCreators: []string{bob}})
+		for _, u := range []string{bob, carol, g.remote[0], erin} {
+			p.enter(alice, u)
+		}
+		return p
+	}
+	p := g.newRoomPlan(KindOrdinary, "12", carol)
+	p.create(roomConfig{name: fmt.Sprintf("Version 12 room %d", i+1), joinRule: "invite", histVis: "shared"})
+	p.enter(carol, alice)
+	p.enter(carol, erin)
+	return p
 }
 
 func (g *gen) extraIDs() []string {

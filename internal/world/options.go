@@ -40,6 +40,10 @@ type Options struct {
 	// branches of this many messages each from the same event, one sent by a remote user, one by a
 	// local user, then one local message merging them (two prev_events).
 	LongForkLength int
+	// V12Rooms adds this many rooms of version 12 after all the others (room ID from the create
+	// event's reference hash, creators outside the power levels); the first has an additional
+	// creator and a remote member. The rooms before them keep their IDs.
+	V12Rooms int
 }
 
 func (o Options) withDefaults() Options {

@@ -43,8 +43,11 @@ type roomPlan struct {
 	members map[string]string
 	order   []string // users who ever had a membership, in first-seen order
 	pl      map[string]int
-	msgs    []int // indexes of plain messages that may be edited/redacted
-	counter int
+	// creators are the room's creators (the create event's sender and additional_creators): in
+	// version 12 they have infinite power and are left out of m.room.power_levels.
+	creators map[string]bool
+	msgs     []int // indexes of plain messages that may be edited/redacted
+	counter  int
 	// firstLocalJoin is the index of the first join of a local user, -1 if none.
 	firstLocalJoin int
 	sessions       []string // megolm session IDs used in the room
@@ -83,7 +86,10 @@ func localpartOf(id string) string {
 func (g *gen) newRoomPlan(kind, version, creator string) *roomPlan {
 	rng := rand.New(rand.NewPCG(g.opts.Seed, 0x526f6f6d+uint64(len(g.plans))))
 	id := "!" + randString(rng, 18, letters) + ":" + serverOf(creator)
-	if g.opts.HostileIDs && kind == KindOrdinary {
+	if domainlessVersion(version) {
+		id = "" // the create event's reference hash, known once it is built
+	}
+	if g.opts.HostileIDs && kind == KindOrdinary && id != "" {
 		if k := len(g.plans) - 3; k >= 0 && k < len(hostileRoomParts) { // the first extra rooms
 			id = "!" + hostileRoomParts[k] + id[1:]
 		}
@@ -94,7 +100,8 @@ func (g *gen) newRoomPlan(kind, version, creator string) *roomPlan {
 		Kind:    kind,
 		Creator: creator,
 	}
-	p := &roomPlan{g: g, room: r, rng: rng, members: map[string]string{}, pl: map[string]int{}, firstLocalJoin: -1}
+	p := &roomPlan{g: g, room: r, rng: rng, members: map[string]string{}, pl: map[string]int{}, firstLocalJoin: -1,
+		creators: map[string]bool{creator: true}}
 	g.plans = append(g.plans, p)
 	return p
 }
@@ -162,12 +169,20 @@ type roomConfig struct {
 	joinRule, histVis   string
 	guestAccess, public bool
 	encrypted           bool
+	// additionalCreators go into the create event's additional_creators (version 12 only).
+	additionalCreators []string
 }
 
 func (p *roomPlan) powerLevelsContent() map[string]any {
 	users := map[string]any{}
 	for u, l := range p.pl {
-		users[u] = l
+		if !p.room.DomainlessIDs() || !p.creators[u] {
+			users[u] = l
+		}
+	}
+	tombstone := 100
+	if p.room.DomainlessIDs() {
+		tombstone = 150 // Synapse's presets: above every user who is not a creator
 	}
 	return map[string]any{
 		"users":          users,
@@ -185,7 +200,7 @@ func (p *roomPlan) powerLevelsContent() map[string]any {
 			"m.room.history_visibility": 100,
 			"m.room.canonical_alias":    50,
 			"m.room.avatar":             50,
-			"m.room.tombstone":          100,
+			"m.room.tombstone":          tombstone,
 			"m.room.server_acl":         100,
 			"m.room.encryption":         100,
 		},
@@ -197,8 +212,16 @@ func (p *roomPlan) powerLevelsContent() map[string]any {
 func (p *roomPlan) create(cfg roomConfig) {
 	r, c := p.room, p.room.Creator
 	content := map[string]any{"room_version": r.Version}
-	if r.Version != "11" {
+	if r.Version != "11" && !r.DomainlessIDs() {
 		content["creator"] = c
+	}
+	if len(cfg.additionalCreators) > 0 {
+		r.AdditionalCreators = cfg.additionalCreators
+		content["additional_creators"] = cfg.additionalCreators
+		for _, u := range cfg.additionalCreators {
+			p.creators[u] = true
+			p.pl[u] = 100
+		}
 	}
 	p.state(c, "m.room.create", "", content)
 	p.member(c, c, "join")

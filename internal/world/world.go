@@ -229,18 +229,21 @@ type BackupSessionData struct {
 
 // Room is a room and its whole event DAG.
 type Room struct {
-	ID                string
-	Version           string // "1", "6", "10", "11"
-	Kind              string
-	Creator           string
-	Name              string // current m.room.name, "" if none
-	Topic             string // current topic
-	Aliases           []string
-	CanonicalAlias    string
-	IsPublic          bool // published in the room directory
-	JoinRule          string
-	HistoryVisibility string // current
-	Encrypted         bool
+	ID      string
+	Version string // "1", "6", "10", "11", "12"
+	Kind    string
+	Creator string
+	// AdditionalCreators are the create event's additional_creators (room version 12): with
+	// Creator they have infinite power and are never listed in m.room.power_levels.
+	AdditionalCreators []string
+	Name               string // current m.room.name, "" if none
+	Topic              string // current topic
+	Aliases            []string
+	CanonicalAlias     string
+	IsPublic           bool // published in the room directory
+	JoinRule           string
+	HistoryVisibility  string // current
+	Encrypted          bool
 	// FirstLocalJoin is the event ID of the first join of a local user; events
 	// before it (KindJoinedVisibility) are hidden from the local server.
 	FirstLocalJoin string
@@ -447,9 +450,25 @@ func (r *Room) JoinedMembers() []string {
 	return out
 }
 
+// DomainlessIDs reports whether the room's ID is its create event's reference hash (version 12):
+// its create event has no room_id and is listed in no event's auth_events.
+func (r *Room) DomainlessIDs() bool { return domainlessVersion(r.Version) }
+
+func domainlessVersion(v string) bool { return v == "12" }
+
+// AuthEventIDs returns the event's auth events as the auth rules see them: in version 12 rooms the
+// room's m.room.create first, which the room ID implies (Synapse's auth chains hold it), then
+// its auth_events.
+func (r *Room) AuthEventIDs(e *Event) []string {
+	if !r.DomainlessIDs() || e.Type == "m.room.create" || len(r.Events) == 0 {
+		return e.AuthEvents
+	}
+	return append([]string{r.Create().ID}, e.AuthEvents...)
+}
+
 // AuthChain returns the IDs of all events reachable from ids through
 // auth_events (the given events are included only if includeGiven), ordered by
-// depth then ID.
+// depth then ID; in version 12 rooms the m.room.create every event implies is reached too.
 func (r *Room) AuthChain(ids []string, includeGiven bool) []string {
 	seen := map[string]bool{}
 	var stack []string
@@ -458,7 +477,7 @@ func (r *Room) AuthChain(ids []string, includeGiven bool) []string {
 			seen[id] = true
 		}
 		if ev := r.eventsByID[id]; ev != nil {
-			stack = append(stack, ev.AuthEvents...)
+			stack = append(stack, r.AuthEventIDs(ev)...)
 		}
 	}
 	for len(stack) > 0 {
@@ -469,7 +488,7 @@ func (r *Room) AuthChain(ids []string, includeGiven bool) []string {
 		}
 		seen[id] = true
 		if ev := r.eventsByID[id]; ev != nil {
-			stack = append(stack, ev.AuthEvents...)
+			stack = append(stack, r.AuthEventIDs(ev)...)
 		}
 	}
 	out := make([]string, 0, len(seen))

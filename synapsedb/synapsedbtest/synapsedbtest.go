@@ -46,6 +46,23 @@ var schema = []string{
 	`CREATE TABLE local_media_repository_thumbnails (media_id TEXT, thumbnail_width INTEGER, thumbnail_height INTEGER,
 		thumbnail_type TEXT, thumbnail_method TEXT, thumbnail_length INTEGER,
 		UNIQUE (media_id, thumbnail_width, thumbnail_height, thumbnail_type, thumbnail_method))`,
+	// The tables of the client-API stand-ins, with the columns of Synapse 1.163.2's schema (94).
+	`CREATE TABLE e2e_device_keys_json (user_id TEXT NOT NULL, device_id TEXT NOT NULL, ts_added_ms BIGINT NOT NULL,
+		key_json TEXT NOT NULL, UNIQUE (user_id, device_id))`,
+	`CREATE TABLE e2e_cross_signing_keys (user_id TEXT NOT NULL, keytype TEXT NOT NULL, keydata TEXT NOT NULL,
+		stream_id BIGINT NOT NULL, updatable_without_uia_before_ms BIGINT DEFAULT NULL, instance_name TEXT)`,
+	`CREATE TABLE e2e_cross_signing_signatures (user_id TEXT NOT NULL, key_id TEXT NOT NULL, target_user_id TEXT NOT NULL,
+		target_device_id TEXT NOT NULL, signature TEXT NOT NULL)`,
+	`CREATE TABLE e2e_room_keys_versions (user_id TEXT NOT NULL, version BIGINT NOT NULL, algorithm TEXT NOT NULL,
+		auth_data TEXT NOT NULL, deleted SMALLINT DEFAULT 0 NOT NULL, etag BIGINT)`,
+	`CREATE TABLE e2e_room_keys (user_id TEXT NOT NULL, room_id TEXT NOT NULL, session_id TEXT NOT NULL, version BIGINT NOT NULL,
+		first_message_index INT, forwarded_count INT, is_verified BOOLEAN, session_data TEXT NOT NULL)`,
+	`CREATE TABLE push_rules (id BIGINT PRIMARY KEY, user_name TEXT NOT NULL, rule_id TEXT NOT NULL, priority_class SMALLINT NOT NULL,
+		priority INTEGER NOT NULL DEFAULT 0, conditions TEXT NOT NULL, actions TEXT NOT NULL, UNIQUE (user_name, rule_id))`,
+	`CREATE TABLE push_rules_enable (id BIGINT PRIMARY KEY, user_name TEXT NOT NULL, rule_id TEXT NOT NULL, enabled SMALLINT,
+		UNIQUE (user_name, rule_id))`,
+	`CREATE TABLE room_tags (user_id TEXT NOT NULL, room_id TEXT NOT NULL, tag TEXT NOT NULL, content TEXT NOT NULL,
+		UNIQUE (user_id, room_id, tag))`,
 }
 
 // CreateSchema creates Synapse's tables in db (backend synapsedb.Postgres or synapsedb.SQLite).
