@@ -22,6 +22,7 @@ import (
 	"github.com/transition-matrix/transition-matrix/conduit/conduittest"
 	"github.com/transition-matrix/transition-matrix/export"
 	"github.com/transition-matrix/transition-matrix/internal/conduitlike"
+	"github.com/transition-matrix/transition-matrix/internal/conduitsim"
 	"github.com/transition-matrix/transition-matrix/internal/synapsetest"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
@@ -123,6 +124,84 @@ func TestRealSynapse(t *testing.T) {
 	})
 	t.Run("archive", func(t *testing.T) { testRealArchive(t, b) })
 	t.Run("serve", func(t *testing.T) { testRealServe(t, b) })
+	t.Run("cutover and verify -offline", func(t *testing.T) {
+		if exportDir == "" {
+			t.Skip("no export")
+		}
+		testRealCutover(t, b, exportDir)
+	})
+}
+
+// testRealCutover imports the export, joins and warms every room on a simulated patched Conduit
+// through shim serve, stops Synapse and runs shim verify -offline.
+func testRealCutover(t *testing.T, b *realBed, exportDir string) {
+	if err := b.s.Restart(); err != nil { // the serve test stopped it
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(b.dir, "cutover.yaml")
+	data, err := os.ReadFile(b.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dbDir := conduittest.FreshDB(t, b.rec.ServerName, conduit.Version010)
+	if code, stdout, stderr := runShim(t, nil, "import", "conduit", "-config", cfg, "-export", exportDir, "-db", dbDir, "-synapse-db", b.s.DatabasePath); code != 0 {
+		t.Fatalf("import: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	shimURL, stopServe := startStoppableServe(t, cfg)
+	db, err := conduit.Open(dbDir, conduit.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	id := b.s.Identity()
+	keys := conduitlike.StaticKeys{}
+	for i, k := range id.Keys {
+		var expired int64
+		if i > 0 {
+			expired = time.Now().Add(time.Hour).UnixMilli()
+		}
+		keys.Add(id.ServerName, string(k.ID), k.PublicKey(), expired)
+	}
+	var users []string
+	for _, u := range b.rec.Users {
+		if !u.Deactivated {
+			users = append(users, u.UserID)
+		}
+	}
+	sort.Strings(users)
+	target := conduitsim.Start(t, conduitsim.Options{Identity: id, Keys: keys, ShimURL: shimURL, ASToken: testASToken, UserData: db, Users: users})
+	if err := os.WriteFile(filepath.Join(b.dir, "as_token"), []byte(testASToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("target:\n  url: " + target.URL + "\n  token_file: as_token\n")
+	f.Close()
+	for _, args := range [][]string{{"rejoin", "-config", cfg}, {"warm", "-config", cfg}} {
+		if code, stdout, stderr := runShim(t, nil, args...); code != 0 {
+			t.Fatalf("%s: exit %d\n%s\n%s", args[0], code, stdout, stderr)
+		}
+	}
+	for _, r := range b.hostable() {
+		info, ok := target.Room(r.RoomID)
+		if !ok || !info.ReachedCreate {
+			t.Errorf("room %s (v%s): held %v, m.room.create reached %v", r.RoomID, r.Version, ok, ok && info.ReachedCreate)
+		}
+	}
+	// Synapse shut down and the shim removed, as after the cutover.
+	stopServe()
+	if err := b.s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runShim(t, nil, "verify", "-config", cfg, "-export", exportDir, "-offline", "-out", filepath.Join(t.TempDir(), "report"))
+	if code != 0 {
+		t.Fatalf("verify -offline: exit %d\n%s\n%s", code, stdout, stderr)
+	}
 }
 
 // TestRealSynapsePostgres seeds a smaller world into a Synapse on PostgreSQL and imports its
