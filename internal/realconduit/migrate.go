@@ -145,9 +145,15 @@ func (m *Migration) Run(ctx context.Context, afterExport func(exportDir string) 
 	}
 	for _, step := range []func(context.Context) error{m.Import, m.Serve, m.StartTarget, m.Rejoin, m.WarmWithRestart, m.Verify} {
 		if err := step(ctx); err != nil {
-			t.Fatal(err)
+			t.Fatalf("%v\n%s", err, m.Logs())
 		}
 	}
+}
+
+// Logs are the last lines of Conduit's and shim serve's logs, for failure messages.
+func (m *Migration) Logs() string {
+	serve, _ := os.ReadFile(filepath.Join(m.Dir, "serve.log"))
+	return "Conduit's panics and errors:\n" + m.Conduit.LogGrep("panicked", "ERROR", "WARN") + "\nConduit's log, last lines:\n" + m.Conduit.LogTail(15) + "\nshim serve's log, last lines:\n" + tail(string(serve), 25)
 }
 
 // FirstStart starts Conduit on an empty directory (it creates its database and admin room),
