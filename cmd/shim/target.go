@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/transition-matrix/transition-matrix/config"
@@ -24,6 +26,9 @@ type targetClient struct {
 	base  string
 	token string
 	hc    *http.Client
+
+	mu      sync.Mutex
+	devices map[string]string // user → access token of the device logged in for /messages ("" = masquerade)
 }
 
 func newTargetClient(cfg *config.Config) *targetClient {
@@ -47,11 +52,19 @@ func (e *targetError) Error() string {
 
 // do sends a request as user and decodes a 200 answer into out. The token never appears in errors.
 func (c *targetClient) do(ctx context.Context, method, path string, q url.Values, user string, out any) error {
+	return c.doAs(ctx, method, path, q, user, "", nil, out)
+}
+
+// doAs is do with the user's own device token (masquerading when token is "") and a JSON body.
+func (c *targetClient) doAs(ctx context.Context, method, path string, q url.Values, user, token string, reqBody any, out any) error {
 	if q == nil {
 		q = url.Values{}
 	}
-	if user != "" {
+	if user != "" && token == "" {
 		q.Set("user_id", user)
+	}
+	if token == "" {
+		token = c.token
 	}
 	u := c.base + path
 	if len(q) > 0 {
@@ -60,12 +73,19 @@ func (c *targetClient) do(ctx context.Context, method, path string, q url.Values
 	var body io.Reader
 	if method == http.MethodPost {
 		body = strings.NewReader("{}")
+		if reqBody != nil {
+			enc, err := json.Marshal(reqBody)
+			if err != nil {
+				return err
+			}
+			body = bytes.NewReader(enc)
+		}
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -134,9 +154,64 @@ func (c *targetClient) messages(ctx context.Context, user, roomID, from string, 
 	if from != "" {
 		q.Set("from", from)
 	}
+	token, err := c.deviceToken(ctx, user)
+	if err != nil {
+		return nil, err
+	}
 	var p messagesPage
-	err := c.do(ctx, http.MethodGet, "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/messages", q, user, &p)
+	err = c.doAs(ctx, http.MethodGet, "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/messages", q, user, token, nil, &p)
 	return &p, err
+}
+
+// warmDeviceID is the device the appservice logs each member in with for /messages.
+const warmDeviceID = "TRANSITIONMATRIXWARM"
+
+// deviceToken logs user in through the appservice (m.login.application_service) once and returns
+// that device's token. Real Conduit (0.10.12 and next) panics with a 500 on /messages for an
+// appservice request without a device; a target that has no appservice login gets "" (masquerade).
+func (c *targetClient) deviceToken(ctx context.Context, user string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if tok, ok := c.devices[user]; ok {
+		return tok, nil
+	}
+	if c.devices == nil {
+		c.devices = map[string]string{}
+	}
+	var out struct {
+		AccessToken string `json:"access_token"`
+	}
+	body := map[string]any{"type": "m.login.application_service", "identifier": map[string]any{"type": "m.id.user", "user": user},
+		"device_id": warmDeviceID, "initial_device_display_name": "transition-matrix warm (removed when warm ends)"}
+	err := c.doAs(ctx, http.MethodPost, "/_matrix/client/v3/login", nil, "", c.token, body, &out)
+	var te *targetError
+	if errors.As(err, &te) && (te.Status == http.StatusNotFound || te.Errcode == "M_UNRECOGNIZED" || te.Errcode == "M_UNKNOWN") {
+		c.devices[user] = ""
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("appservice login of %s for /messages: %w", user, err)
+	}
+	c.devices[user] = out.AccessToken
+	return out.AccessToken, nil
+}
+
+// logoutDevices logs out (and so deletes) every device deviceToken made.
+func (c *targetClient) logoutDevices(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for user, tok := range c.devices {
+		if tok == "" {
+			continue
+		}
+		if err := c.doAs(ctx, http.MethodPost, "/_matrix/client/v3/logout", nil, user, tok, nil, nil); err != nil {
+			errs = append(errs, fmt.Errorf("logging out %s's warm device: %w", user, err))
+			continue
+		}
+		delete(c.devices, user)
+	}
+	return errors.Join(errs...)
 }
 
 // migratingRoom is a room of Synapse as rejoin and warm see it.
