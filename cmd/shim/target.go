@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/transition-matrix/transition-matrix/verify"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/transition-matrix/transition-matrix/config"
@@ -27,8 +27,7 @@ type targetClient struct {
 	token string
 	hc    *http.Client
 
-	mu      sync.Mutex
-	devices map[string]string // user → access token of the device logged in for /messages ("" = masquerade)
+	devices verify.DeviceLogin // the device each member pages /messages through ("" = masquerade)
 }
 
 func newTargetClient(cfg *config.Config) *targetClient {
@@ -170,48 +169,31 @@ const warmDeviceID = "TRANSITIONMATRIXWARM"
 // that device's token. Real Conduit (0.10.12 and next) panics with a 500 on /messages for an
 // appservice request without a device; a target that has no appservice login gets "" (masquerade).
 func (c *targetClient) deviceToken(ctx context.Context, user string) (string, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if tok, ok := c.devices[user]; ok {
-		return tok, nil
-	}
-	if c.devices == nil {
-		c.devices = map[string]string{}
-	}
-	var out struct {
-		AccessToken string `json:"access_token"`
-	}
-	body := map[string]any{"type": "m.login.application_service", "identifier": map[string]any{"type": "m.id.user", "user": user},
-		"device_id": warmDeviceID, "initial_device_display_name": "transition-matrix warm (removed when warm ends)"}
-	err := c.doAs(ctx, http.MethodPost, "/_matrix/client/v3/login", nil, "", c.token, body, &out)
-	var te *targetError
-	if errors.As(err, &te) && (te.Status == http.StatusNotFound || te.Errcode == "M_UNRECOGNIZED" || te.Errcode == "M_UNKNOWN") {
-		c.devices[user] = ""
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("appservice login of %s for /messages: %w", user, err)
-	}
-	c.devices[user] = out.AccessToken
-	return out.AccessToken, nil
+	return c.devices.Token(ctx, user, func(ctx context.Context, user string) (string, int, string, error) {
+		var out struct {
+			AccessToken string `json:"access_token"`
+		}
+		body := verify.AppserviceLogin(user, warmDeviceID, "transition-matrix warm (removed when warm ends)")
+		err := c.doAs(ctx, http.MethodPost, "/_matrix/client/v3/login", nil, "", c.token, body, &out)
+		var te *targetError
+		if errors.As(err, &te) {
+			return "", te.Status, te.Errcode, fmt.Errorf("appservice login of %s for /messages: %w", user, err)
+		}
+		if err != nil {
+			return "", 0, "", fmt.Errorf("appservice login of %s for /messages: %w", user, err)
+		}
+		return out.AccessToken, 0, "", nil
+	})
 }
 
 // logoutDevices logs out (and so deletes) every device deviceToken made.
 func (c *targetClient) logoutDevices(ctx context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var errs []error
-	for user, tok := range c.devices {
-		if tok == "" {
-			continue
-		}
+	return c.devices.LogoutAll(ctx, func(ctx context.Context, user, tok string) error {
 		if err := c.doAs(ctx, http.MethodPost, "/_matrix/client/v3/logout", nil, user, tok, nil, nil); err != nil {
-			errs = append(errs, fmt.Errorf("logging out %s's warm device: %w", user, err))
-			continue
+			return fmt.Errorf("logging out %s's warm device: %w", user, err)
 		}
-		delete(c.devices, user)
-	}
-	return errors.Join(errs...)
+		return nil
+	})
 }
 
 // migratingRoom is a room of Synapse as rejoin and warm see it.
