@@ -21,15 +21,28 @@ import (
 func (s *Snapshot) Check(ctx context.Context, t testing.TB, target *Server) {
 	t.Helper()
 	c := NewClient(target.URL)
+	// Every event some user saw on Synapse, by room: an event Conduit shows a user whom Synapse
+	// hid it from (history visibility) is logged as Conduit's policy, an unknown one is an error.
+	seen := map[string]map[string]bool{}
 	for _, us := range s.Users {
-		us.check(ctx, t, c)
+		for room, evs := range us.Rooms {
+			if seen[room] == nil {
+				seen[room] = map[string]bool{}
+			}
+			for _, e := range evs {
+				seen[room][e.EventID] = true
+			}
+		}
+	}
+	for _, us := range s.Users {
+		us.check(ctx, t, c, seen)
 	}
 	for _, us := range s.Users {
 		us.checkPassword(ctx, t, c, target)
 	}
 }
 
-func (us *UserSnapshot) check(ctx context.Context, t testing.TB, c *Client) {
+func (us *UserSnapshot) check(ctx context.Context, t testing.TB, c *Client, seen map[string]map[string]bool) {
 	t.Helper()
 	tok := us.AccessToken
 	errorf := func(format string, args ...any) {
@@ -150,8 +163,13 @@ func (us *UserSnapshot) check(ctx context.Context, t testing.TB, c *Client) {
 			errorf("room %s: %v", room, err)
 			continue
 		}
-		if diff := historyDiff(got, want, us.ID); diff != "" {
+		diff, shown := historyDiff(got, want, seen[room])
+		if diff != "" {
 			errorf("room %s: the history on Conduit is not what the user saw on Synapse: %s", room, diff)
+		}
+		if len(shown) > 0 {
+			t.Logf("%s: room %s: Conduit shows %d events Synapse's history visibility hid from this user (Conduit's policy; docs/cutover.md): %v",
+				us.ID, room, len(shown), shown[:min(3, len(shown))])
 		}
 	}
 }
@@ -206,8 +224,9 @@ func StoredPasswordHash(target *Server, user string) (string, error) {
 }
 
 // historyDiff compares Conduit's history (newest first) with Synapse's: the same events in the same
-// order, except the join events the cutover made on Conduit (a local member joining again).
-func historyDiff(got, want []Event, user string) string {
+// order, except the join events the cutover made on Conduit (a local member joining again) and
+// events other users saw on Synapse (inRoom) that Synapse hid from this one, which it returns.
+func historyDiff(got, want []Event, inRoom map[string]bool) (diff string, shown []string) {
 	known := map[string]bool{}
 	for _, e := range want {
 		known[e.EventID] = true
@@ -221,7 +240,11 @@ func historyDiff(got, want []Event, user string) string {
 		if e.Type == "m.room.member" && e.StateKey != nil && *e.StateKey == e.Sender && bytes.Contains(e.Content, []byte(`"membership":"join"`)) {
 			continue // the rejoin
 		}
-		return fmt.Sprintf("Conduit has %s %s from %s that Synapse did not show", e.Type, e.EventID, e.Sender)
+		if inRoom[e.EventID] {
+			shown = append(shown, e.Type+" "+e.EventID)
+			continue
+		}
+		return fmt.Sprintf("Conduit has %s %s from %s that no user saw on Synapse", e.Type, e.EventID, e.Sender), shown
 	}
 	if len(kept) != len(want) {
 		have := map[string]bool{}
@@ -234,17 +257,17 @@ func historyDiff(got, want []Event, user string) string {
 				missing = append(missing, e.Type+" "+e.EventID)
 			}
 		}
-		return fmt.Sprintf("%d of Synapse's %d events are missing, first: %v", len(missing), len(want), missing[:min(3, len(missing))])
+		return fmt.Sprintf("%d of Synapse's %d events are missing, first: %v", len(missing), len(want), missing[:min(3, len(missing))]), shown
 	}
 	for i := range want {
 		if kept[i].EventID != want[i].EventID {
-			return fmt.Sprintf("order differs at position %d from the newest: %s on Conduit, %s on Synapse", i, kept[i].EventID, want[i].EventID)
+			return fmt.Sprintf("order differs at position %d from the newest: %s on Conduit, %s on Synapse", i, kept[i].EventID, want[i].EventID), shown
 		}
 		if kept[i].Type != want[i].Type || kept[i].Sender != want[i].Sender || !bytes.Equal(kept[i].Content, want[i].Content) {
-			return fmt.Sprintf("event %s differs: conduit %s %s, synapse %s %s", want[i].EventID, kept[i].Type, kept[i].Content, want[i].Type, want[i].Content)
+			return fmt.Sprintf("event %s differs: conduit %s %s, synapse %s %s", want[i].EventID, kept[i].Type, kept[i].Content, want[i].Type, want[i].Content), shown
 		}
 	}
-	return ""
+	return "", shown
 }
 
 // ruleDiff names the push rules that differ between two /pushrules/ answers, or "".
