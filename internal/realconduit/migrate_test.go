@@ -43,7 +43,9 @@ func TestMigrationIntoRealConduit(t *testing.T) {
 		t.Fatalf("the seeded large room has %d events on Synapse, want ≥ 300", n)
 	}
 
-	m := NewMigration(t, SourceOf(syn), Options{Bin: bin})
+	// TM_CONDUIT_BACKEND=rocksdb (with SHIM_ROCKSDB naming the import's helper) runs the same
+	// migration on Conduit's RocksDB backend; the binary must be built with it.
+	m := NewMigration(t, SourceOf(syn), Options{Bin: bin, Backend: os.Getenv("TM_CONDUIT_BACKEND")})
 	m.Recorder = NewRecorder()
 	defer m.Recorder.Close()
 	m.Run(ctx, nil)
