@@ -85,7 +85,9 @@ func liveCases() []liveCase {
 // TestLiveConformance sends the same requests to a real, seeded Synapse (TM_SYNAPSE_PYTHON) and to
 // a synapsesim imitating its version, and holds the simulator's answers to the live shapes.
 func TestLiveConformance(t *testing.T) {
-	s := synapsetest.Start(t, synapsetest.Options{})
+	w := sharedWorld(t)
+	// The same server name on both sides, so that maps keyed by it (signatures) compare.
+	s := synapsetest.Start(t, synapsetest.Options{ServerName: w.ServerName})
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	rec, err := synapsetest.Seed(ctx, s, synapsetest.SeedOptions{Messages: 12})
@@ -93,7 +95,6 @@ func TestLiveConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	live := liveSideOf(t, s, rec)
-	w := sharedWorld(t)
 	sim := Start(t, Options{World: w, Version: s.Version})
 	m := newWorldMap(t, w)
 	alice := w.User("@alice:" + w.ServerName)
