@@ -77,9 +77,10 @@ func (s *Server) serverVersion(w http.ResponseWriter, r *http.Request, _ []strin
 	writeJSON(w, http.StatusOK, out)
 }
 
-// modernUsers reports whether the user admin API has the newer shape: JSON booleans instead of
-// 0/1, erased and last_seen_ts, no python_version. Seen on the live 1.120.2 and 1.163.2, not in
-// the 1.67 recordings; the exact release between them is not pinned down, 1.120 is the earliest verified.
+// modernUsers reports whether the APIs have the newer shape seen on the live 1.120.2 and 1.163.2
+// and not in the 1.67 recordings (admin booleans, erased, last_seen_ts, no python_version, pusher
+// device_id and enabled, media user_id, unsigned.membership, no original_event in relations). The
+// release between 1.67 and 1.120 that made each change is not pinned down; 1.120 is the earliest verified.
 func (s *Server) modernUsers() bool { return s.atLeast(1, 120) }
 
 // flag is an admin-API boolean: 0/1 before modernUsers, true/false after.
@@ -346,7 +347,17 @@ func (s *Server) adminPushers(w http.ResponseWriter, r *http.Request, v []string
 	if u == nil {
 		return
 	}
-	p := append([]world.Pusher{}, u.Pushers...)
+	p := make([]any, 0, len(u.Pushers))
+	for _, pu := range u.Pushers {
+		if !s.modernUsers() {
+			p = append(p, pu)
+			continue
+		}
+		b, _ := json.Marshal(pu)
+		b, _ = sjson.SetBytes(b, "enabled", true)
+		b, _ = sjson.SetBytes(b, "device_id", nil)
+		p = append(p, json.RawMessage(b))
+	}
 	writeJSON(w, http.StatusOK, obj{{"pushers", p}, {"total", len(p)}})
 }
 

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidwall/sjson"
+
 	"github.com/transition-matrix/transition-matrix/internal/synapsetest"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
@@ -25,6 +27,11 @@ type liveSide struct {
 	room, event      string // a room with history and one of its messages
 	user, userToken  string // a local user with devices and one of its access tokens
 	adminToken, dest string
+	edited           string // an event of room that was edited
+	dataType         string // a global account data type of user
+	dataRoom, rdType string // a room and a room account data type of user
+	tagRoom          string // a room user tagged
+	public           string // a public room
 }
 
 // liveCase is one request sent to both servers; the name matches the fixture patterns of the
@@ -77,6 +84,44 @@ func liveCases() []liveCase {
 		}), body: func(sd liveSide) []byte {
 			return []byte(`{"earliest_events":[],"latest_events":["` + sd.event + `"],"limit":5}`)
 		}},
+		{name: "admin_v1_search_users", method: "GET", auth: "admin", path: p(func(sd liveSide) string { return "/_synapse/admin/v1/search_users/" + esc(sd.user) })},
+		{name: "admin_v1_user_accountdata", method: "GET", auth: "admin", path: p(func(sd liveSide) string { return "/_synapse/admin/v1/users/" + esc(sd.user) + "/accountdata" })},
+		{name: "admin_v1_user_pushers", method: "GET", auth: "admin", path: p(func(sd liveSide) string { return "/_synapse/admin/v1/users/" + esc(sd.user) + "/pushers" })},
+		{name: "admin_v1_user_media", method: "GET", auth: "admin", path: p(func(sd liveSide) string { return "/_synapse/admin/v1/users/" + esc(sd.user) + "/media" })},
+		{name: "admin_v1_user_login", method: "POST", auth: "admin", path: p(func(sd liveSide) string { return "/_synapse/admin/v1/users/" + esc(sd.user) + "/login" }),
+			body: func(liveSide) []byte { return []byte(`{}`) }},
+		{name: "admin_v1_room_messages", method: "GET", auth: "admin", minVer: [2]int{1, 68}, path: p(func(sd liveSide) string {
+			return "/_synapse/admin/v1/rooms/" + esc(sd.room) + "/messages?dir=b&limit=5"
+		})},
+		{name: "admin_v1_statistics_users_media", method: "GET", auth: "admin", path: p(func(liveSide) string { return "/_synapse/admin/v1/statistics/users/media" })},
+		{name: "client_profile", method: "GET", auth: "user", path: p(func(sd liveSide) string { return "/_matrix/client/v3/profile/" + esc(sd.user) })},
+		{name: "client_pushers", method: "GET", auth: "user", path: p(func(liveSide) string { return "/_matrix/client/v3/pushers" })},
+		{name: "client_pushrules", method: "GET", auth: "user", path: p(func(liveSide) string { return "/_matrix/client/v3/pushrules/" })},
+		{name: "client_tags", method: "GET", auth: "user", path: p(func(sd liveSide) string {
+			return "/_matrix/client/v3/user/" + esc(sd.user) + "/rooms/" + esc(sd.tagRoom) + "/tags"
+		})},
+		{name: "client_account_data", method: "GET", auth: "user", path: p(func(sd liveSide) string {
+			return "/_matrix/client/v3/user/" + esc(sd.user) + "/account_data/" + esc(sd.dataType)
+		})},
+		{name: "client_room_account_data", method: "GET", auth: "user", path: p(func(sd liveSide) string {
+			return "/_matrix/client/v3/user/" + esc(sd.user) + "/rooms/" + esc(sd.dataRoom) + "/account_data/" + esc(sd.rdType)
+		})},
+		{name: "client_3pid", method: "GET", auth: "user", path: p(func(liveSide) string { return "/_matrix/client/v3/account/3pid" })},
+		{name: "client_room_keys_version", method: "GET", auth: "user", path: p(func(liveSide) string { return "/_matrix/client/v3/room_keys/version" })},
+		{name: "client_room_aliases", method: "GET", auth: "user", path: p(func(sd liveSide) string { return "/_matrix/client/v3/rooms/" + esc(sd.room) + "/aliases" })},
+		{name: "client_room_a_messages_b10", method: "GET", auth: "user", path: p(func(sd liveSide) string {
+			return "/_matrix/client/v3/rooms/" + esc(sd.room) + "/messages?dir=b&limit=5"
+		})},
+		{name: "client_event", method: "GET", auth: "user", path: p(func(sd liveSide) string {
+			return "/_matrix/client/v3/rooms/" + esc(sd.room) + "/event/" + esc(sd.event)
+		})},
+		{name: "client_relations", method: "GET", auth: "user", path: p(func(sd liveSide) string {
+			return "/_matrix/client/v1/rooms/" + esc(sd.room) + "/relations/" + esc(sd.edited)
+		})},
+		{name: "key_v2_query", method: "GET", path: p(func(sd liveSide) string { return "/_matrix/key/v2/query/" + esc(sd.dest) })},
+		{name: "fed_make_join", method: "GET", auth: "fed", path: p(func(sd liveSide) string {
+			return "/_matrix/federation/v1/make_join/" + esc(sd.public) + "/" + esc("@newcomer:"+sd.dest) + "?ver=10&ver=11&ver=12"
+		})},
 		{name: "fed_user_devices", method: "GET", auth: "fed", path: p(func(sd liveSide) string { return "/_matrix/federation/v1/user/devices/" + esc(sd.user) })},
 		{name: "fed_query_profile", method: "GET", auth: "fed", path: p(func(sd liveSide) string { return "/_matrix/federation/v1/query/profile?user_id=" + esc(sd.user) })},
 	}
@@ -99,9 +144,13 @@ func TestLiveConformance(t *testing.T) {
 	m := newWorldMap(t, w)
 	alice := w.User("@alice:" + w.ServerName)
 	simSide := liveSide{base: sim.URL, id: sim.Identity(), dest: w.ServerName, room: m.id(fxRoomA), event: m.id(fxLatestA),
-		user: alice.ID, userToken: alice.Devices[0].AccessToken, adminToken: sim.AdminToken()}
+		user: alice.ID, userToken: alice.Devices[0].AccessToken, adminToken: sim.AdminToken(), edited: m.id(fxEditedA),
+		dataType: "m.direct", tagRoom: first(alice.Tags), public: m.id(fxRoomB)}
+	simSide.dataRoom = first(alice.AccountData.Rooms)
+	simSide.rdType = first(alice.AccountData.Rooms[simSide.dataRoom])
 	ver := parseVersion(s.Version)
 	t.Logf("live Synapse %s", s.Version)
+	liveAnswers := map[string][]byte{}
 	for _, c := range liveCases() {
 		t.Run(c.name, func(t *testing.T) {
 			if ver[0] < c.minVer[0] || ver[0] == c.minVer[0] && ver[1] < c.minVer[1] {
@@ -112,11 +161,50 @@ func TestLiveConformance(t *testing.T) {
 			if want.status != got.status {
 				t.Fatalf("status: simulator %d, live %d; live body %.300s; simulator body %.300s", got.status, want.status, want.body, got.body)
 			}
+			liveAnswers[c.name] = want.body
+			if contentOnly[c.name] {
+				if kindOf(jsonValue(want.body)) != "object" || kindOf(jsonValue(got.body)) != "object" {
+					t.Errorf("not both objects: live %.200s, simulator %.200s", want.body, got.body)
+				}
+				return
+			}
 			for _, d := range compareLiveShapes(c.name, want.body, got.body) {
 				t.Error(d)
 			}
 		})
 	}
+	// The comparison must notice a simulator answer whose shape moved away from the live one.
+	t.Run("changed shapes are caught", func(t *testing.T) {
+		for _, c := range []struct{ name, path, raw string }{
+			{"admin_v2_user", "admin", `1`},                  // boolean became 0/1
+			{"admin_v2_users", "users.0.creation_ts", `"1"`}, // number became a string
+			{"fed_backfill", "pdus.0.unsigned", `{"age_ts":1}`},
+			{"key_v2_server", "valid_until_ts", `null`},
+			{"client_whoami", "device_id", `1`},
+		} {
+			body := liveAnswers[c.name]
+			if body == nil {
+				t.Errorf("%s: no live answer to mutate", c.name)
+				continue
+			}
+			mutated, err := sjson.SetRawBytes(body, c.path, []byte(c.raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diffs := compareLiveShapes(c.name, body, mutated); len(diffs) == 0 {
+				t.Errorf("%s: setting %s to %s went unnoticed", c.name, c.path, c.raw)
+			}
+		}
+	})
+}
+
+// contentOnly are answers that are free-form content: the seeded and the world's differ by design.
+var contentOnly = map[string]bool{"client_account_data": true, "client_room_account_data": true}
+
+func jsonValue(b []byte) any {
+	var v any
+	_ = json.Unmarshal(b, &v)
+	return v
 }
 
 // compareLiveShapes holds the simulator's answer to the live one's shape; it returns the differences.
@@ -167,8 +255,31 @@ func liveSideOf(t *testing.T, s *synapsetest.Server, rec *synapsetest.Record) li
 			event = e
 		}
 	}
-	return liveSide{base: s.BaseURL, id: s.Identity(), dest: s.ServerName, room: room.RoomID, event: event,
-		user: user.UserID, userToken: user.Token(), adminToken: s.AdminToken}
+	var edited string
+	for _, target := range room.Edits {
+		edited = max(edited, target)
+	}
+	sd := liveSide{base: s.BaseURL, id: s.Identity(), dest: s.ServerName, room: room.RoomID, event: event,
+		user: user.UserID, userToken: user.Token(), adminToken: s.AdminToken, edited: edited,
+		dataType: "m.direct", dataRoom: first(user.RoomData), tagRoom: first(user.Tags), public: rec.Named["public"]}
+	sd.rdType = first(user.RoomData[sd.dataRoom])
+	if sd.edited == "" || sd.dataType == "" || sd.rdType == "" || sd.tagRoom == "" {
+		t.Fatalf("seeded user %s lacks an edit, account data or a tag: %+v", user.UserID, sd)
+	}
+	return sd
+}
+
+// first is the smallest key of m ("" when empty).
+func first[V any](m map[string]V) string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	if len(ks) == 0 {
+		return ""
+	}
+	return ks[0]
 }
 
 func liveDo(t *testing.T, sd liveSide, c liveCase) response {
