@@ -118,8 +118,17 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, _ []string) {
 			}
 		}
 	}
-	out := obj{{"next_batch", batch}, {"account_data", obj{{"events", global}}}, {"device_one_time_keys_count", otk},
-		{"org.matrix.msc2732.device_unused_fallback_key_types", []string{}}, {"device_unused_fallback_key_types", []string{}}}
+	unused := []string{}
+	for _, d := range u.Devices {
+		if d.ID == ti.device && d.FallbackKey != nil && !d.FallbackKey.Used {
+			unused = append(unused, d.FallbackKey.Algorithm)
+		}
+	}
+	out := obj{{"next_batch", batch}, {"account_data", obj{{"events", global}}}, {"device_one_time_keys_count", otk}}
+	if !s.atLeast(1, 163) { // the unstable name is gone on 1.163.2 (still there on 1.120.2)
+		out = append(out, kv{"org.matrix.msc2732.device_unused_fallback_key_types", unused})
+	}
+	out = append(out, kv{"device_unused_fallback_key_types", unused})
 	join := obj{}
 	for _, rid := range s.w.JoinedRooms(u.ID) {
 		if (f.rooms != nil && !f.rooms[rid]) || !f.roomAD {

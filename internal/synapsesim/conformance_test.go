@@ -66,7 +66,7 @@ var optionalKeys = []allowance{
 	{"client_keys_query", "device_keys.*.*.signatures.*.*", "world devices are also signed by the self-signing key"},
 	{"admin_v1_user_pushers", "pushers[].data.format", "optional pusher data field"},
 	{"client_pushers", "pushers[].data.format", "optional pusher data field"},
-	{"client_room_keys_version", "auth_data.signatures", "the seeded live backup is unsigned; the world's is signed"},
+	{"client_room_keys_version*", "auth_data.signatures", "the seeded live backup is unsigned; the world's is signed"},
 	{"client_tags", "tags.*.order", "a tag's order is optional; the seeded and the world's tags differ"},
 	{"client_*", "*unsigned.transaction_id", "present only to the device that sent the event"},
 	{"admin_v1_fetch_event", "event.origin", "Synapse 1.163.2 no longer writes origin; the world's events carry it"},

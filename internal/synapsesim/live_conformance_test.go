@@ -32,6 +32,7 @@ type liveSide struct {
 	dataRoom, rdType string // a room and a room account data type of user
 	tagRoom          string // a room user tagged
 	public           string // a public room
+	backup, keyID    string // user's key backup version; the server's current signing key ID
 }
 
 // liveCase is one request sent to both servers; the name matches the fixture patterns of the
@@ -108,6 +109,10 @@ func liveCases() []liveCase {
 		})},
 		{name: "client_3pid", method: "GET", auth: "user", path: p(func(liveSide) string { return "/_matrix/client/v3/account/3pid" })},
 		{name: "client_room_keys_version", method: "GET", auth: "user", path: p(func(liveSide) string { return "/_matrix/client/v3/room_keys/version" })},
+		{name: "client_room_keys_version_n", method: "GET", auth: "user", path: p(func(sd liveSide) string { return "/_matrix/client/v3/room_keys/version/" + esc(sd.backup) })},
+		{name: "client_room_keys_keys", method: "GET", auth: "user", path: p(func(sd liveSide) string { return "/_matrix/client/v3/room_keys/keys?version=" + esc(sd.backup) })},
+		{name: "client_sync_account_data_only", method: "GET", auth: "user", path: p(func(liveSide) string { return "/_matrix/client/v3/sync?timeout=0&filter=" + esc(accountDataFilter) })},
+		{name: "key_v2_server_key", method: "GET", path: p(func(sd liveSide) string { return "/_matrix/key/v2/server/" + esc(sd.keyID) })},
 		{name: "client_room_aliases", method: "GET", auth: "user", path: p(func(sd liveSide) string { return "/_matrix/client/v3/rooms/" + esc(sd.room) + "/aliases" })},
 		{name: "client_room_a_messages_b10", method: "GET", auth: "user", path: p(func(sd liveSide) string {
 			return "/_matrix/client/v3/rooms/" + esc(sd.room) + "/messages?dir=b&limit=5"
@@ -145,7 +150,10 @@ func TestLiveConformance(t *testing.T) {
 	alice := w.User("@alice:" + w.ServerName)
 	simSide := liveSide{base: sim.URL, id: sim.Identity(), dest: w.ServerName, room: m.id(fxRoomA), event: m.id(fxLatestA),
 		user: alice.ID, userToken: alice.Devices[0].AccessToken, adminToken: sim.AdminToken(), edited: m.id(fxEditedA),
-		dataType: "m.direct", tagRoom: first(alice.Tags), public: m.id(fxRoomB)}
+		dataType: "m.direct", tagRoom: first(alice.Tags), public: m.id(fxRoomB), keyID: w.SigningKey.KeyID}
+	if alice.KeyBackup != nil {
+		simSide.backup = alice.KeyBackup.Version
+	}
 	simSide.dataRoom = first(alice.AccountData.Rooms)
 	simSide.rdType = first(alice.AccountData.Rooms[simSide.dataRoom])
 	ver := parseVersion(s.Version)
@@ -197,6 +205,9 @@ func TestLiveConformance(t *testing.T) {
 		}
 	})
 }
+
+// accountDataFilter is the /sync filter the export uses (synapseclient.SyncFilter): account data only.
+const accountDataFilter = `{"presence":{"not_types":["*"]},"room":{"timeline":{"limit":0,"not_types":["*"]},"state":{"not_types":["*"]},"ephemeral":{"not_types":["*"]}}}`
 
 // contentOnly are answers that are free-form content: the seeded and the world's differ by design.
 var contentOnly = map[string]bool{"client_account_data": true, "client_room_account_data": true}
@@ -261,7 +272,8 @@ func liveSideOf(t *testing.T, s *synapsetest.Server, rec *synapsetest.Record) li
 	}
 	sd := liveSide{base: s.BaseURL, id: s.Identity(), dest: s.ServerName, room: room.RoomID, event: event,
 		user: user.UserID, userToken: user.Token(), adminToken: s.AdminToken, edited: edited,
-		dataType: "m.direct", dataRoom: first(user.RoomData), tagRoom: first(user.Tags), public: rec.Named["public"]}
+		dataType: "m.direct", dataRoom: first(user.RoomData), tagRoom: first(user.Tags), public: rec.Named["public"],
+		backup: user.BackupVersion, keyID: string(s.Keys()[0].ID)}
 	sd.rdType = first(user.RoomData[sd.dataRoom])
 	if sd.edited == "" || sd.dataType == "" || sd.rdType == "" || sd.tagRoom == "" {
 		t.Fatalf("seeded user %s lacks an edit, account data or a tag: %+v", user.UserID, sd)
