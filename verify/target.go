@@ -122,6 +122,8 @@ type HTTPTarget struct {
 	Attempts int
 	// Timeout of one attempt (default 60 s).
 	Timeout time.Duration
+
+	logins DeviceLogin // room reads' devices on targets that need one (see devicelogin.go)
 }
 
 const clientPrefix = "/_matrix/client/v3"
@@ -201,7 +203,7 @@ func (t *HTTPTarget) once(ctx context.Context, client *http.Client, timeout time
 	if err != nil {
 		return false, err
 	}
-	req.Header.Set("Authorization", "Bearer "+t.Token)
+	req.Header.Set("Authorization", "Bearer "+t.tokenFor(ctx))
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -281,22 +283,29 @@ func checkAttempts(attempts int) int {
 // Messages pages a room's timeline backwards.
 // https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3roomsroomidmessages
 func (t *HTTPTarget) Messages(ctx context.Context, roomID, userID, from string, limit int) (*MessagesPage, error) {
-	q := asUser(userID)
+	ctx, q, err := t.asMember(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
 	q.Set("dir", "b")
 	q.Set("limit", strconv.Itoa(limit))
 	if from != "" {
 		q.Set("from", from)
 	}
 	var out MessagesPage
-	err := t.do(ctx, "GET", "GET /rooms/{roomId}/messages", clientPrefix+"/rooms/"+esc(roomID)+"/messages", q, nil, &out)
+	err = t.do(ctx, "GET", "GET /rooms/{roomId}/messages", clientPrefix+"/rooms/"+esc(roomID)+"/messages", q, nil, &out)
 	return &out, err
 }
 
 // State returns a room's current state.
 // https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3roomsroomidstate
 func (t *HTTPTarget) State(ctx context.Context, roomID, userID string) ([]StateEvent, error) {
+	ctx, q, err := t.asMember(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
 	var out []StateEvent
-	err := t.do(ctx, "GET", "GET /rooms/{roomId}/state", clientPrefix+"/rooms/"+esc(roomID)+"/state", asUser(userID), nil, &out)
+	err = t.do(ctx, "GET", "GET /rooms/{roomId}/state", clientPrefix+"/rooms/"+esc(roomID)+"/state", q, nil, &out)
 	return out, err
 }
 

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/transition-matrix/transition-matrix/verify"
 	"io"
 	"net/http"
 	"net/url"
@@ -24,6 +26,8 @@ type targetClient struct {
 	base  string
 	token string
 	hc    *http.Client
+
+	devices verify.DeviceLogin // the device each member pages /messages through ("" = masquerade)
 }
 
 func newTargetClient(cfg *config.Config) *targetClient {
@@ -47,11 +51,19 @@ func (e *targetError) Error() string {
 
 // do sends a request as user and decodes a 200 answer into out. The token never appears in errors.
 func (c *targetClient) do(ctx context.Context, method, path string, q url.Values, user string, out any) error {
+	return c.doAs(ctx, method, path, q, user, "", nil, out)
+}
+
+// doAs is do with the user's own device token (masquerading when token is "") and a JSON body.
+func (c *targetClient) doAs(ctx context.Context, method, path string, q url.Values, user, token string, reqBody any, out any) error {
 	if q == nil {
 		q = url.Values{}
 	}
-	if user != "" {
+	if user != "" && token == "" {
 		q.Set("user_id", user)
+	}
+	if token == "" {
+		token = c.token
 	}
 	u := c.base + path
 	if len(q) > 0 {
@@ -60,12 +72,19 @@ func (c *targetClient) do(ctx context.Context, method, path string, q url.Values
 	var body io.Reader
 	if method == http.MethodPost {
 		body = strings.NewReader("{}")
+		if reqBody != nil {
+			enc, err := json.Marshal(reqBody)
+			if err != nil {
+				return err
+			}
+			body = bytes.NewReader(enc)
+		}
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -134,9 +153,47 @@ func (c *targetClient) messages(ctx context.Context, user, roomID, from string, 
 	if from != "" {
 		q.Set("from", from)
 	}
+	token, err := c.deviceToken(ctx, user)
+	if err != nil {
+		return nil, err
+	}
 	var p messagesPage
-	err := c.do(ctx, http.MethodGet, "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/messages", q, user, &p)
+	err = c.doAs(ctx, http.MethodGet, "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/messages", q, user, token, nil, &p)
 	return &p, err
+}
+
+// warmDeviceID is the device the appservice logs each member in with for /messages.
+const warmDeviceID = "TRANSITIONMATRIXWARM"
+
+// deviceToken logs user in through the appservice (m.login.application_service) once and returns
+// that device's token. Real Conduit (0.10.12 and next) panics with a 500 on /messages for an
+// appservice request without a device; a target that has no appservice login gets "" (masquerade).
+func (c *targetClient) deviceToken(ctx context.Context, user string) (string, error) {
+	return c.devices.Token(ctx, user, func(ctx context.Context, user string) (string, int, string, error) {
+		var out struct {
+			AccessToken string `json:"access_token"`
+		}
+		body := verify.AppserviceLogin(user, warmDeviceID, "transition-matrix warm (removed when warm ends)")
+		err := c.doAs(ctx, http.MethodPost, "/_matrix/client/v3/login", nil, "", c.token, body, &out)
+		var te *targetError
+		if errors.As(err, &te) {
+			return "", te.Status, te.Errcode, fmt.Errorf("appservice login of %s for /messages: %w", user, err)
+		}
+		if err != nil {
+			return "", 0, "", fmt.Errorf("appservice login of %s for /messages: %w", user, err)
+		}
+		return out.AccessToken, 0, "", nil
+	})
+}
+
+// logoutDevices logs out (and so deletes) every device deviceToken made.
+func (c *targetClient) logoutDevices(ctx context.Context) error {
+	return c.devices.LogoutAll(ctx, func(ctx context.Context, user, tok string) error {
+		if err := c.doAs(ctx, http.MethodPost, "/_matrix/client/v3/logout", nil, user, tok, nil, nil); err != nil {
+			return fmt.Errorf("logging out %s's warm device: %w", user, err)
+		}
+		return nil
+	})
 }
 
 // migratingRoom is a room of Synapse as rejoin and warm see it.

@@ -119,8 +119,15 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 	}
 	defer cleanup()
 
+	target := &verify.HTTPTarget{BaseURL: cfg.Target.URL, Token: string(cfg.Target.Token)}
+	defer func() {
+		// The devices verify read rooms through (targets that need one) are logged out again.
+		if err := target.Close(context.WithoutCancel(ctx)); err != nil {
+			log.Warn("verify's devices on the target were not all logged out: remove them with Conduit's admin commands", zap.Error(err))
+		}
+	}()
 	vc := verify.Config{ServerName: cfg.ServerName, Users: exp, TargetURL: cfg.Target.URL, Jobs: *jobs, Strict: *strict,
-		Target: &verify.HTTPTarget{BaseURL: cfg.Target.URL, Token: string(cfg.Target.Token)}}
+		Target: target}
 	if *conduitDB != "" {
 		db, err := conduit.Open(*conduitDB, conduit.Options{ServerName: cfg.ServerName, ReadOnly: true})
 		if err != nil {

@@ -82,6 +82,9 @@ func runWarm(ctx context.Context, env *Env, args []string) error {
 		results[i] = wm.warm(ctx, rooms[i])
 	})
 	prog.stop()
+	if err := wm.target.logoutDevices(context.WithoutCancel(ctx)); err != nil {
+		log.Warn("the devices warm logged in for /messages could not all be removed", zap.Error(err))
+	}
 	if err := printWarmTable(env.Stdout, results); err != nil {
 		return err
 	}

@@ -287,7 +287,7 @@ func (s *Server) authenticate(r *http.Request) (user string, status int, code, m
 }
 
 func (s *Server) whoami(w http.ResponseWriter, _ *http.Request, user string, _ map[string]string) {
-	writeJSON(w, http.StatusOK, map[string]any{"user_id": user, "is_guest": false})
+	writeJSON(w, http.StatusOK, map[string]any{"user_id": user}) // real Conduit 0.10.12 sends no is_guest (recorded)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -137,6 +137,12 @@ func (s *Server) RegisterAppservice(ctx context.Context, a *Admin, as Appservice
 	if !strings.Contains(answer, "Appservice registered") {
 		return fmt.Errorf("%w: register-appservice answered %q", ErrAdminCommand, answer)
 	}
+	// Conduit does not create the appservice's sender user; requests without ?user_id= (shim
+	// verify's whoami) are refused with "User does not exist" until the appservice registers it.
+	body2 := map[string]any{"type": "m.login.application_service", "username": "transition-matrix", "inhibit_login": true}
+	if err := NewClient(s.URL).Do(ctx, "POST", "/_matrix/client/v3/register", as.ASToken, body2, nil); err != nil {
+		return fmt.Errorf("%w: registering the appservice's sender user: %v", ErrAdminCommand, err)
+	}
 	return nil
 }
 

@@ -162,7 +162,7 @@ func (s *Server) Start() error {
 	cmd := exec.Command(s.Bin)
 	cmd.Dir = s.Dir
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "CONDUIT_CONFIG="+s.ConfigPath)
+	cmd.Env = append(os.Environ(), "CONDUIT_CONFIG="+s.ConfigPath, "RUST_BACKTRACE=0")
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("realconduit: starting %s: %w", s.Bin, err)
@@ -261,6 +261,32 @@ func (s *Server) LogTail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// LogGrep returns the log lines (at most 30, the first ones) holding any of the words, each with
+// the line after it.
+func (s *Server) LogGrep(words ...string) string {
+	data, err := os.ReadFile(s.LogPath)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(string(data), "\n")
+	var out []string
+	for i, l := range lines {
+		for _, w := range words {
+			if strings.Contains(l, w) {
+				out = append(out, l)
+				if i+1 < len(lines) {
+					out = append(out, lines[i+1])
+				}
+				break
+			}
+		}
+		if len(out) >= 60 {
+			break
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // waitReady polls /_matrix/client/versions until it answers 200, the process exits, or

@@ -143,11 +143,21 @@ func (m *Migration) Run(ctx context.Context, afterExport func(exportDir string) 
 			t.Fatal(err)
 		}
 	}
-	for _, step := range []func(context.Context) error{m.Import, m.Serve, m.StartTarget, m.Rejoin, m.WarmWithRestart, m.Verify} {
+	for _, step := range []func(context.Context) error{m.Import, m.Serve, m.StartTarget, m.Rejoin, m.WarmWithRestart} {
 		if err := step(ctx); err != nil {
-			t.Fatal(err)
+			t.Fatalf("%v\n%s", err, m.Logs())
 		}
 	}
+	// A failed verify is reported, and the caller's own checks still run.
+	if err := m.Verify(ctx); err != nil {
+		t.Errorf("%v\n%s", err, m.Logs())
+	}
+}
+
+// Logs are the last lines of Conduit's and shim serve's logs, for failure messages.
+func (m *Migration) Logs() string {
+	serve, _ := os.ReadFile(filepath.Join(m.Dir, "serve.log"))
+	return "Conduit's panics and errors:\n" + m.Conduit.LogGrep("panicked", "ERROR", "WARN") + "\nConduit's log, last lines:\n" + m.Conduit.LogTail(15) + "\nshim serve's log, last lines:\n" + tail(string(serve), 25)
 }
 
 // FirstStart starts Conduit on an empty directory (it creates its database and admin room),
