@@ -70,7 +70,37 @@ func (s *Server) serverVersion(w http.ResponseWriter, r *http.Request, _ []strin
 	if _, ok := s.requireAdmin(w, r); !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, obj{{"server_version", s.opts.Version}, {"python_version", "3.11.2"}})
+	out := obj{{"server_version", s.opts.Version}}
+	if !s.modernUsers() {
+		out = append(out, kv{"python_version", "3.11.2"})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// modernUsers reports whether the APIs have the newer shape seen on the live 1.120.2 and 1.163.2
+// and not in the 1.67 recordings (admin booleans, erased, last_seen_ts, no python_version, pusher
+// device_id and enabled, media user_id, unsigned.membership, no original_event in relations). The
+// release between 1.67 and 1.120 that made each change is not pinned down; 1.120 is the earliest verified.
+func (s *Server) modernUsers() bool { return s.atLeast(1, 120) }
+
+// flag is an admin-API boolean: 0/1 before modernUsers, true/false after.
+func (s *Server) flag(b bool) any {
+	if s.modernUsers() {
+		return b
+	}
+	return boolInt(b)
+}
+
+// lastSeen is a user's latest device activity in ms, or nil with no device.
+func lastSeen(u *world.User) any {
+	var ts int64
+	for _, d := range u.Devices {
+		ts = max(ts, d.LastSeenTS)
+	}
+	if ts == 0 {
+		return nil
+	}
+	return ts
 }
 
 // listUsers serves GET /_synapse/admin/v2/users: sorted by name, deactivated users only with
@@ -108,11 +138,17 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, _ []string) {
 	page := []obj{}
 	for i := from; i < len(users) && i < from+limit; i++ {
 		u := users[i]
-		entry := obj{{"name", u.ID}, {"user_type", nullable(u.UserType)}, {"is_guest", 0}, {"admin", boolInt(u.Admin)},
-			{"deactivated", boolInt(u.Deactivated)}, {"shadow_banned", 0}, {"displayname", nullable(u.Profile.DisplayName)},
+		entry := obj{{"name", u.ID}, {"user_type", nullable(u.UserType)}, {"is_guest", s.flag(false)}, {"admin", s.flag(u.Admin)},
+			{"deactivated", s.flag(u.Deactivated)}, {"shadow_banned", s.flag(false)}, {"displayname", nullable(u.Profile.DisplayName)},
 			{"avatar_url", nullable(u.Profile.AvatarURL)}, {"creation_ts", u.CreationTS}}
 		if withLocked {
 			entry = append(entry, kv{"locked", u.Locked})
+		}
+		if s.modernUsers() {
+			entry = append(entry, kv{"erased", false}, kv{"last_seen_ts", lastSeen(u)})
+		}
+		if s.atLeast(1, 120) && !s.atLeast(1, 163) {
+			entry = append(entry, kv{"approved", true}) // listed by 1.120.2, no longer by 1.163.2
 		}
 		page = append(page, entry)
 	}
@@ -155,13 +191,19 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request, v []string) {
 	tps = append(tps, u.Threepids...)
 	ext := []world.ExternalID{}
 	ext = append(ext, u.ExternalIDs...)
-	out := obj{{"name", u.ID}, {"is_guest", 0}, {"admin", boolInt(u.Admin)}, {"consent_version", nil},
+	out := obj{{"name", u.ID}, {"is_guest", s.flag(false)}, {"admin", s.flag(u.Admin)}, {"consent_version", nil},
 		{"consent_server_notice_sent", nil}, {"appservice_id", nil}, {"creation_ts", u.CreationTS / 1000},
-		{"user_type", nullable(u.UserType)}, {"deactivated", boolInt(u.Deactivated)}, {"shadow_banned", 0},
+		{"user_type", nullable(u.UserType)}, {"deactivated", s.flag(u.Deactivated)}, {"shadow_banned", s.flag(false)},
 		{"displayname", nullable(u.Profile.DisplayName)}, {"avatar_url", nullable(u.Profile.AvatarURL)},
 		{"threepids", tps}, {"external_ids", ext}}
 	if s.atLeast(1, 93) {
 		out = append(out, kv{"locked", u.Locked})
+	}
+	if s.modernUsers() {
+		out = append(out, kv{"consent_ts", nil}, kv{"erased", false}, kv{"last_seen_ts", lastSeen(u)})
+	}
+	if s.atLeast(1, 163) {
+		out = append(out, kv{"suspended", false}) // seen on 1.163.2, not on 1.120.2
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -305,7 +347,17 @@ func (s *Server) adminPushers(w http.ResponseWriter, r *http.Request, v []string
 	if u == nil {
 		return
 	}
-	p := append([]world.Pusher{}, u.Pushers...)
+	p := make([]any, 0, len(u.Pushers))
+	for _, pu := range u.Pushers {
+		if !s.modernUsers() {
+			p = append(p, pu)
+			continue
+		}
+		b, _ := json.Marshal(pu)
+		b, _ = sjson.SetBytes(b, "enabled", true)
+		b, _ = sjson.SetBytes(b, "device_id", nil)
+		p = append(p, json.RawMessage(b))
+	}
 	writeJSON(w, http.StatusOK, obj{{"pushers", p}, {"total", len(p)}})
 }
 
@@ -474,6 +526,9 @@ func (s *Server) roomDetails(w http.ResponseWriter, r *http.Request, v []string)
 	}
 	out := append(st[:len(st)-1:len(st)-1], kv{"avatar", avatar}, kv{"topic", topic}, st[len(st)-1],
 		kv{"joined_local_devices", devices}, kv{"forgotten", false})
+	if s.atLeast(1, 163) { // seen on 1.163.2, not on 1.120.2
+		out = append(out, kv{"tombstoned", false}, kv{"replacement_room", nil})
+	}
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -560,6 +615,11 @@ func (s *Server) fetchEvent(w http.ResponseWriter, r *http.Request, v []string) 
 	}
 	room := s.w.Room(ev.RoomID)
 	pdu := adminRaw(room, ev, s.fedPDU(room, ev, false, unsignedAge))
+	if !gjsonHas(pdu, "event_id") { // Synapse 1.163.2 names the event here, unlike over federation
+		if named, err := sjson.SetBytes(pdu, "event_id", ev.ID); err == nil {
+			pdu = named
+		}
+	}
 	writeJSON(w, http.StatusOK, []byte(`{"event":`+string(pdu)+`}`))
 }
 

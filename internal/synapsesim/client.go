@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 )
 
@@ -117,8 +118,17 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, _ []string) {
 			}
 		}
 	}
-	out := obj{{"next_batch", batch}, {"account_data", obj{{"events", global}}}, {"device_one_time_keys_count", otk},
-		{"org.matrix.msc2732.device_unused_fallback_key_types", []string{}}, {"device_unused_fallback_key_types", []string{}}}
+	unused := []string{}
+	for _, d := range u.Devices {
+		if d.ID == ti.device && d.FallbackKey != nil && !d.FallbackKey.Used {
+			unused = append(unused, d.FallbackKey.Algorithm)
+		}
+	}
+	out := obj{{"next_batch", batch}, {"account_data", obj{{"events", global}}}, {"device_one_time_keys_count", otk}}
+	if !s.atLeast(1, 163) { // the unstable name is gone on 1.163.2 (still there on 1.120.2)
+		out = append(out, kv{"org.matrix.msc2732.device_unused_fallback_key_types", unused})
+	}
+	out = append(out, kv{"device_unused_fallback_key_types", unused})
 	join := obj{}
 	for _, rid := range s.w.JoinedRooms(u.ID) {
 		if (f.rooms != nil && !f.rooms[rid]) || !f.roomAD {
@@ -185,7 +195,14 @@ func (s *Server) pushRules(w http.ResponseWriter, r *http.Request, _ []string) {
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, []byte(ti.user.PushRules))
+	rules := []byte(ti.user.PushRules)
+	if s.modernUsers() { // the empty "device" scope is gone on 1.120.2 and 1.163.2
+		rules, _ = sjson.DeleteBytes(rules, "device")
+	}
+	if s.atLeast(1, 163) && !gjson.GetBytes(rules, "global.postcontent").Exists() { // seen on 1.163.2
+		rules, _ = sjson.SetRawBytes(rules, "global.postcontent", []byte("[]"))
+	}
+	writeJSON(w, http.StatusOK, rules)
 }
 
 // ownUser checks that a /user/{userId}/... path names the requester.
@@ -407,6 +424,9 @@ func (s *Server) roomMessages(w http.ResponseWriter, r *http.Request, v []string
 		if !visibleTo(room, ev, ti.user.ID) {
 			return nil
 		}
+		if s.modernUsers() { // seen on 1.120.2 and 1.163.2
+			return withMembership(s.clientEvent(room, ev))
+		}
 		return s.clientEvent(room, ev)
 	})
 }
@@ -437,6 +457,10 @@ func (s *Server) roomEvent(w http.ResponseWriter, r *http.Request, v []string) {
 	if !ok {
 		return
 	}
+	if s.atLeast(1, 163) { // seen on 1.163.2, not on 1.120.2
+		writeJSON(w, http.StatusOK, withMembership(s.clientEvent(room, ev)))
+		return
+	}
 	writeJSON(w, http.StatusOK, s.clientEvent(room, ev))
 }
 
@@ -461,8 +485,16 @@ func (s *Server) relations(w http.ResponseWriter, r *http.Request, v []string) {
 			continue
 		}
 		if len(chunk) < limit && visibleTo(room, ev, ti.user.ID) {
-			chunk = append(chunk, s.clientEvent(room, ev))
+			if s.modernUsers() {
+				chunk = append(chunk, withMembership(s.clientEvent(room, ev)))
+			} else {
+				chunk = append(chunk, s.clientEvent(room, ev))
+			}
 		}
+	}
+	if s.modernUsers() { // original_event is gone on 1.120.2 and 1.163.2
+		writeJSON(w, http.StatusOK, obj{{"chunk", chunk}})
+		return
 	}
 	writeJSON(w, http.StatusOK, obj{{"chunk", chunk}, {"original_event", s.clientEvent(room, target)}})
 }

@@ -2,6 +2,8 @@ package synapsesim
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"slices"
 	"strings"
@@ -59,9 +61,17 @@ func (s *Server) userMedia(w http.ResponseWriter, r *http.Request, v []string) {
 		if m.LastAccessTS != 0 {
 			lastAccess = m.LastAccessTS
 		}
-		page = append(page, obj{{"media_id", m.ID}, {"media_type", m.ContentType}, {"media_length", len(m.Bytes)},
+		entry := obj{{"media_id", m.ID}, {"media_type", m.ContentType}, {"media_length", len(m.Bytes)},
 			{"upload_name", nullable(m.UploadName)}, {"created_ts", m.CreatedTS}, {"last_access_ts", lastAccess},
-			{"quarantined_by", nullable(m.QuarantinedBy)}, {"safe_from_quarantine", false}})
+			{"quarantined_by", nullable(m.QuarantinedBy)}, {"safe_from_quarantine", false}}
+		if s.modernUsers() {
+			entry = append(entry, kv{"user_id", u.ID}, kv{"url_cache", nil}, kv{"authenticated", 1}) // a 0/1 number live
+		}
+		if s.atLeast(1, 163) { // seen on 1.163.2, not on 1.120.2
+			sum := sha256.Sum256(m.Bytes)
+			entry = append(entry, kv{"sha256", hex.EncodeToString(sum[:])})
+		}
+		page = append(page, entry)
 	}
 	out := obj{{"media", page}, {"total", len(items)}}
 	if from+limit < len(items) {

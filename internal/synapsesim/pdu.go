@@ -207,6 +207,20 @@ func (s *Server) clientEvent(room *world.Room, ev *world.Event) obj {
 }
 
 // refHash is a room v1/v2 event's reference hash: sha256 of the redacted event without
+// withMembership adds MSC4115's unsigned.membership to a client event (client API only, not the
+// admin API): the requester's membership at the event, "join" since the simulator serves client
+// events only to members.
+func withMembership(o obj) obj {
+	for i := range o {
+		if o[i].k == "unsigned" {
+			if u, ok := o[i].v.(obj); ok {
+				o[i].v = append(u, kv{"membership", "join"})
+			}
+		}
+	}
+	return o
+}
+
 // signatures and unsigned, in canonical JSON, unpadded base64.
 func (s *Server) refHash(room *world.Room, ev *world.Event) string {
 	s.mu.Lock()

@@ -24,8 +24,9 @@ import (
 // Options configure a simulated Synapse.
 type Options struct {
 	World *world.World
-	// Version is the Synapse version reported and used to gate endpoints: admin room messages
-	// need 1.68, fetch_event 1.140 (default "1.67.0").
+	// Version is the Synapse version reported and used to gate endpoints (admin room messages
+	// need 1.68, fetch_event 1.140) and answer shapes: from 1.120 and 1.163 those the live
+	// Synapse of that version gives (TestLiveConformance); default "1.67.0", the recordings'.
 	Version string
 	// RateLimit, when set, limits federation requests per origin (Synapse's rc_federation).
 	RateLimit *RateLimit
