@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -32,12 +31,7 @@ func TestServeAppliesTheConfiguredLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString("limits:\n  body_read_timeout: 300ms\n  max_header_bytes: 4096\n")
-	f.Close()
+	appendConfig(t, cfgPath, "limits:\n  body_read_timeout: 300ms\n  max_header_bytes: 4096\n")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -72,12 +72,7 @@ func TestServeTLSMetricsAndGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	cert, key := selfSignedCert(t, dir)
-	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString("tls:\n  cert: " + cert + "\n  key: " + key + "\nmetrics:\n  listen: 127.0.0.1:0\n")
-	f.Close()
+	appendConfig(t, cfgPath, "tls:\n  cert: "+cert+"\n  key: "+key+"\nmetrics:\n  listen: 127.0.0.1:0\n")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
