@@ -147,32 +147,6 @@ func (b *bed) signJoin(t testing.TB, version string, template []byte, displayNam
 	return pdu
 }
 
-// worldVerifier checks signatures with the world's keys, old ones at the event's time included.
-type worldVerifier struct{ keys conduitlike.StaticKeys }
-
-func (v worldVerifier) VerifyJSONs(_ context.Context, reqs []gmsl.VerifyJSONRequest) ([]gmsl.VerifyJSONResult, error) {
-	out := make([]gmsl.VerifyJSONResult, len(reqs))
-	for i, req := range reqs {
-		ids, err := gmsl.ListKeyIDs(string(req.ServerName), req.Message)
-		if err != nil || len(ids) == 0 {
-			out[i].Error = fmt.Errorf("no signature by %s: %v", req.ServerName, err)
-			continue
-		}
-		for _, id := range ids {
-			pub, ok := v.keys.PublicKey(string(req.ServerName), string(id), int64(req.AtTS))
-			if !ok {
-				out[i].Error = fmt.Errorf("no valid key %s for %s at %d", id, req.ServerName, req.AtTS)
-				break
-			}
-			if err := gmsl.VerifyJSON(string(req.ServerName), id, pub, req.Message); err != nil {
-				out[i].Error = err
-				break
-			}
-		}
-	}
-	return out, nil
-}
-
 // checkSendJoinAnswer checks a send_join answer with gomatrixserverlib and against the world.
 func checkSendJoinAnswer(t testing.TB, w *world.World, r *world.Room, join gmsl.PDU, body []byte) {
 	t.Helper()
@@ -186,7 +160,7 @@ func checkSendJoinAnswer(t testing.TB, w *world.World, r *world.Room, join gmsl.
 		t.Fatal(err)
 	}
 	ver := gmsl.MustGetRoomVersion(gmsl.RoomVersion(r.Version))
-	keys := worldVerifier{conduitlike.WorldKeys(w)}
+	keys := conduitlike.Verifier{Keys: conduitlike.WorldKeys(w)}
 	ctx := context.Background()
 	all := map[string]gmsl.PDU{}
 	for _, list := range []gmsl.EventJSONs{resp.StateEvents, resp.AuthEvents} {

@@ -230,7 +230,7 @@ func TestRealSynapseVersion12Room(t *testing.T) {
 	missing := func(gmsl.RoomVersion, []string) ([]gmsl.PDU, error) {
 		return nil, fmt.Errorf("an auth event is missing")
 	}
-	verifier := realVerifier{keys}
+	verifier := conduitlike.Verifier{Keys: keys}
 	checked, err := gmsl.CheckSendJoinResponse(ctx, gmsl.RoomVersionV12, &resp, verifier, join, missing, userIDForSender)
 	if err != nil {
 		t.Fatalf("gomatrixserverlib's send_join check: %v", err)
@@ -284,30 +284,4 @@ func realShim(t *testing.T, client *synapseclient.Client, id *signing.Identity, 
 	shim := httptest.NewServer(srv)
 	t.Cleanup(shim.Close)
 	return src, shim.URL
-}
-
-// realVerifier checks signatures with fixed keys.
-type realVerifier struct{ keys conduitlike.StaticKeys }
-
-func (v realVerifier) VerifyJSONs(_ context.Context, reqs []gmsl.VerifyJSONRequest) ([]gmsl.VerifyJSONResult, error) {
-	out := make([]gmsl.VerifyJSONResult, len(reqs))
-	for i, r := range reqs {
-		ids, err := signing.SignatureKeyIDs(string(r.ServerName), r.Message)
-		if err != nil || len(ids) == 0 {
-			out[i].Error = fmt.Errorf("no signature of %s", r.ServerName)
-			continue
-		}
-		for _, kid := range ids {
-			pub, ok := v.keys.PublicKey(string(r.ServerName), string(kid), 0)
-			if !ok {
-				out[i].Error = fmt.Errorf("unknown key %s", kid)
-				break
-			}
-			if err := signing.VerifyJSON(string(r.ServerName), kid, pub, r.Message); err != nil {
-				out[i].Error = err
-				break
-			}
-		}
-	}
-	return out, nil
 }

@@ -76,14 +76,8 @@ func (e *exporter) pushRules(ctx context.Context) (*pushTemplate, error) {
 // client API with the admin's token (any user may read a profile).
 func (e *exporter) dbParts(ctx context.Context, u *UserFile) error {
 	db := e.cfg.SynapseDB
-	prof, err := e.cli.AdminAsUser().Profile(ctx, u.UID)
-	switch {
-	case errors.Is(err, synapseclient.ErrNotFound):
-		u.Profile = json.RawMessage("{}")
-	case err != nil:
+	if err := readProfile(ctx, e.cli.AdminAsUser(), u); err != nil {
 		return err
-	default:
-		u.Profile = prof.Raw
 	}
 	tmpl, err := e.pushRules(ctx)
 	if err != nil {

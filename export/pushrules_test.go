@@ -3,27 +3,16 @@ package export
 import (
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/transition-matrix/transition-matrix/internal/recorded"
 	"github.com/transition-matrix/transition-matrix/synapsedb"
 )
 
 // The files in testdata/synapse-1.163.2 were recorded from a real Synapse 1.163.2 (SQLite): the
 // client API's GET /pushrules/ of three accounts and their rows of push_rules and push_rules_enable.
-func readRecorded(t *testing.T, name string, out any) {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", "synapse-1.163.2", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-}
 
 func rows(t *testing.T, user string) *synapsedb.PushRules {
 	var r struct {
@@ -35,7 +24,7 @@ func rows(t *testing.T, user string) *synapsedb.PushRules {
 		}
 		Enabled map[string]bool
 	}
-	readRecorded(t, "push_rules_rows_"+user+".json", &r)
+	recorded.JSON(t, "push_rules_rows_"+user+".json", &r)
 	out := &synapsedb.PushRules{Enabled: r.Enabled}
 	for _, x := range r.Rules {
 		out.Rules = append(out.Rules, synapsedb.PushRule{RuleID: x.RuleID, PriorityClass: x.PriorityClass, Priority: x.Priority, Conditions: x.Conditions, Actions: x.Actions})
@@ -53,7 +42,7 @@ func TestPushRulesFromSynapsesTablesMatchTheClientAPI(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var view json.RawMessage
-			readRecorded(t, tc.adminView, &view)
+			recorded.JSON(t, tc.adminView, &view)
 			adminRows := &synapsedb.PushRules{Enabled: map[string]bool{}}
 			if tc.adminRows != "" {
 				adminRows = rows(t, tc.adminRows)
@@ -67,7 +56,7 @@ func TestPushRulesFromSynapsesTablesMatchTheClientAPI(t *testing.T) {
 				t.Fatal(err)
 			}
 			var want, have any
-			readRecorded(t, "client_pushrules_"+tc.user+".json", &want)
+			recorded.JSON(t, "client_pushrules_"+tc.user+".json", &want)
 			if err := json.Unmarshal(got, &have); err != nil {
 				t.Fatal(err)
 			}
@@ -90,7 +79,7 @@ func TestPushRulesFromSynapsesTablesMatchTheClientAPI(t *testing.T) {
 
 func TestPushTemplateRefusesAnAdminThatChangedBaseActions(t *testing.T) {
 	var view json.RawMessage
-	readRecorded(t, "client_pushrules_admin.json", &view)
+	recorded.JSON(t, "client_pushrules_admin.json", &view)
 	own := rows(t, "alice") // alice changed .m.rule.suppress_notices' actions
 	_, err := newPushTemplate("@alice:mas.test", view, own)
 	if !errors.Is(err, ErrAdminPushRulesChanged) {

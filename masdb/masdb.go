@@ -9,13 +9,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/transition-matrix/transition-matrix/internal/pgreadonly"
 )
 
 // Refusals of Open.
@@ -38,9 +37,9 @@ type DB struct {
 	// Now decides which tokens have expired (default time.Now).
 	Now func() time.Time
 
-	sql    *sql.DB
-	where  string
-	secret string
+	sql   *sql.DB
+	where string
+	dsn   pgreadonly.DSN // scrubs the password from errors
 }
 
 // Open connects to MAS's PostgreSQL database (a postgres:// URL) in read-only sessions and checks
@@ -49,25 +48,14 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
 		return nil, fmt.Errorf("masdb: %w: give -mas-db as a postgres:// URL (MAS's database.uri)", ErrNotPostgres)
 	}
-	u, err := url.Parse(dsn)
+	d, err := pgreadonly.ParseDSN(dsn)
 	if err != nil {
 		return nil, errors.New("masdb: the MAS database DSN is not a valid URL (its text is not repeated here: it may hold a password)")
 	}
-	db := &DB{where: u.Redacted()}
-	if p, ok := u.User.Password(); ok {
-		db.secret = p
-	}
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
+	db := &DB{where: d.Redacted, dsn: d}
+	if db.sql, err = pgreadonly.Open(dsn); err != nil {
 		return nil, db.wrap("cannot parse the DSN of the MAS database at", err)
 	}
-	if cfg.RuntimeParams == nil {
-		cfg.RuntimeParams = map[string]string{}
-	}
-	cfg.RuntimeParams["default_transaction_read_only"] = "on"
-	cfg.RuntimeParams["application_name"] = "transition-matrix"
-	db.sql = stdlib.OpenDB(*cfg)
-	db.sql.SetMaxOpenConns(2)
 	if err := db.sql.PingContext(ctx); err != nil {
 		db.sql.Close()
 		return nil, db.wrap("cannot reach the MAS database at", err)
@@ -100,13 +88,7 @@ func (db *DB) wrap(what string, err error) error {
 	return fmt.Errorf("masdb: %s %s: %s", what, db.where, db.scrub(err.Error()))
 }
 
-func (db *DB) scrub(s string) string {
-	if db.secret != "" {
-		s = strings.ReplaceAll(s, db.secret, "xxxxx")
-		s = strings.ReplaceAll(s, url.QueryEscape(db.secret), "xxxxx")
-	}
-	return s
-}
+func (db *DB) scrub(s string) string { return db.dsn.Scrub(s) }
 
 func (db *DB) now() time.Time {
 	if db.Now != nil {

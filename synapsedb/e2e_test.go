@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/transition-matrix/transition-matrix/internal/pgtest"
+	"github.com/transition-matrix/transition-matrix/internal/recorded"
 	"github.com/transition-matrix/transition-matrix/synapsedb"
 	"github.com/transition-matrix/transition-matrix/synapsedb/synapsedbtest"
 )
@@ -19,16 +19,6 @@ import (
 // testdata/synapse-1.163.2 was recorded from a real Synapse 1.163.2 (SQLite): tables.json holds
 // the rows of the tables below (password hashes blanked), the client_*.json files what its client
 // API answered @alice:mas.test about herself.
-func recorded(t *testing.T, name string, out any) {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", "synapse-1.163.2", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-}
 
 // booleans are the columns PostgreSQL types BOOLEAN (SQLite stores 0/1).
 var booleans = map[string]bool{"hidden": true, "is_verified": true}
@@ -40,7 +30,7 @@ func loadRecorded(t *testing.T, db *sql.DB, backend string) {
 		Columns []string
 		Rows    [][]any
 	}
-	recorded(t, "tables.json", &tables)
+	recorded.JSON(t, "tables.json", &tables)
 	keep := map[string][]string{"users": {"name", "creation_ts", "admin", "deactivated"}}
 	for _, name := range []string{"users", "devices", "e2e_device_keys_json", "e2e_cross_signing_keys", "e2e_cross_signing_signatures",
 		"e2e_room_keys_versions", "e2e_room_keys", "room_tags"} {
@@ -126,18 +116,18 @@ func TestClientStandInsMatchRecordedSynapse(t *testing.T) {
 		SelfSigningKeys map[string]any                       `json:"self_signing_keys"`
 		UserSigningKeys map[string]any                       `json:"user_signing_keys"`
 	}
-	recorded(t, "client_keys_query_alice_self.json", &query)
+	recorded.JSON(t, "client_keys_query_alice_self.json", &query)
 	for _, d := range query.DeviceKeys[alice] {
 		delete(d, "unsigned") // the export drops it
 	}
 	var version map[string]any
-	recorded(t, "client_room_keys_version_alice.json", &version)
+	recorded.JSON(t, "client_room_keys_version_alice.json", &version)
 	var keys struct {
 		Rooms map[string]struct {
 			Sessions map[string]any `json:"sessions"`
 		} `json:"rooms"`
 	}
-	recorded(t, "client_room_keys_keys_alice.json", &keys)
+	recorded.JSON(t, "client_room_keys_keys_alice.json", &keys)
 
 	for _, dsn := range []string{lite, dsn} {
 		db := open(t, dsn)

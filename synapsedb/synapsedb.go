@@ -14,11 +14,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/stdlib"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/transition-matrix/transition-matrix/internal/pgreadonly"
 )
 
 // Backends, as DB.Backend reports them.
@@ -34,8 +34,8 @@ type DB struct {
 
 	sql     *sql.DB
 	backend string
-	where   string // the DSN with its password redacted, or the SQLite file path
-	secret  string // the DSN's password, scrubbed from every error
+	where   string         // the DSN with its password redacted, or the SQLite file path
+	dsn     pgreadonly.DSN // scrubs the DSN's password from every error (PostgreSQL only)
 }
 
 // requiredColumns lists, per table, the columns this package reads; Open checks each of them.
@@ -74,25 +74,14 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 }
 
 func openPostgres(ctx context.Context, dsn string) (*DB, error) {
-	u, err := url.Parse(dsn)
+	d, err := pgreadonly.ParseDSN(dsn)
 	if err != nil {
 		return nil, errors.New("synapsedb: the Synapse database DSN is not a valid URL (its text is not repeated here: it may hold a password)")
 	}
-	db := &DB{backend: Postgres, where: u.Redacted()}
-	if p, ok := u.User.Password(); ok {
-		db.secret = p
-	}
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
+	db := &DB{backend: Postgres, where: d.Redacted, dsn: d}
+	if db.sql, err = pgreadonly.Open(dsn); err != nil {
 		return nil, db.wrap("cannot parse the DSN of the Synapse database at", err)
 	}
-	if cfg.RuntimeParams == nil {
-		cfg.RuntimeParams = map[string]string{}
-	}
-	cfg.RuntimeParams["default_transaction_read_only"] = "on"
-	cfg.RuntimeParams["application_name"] = "transition-matrix"
-	db.sql = stdlib.OpenDB(*cfg)
-	db.sql.SetMaxOpenConns(2)
 	if err := db.sql.PingContext(ctx); err != nil {
 		db.sql.Close()
 		return nil, db.connectError(err)
@@ -227,15 +216,7 @@ func (db *DB) wrap(what string, err error) error {
 	return &Error{msg: "synapsedb: " + what + " " + db.where + ": " + db.scrub(err.Error()), err: err}
 }
 
-func (db *DB) scrub(s string) string {
-	if db.secret != "" {
-		s = strings.ReplaceAll(s, db.secret, "xxxxx")
-		if esc := url.QueryEscape(db.secret); esc != db.secret {
-			s = strings.ReplaceAll(s, esc, "xxxxx")
-		}
-	}
-	return s
-}
+func (db *DB) scrub(s string) string { return db.dsn.Scrub(s) }
 
 // Error is a failure of the Synapse database; its message never holds the DSN's password.
 type Error struct {

@@ -53,22 +53,38 @@ func newCutoverBed(t *testing.T, opts world.Options, realShim bool) *cutoverBed 
 		_, shimURL = conduitsim.StartWorldPeer(t, w, b.syn.Identity())
 	}
 	b.target = conduitsim.Start(t, conduitsim.Options{World: w, ShimURL: shimURL, ASToken: testASToken})
-	if err := os.WriteFile(filepath.Join(b.dir, "as_token"), []byte(testASToken+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(b.cfgPath, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteString("target:\n  url: " + b.target.URL + "\n  token_file: as_token\n"); err != nil {
-		t.Fatal(err)
-	}
+	addTarget(t, b.cfgPath, b.target.URL)
 	return b
 }
 
+// appendConfig appends YAML text to the shim config file at path.
+func appendConfig(t testing.TB, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteString(text)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// addTarget writes testASToken to as_token beside the config at cfgPath and points the config's
+// target at url with it.
+func addTarget(t testing.TB, cfgPath, url string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(filepath.Dir(cfgPath), "as_token"), []byte(testASToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	appendConfig(t, cfgPath, "target:\n  url: "+url+"\n  token_file: as_token\n")
+}
+
 // startServe runs `shim serve` until the test ends and returns its URL once it listens.
-func startServe(t *testing.T, cfgPath string) string {
+func startServe(t testing.TB, cfgPath string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
@@ -437,15 +453,7 @@ func TestVerifyAfterCutover(t *testing.T) {
 	defer db.Close()
 	users := &hidingUsers{UserData: db}
 	target := conduitsim.Start(t, conduitsim.Options{World: w, ShimURL: shimURL, ASToken: testASToken, UserData: users})
-	if err := os.WriteFile(filepath.Join(dir, "as_token"), []byte(testASToken+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString("target:\n  url: " + target.URL + "\n  token_file: as_token\n")
-	f.Close()
+	addTarget(t, cfgPath, target.URL)
 
 	var cut *world.Room // the room of version 12: its create event is named by the room ID
 	for _, r := range w.RoomsOfKind(world.KindOrdinary) {

@@ -10,7 +10,7 @@ import (
 )
 
 // runShim runs the command line in-process and returns its exit status and output.
-func runShim(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
+func runShim(t testing.TB, env map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	code = Run(context.Background(), args, &Env{Stdout: &out, Stderr: &errOut, Getenv: func(k string) string { return env[k] }})

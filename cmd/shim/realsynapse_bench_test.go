@@ -31,7 +31,7 @@ func BenchmarkRealSynapse(b *testing.B) {
 		b.Run(fmt.Sprintf("export/j=%d", j), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				out := filepath.Join(b.TempDir(), "export")
-				if code, stdout, stderr := runTB(b, "export", "-config", bed.cfg, "-out", out, "-j", fmt.Sprint(j)); code != 0 {
+				if code, stdout, stderr := runShim(b, nil, "export", "-config", bed.cfg, "-out", out, "-j", fmt.Sprint(j)); code != 0 {
 					b.Fatalf("export: exit %d\n%s\n%s", code, stdout, stderr)
 				}
 			}
@@ -39,14 +39,7 @@ func BenchmarkRealSynapse(b *testing.B) {
 		})
 	}
 	id := bed.s.Identity()
-	keys := conduitlike.StaticKeys{}
-	for i, k := range id.Keys {
-		var expired int64
-		if i > 0 {
-			expired = time.Now().Add(time.Hour).UnixMilli()
-		}
-		keys.Add(id.ServerName, string(k.ID), k.PublicKey(), expired)
-	}
+	keys := staticKeys(id)
 	rooms := bed.hostable()
 	heads := map[string][]string{}
 	ctx := context.Background()
@@ -105,7 +98,7 @@ func BenchmarkRealSynapse(b *testing.B) {
 				if err := os.WriteFile(cfg, data, 0o600); err != nil {
 					b.Fatal(err)
 				}
-				if code, stdout, stderr := runTB(b, "archive", "-config", cfg, "-j", fmt.Sprint(j)); code != 0 {
+				if code, stdout, stderr := runShim(b, nil, "archive", "-config", cfg, "-j", fmt.Sprint(j)); code != 0 {
 					b.Fatalf("archive: exit %d\n%s\n%s", code, stdout, stderr)
 				}
 				events += held
@@ -121,10 +114,10 @@ func BenchmarkRealSynapse(b *testing.B) {
 		})
 	}
 	// The shim with a warm cache (archived above) next to Synapse for the same rooms and pages.
-	if code, stdout, stderr := runTB(b, "archive", "-config", bed.cfg, "-j", "4"); code != 0 {
+	if code, stdout, stderr := runShim(b, nil, "archive", "-config", bed.cfg, "-j", "4"); code != 0 {
 		b.Fatalf("archive: exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	shimURL := startServeTB(b, bed.cfg)
+	shimURL := startServe(b, bed.cfg)
 	for _, j := range []int{1, 4} {
 		b.Run(fmt.Sprintf("shim-warm-backfill/j=%d", j), func(b *testing.B) {
 			events := 0
@@ -133,36 +126,5 @@ func BenchmarkRealSynapse(b *testing.B) {
 			}
 			b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
 		})
-	}
-}
-
-// runTB runs a shim command in-process for a benchmark.
-func runTB(tb testing.TB, args ...string) (int, string, string) {
-	tb.Helper()
-	var out, errOut bytes.Buffer
-	code := Run(context.Background(), args, &Env{Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }})
-	return code, out.String(), errOut.String()
-}
-
-// startServeTB runs `shim serve` until the benchmark ends and returns its URL once it listens.
-func startServeTB(tb testing.TB, cfgPath string) string {
-	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan int, 1)
-	env := &Env{Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}, Getenv: func(string) string { return "" },
-		Ready: func(what, a string) {
-			if what == "federation" {
-				addr <- a
-			}
-		}}
-	go func() { done <- Run(ctx, []string{"serve", "-config", cfgPath}, env) }()
-	tb.Cleanup(func() { cancel(); <-done })
-	select {
-	case a := <-addr:
-		return "http://" + a
-	case code := <-done:
-		tb.Fatalf("serve exited early with %d", code)
-		return ""
 	}
 }

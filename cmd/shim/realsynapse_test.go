@@ -157,14 +157,7 @@ func testRealCutover(t *testing.T, b *realBed, exportDir string) {
 	}
 	defer db.Close()
 	id := b.s.Identity()
-	keys := conduitlike.StaticKeys{}
-	for i, k := range id.Keys {
-		var expired int64
-		if i > 0 {
-			expired = time.Now().Add(time.Hour).UnixMilli()
-		}
-		keys.Add(id.ServerName, string(k.ID), k.PublicKey(), expired)
-	}
+	keys := staticKeys(id)
 	var users []string
 	for _, u := range b.rec.Users {
 		if !u.Deactivated {
@@ -173,15 +166,7 @@ func testRealCutover(t *testing.T, b *realBed, exportDir string) {
 	}
 	sort.Strings(users)
 	target := conduitsim.Start(t, conduitsim.Options{Identity: id, Keys: keys, ShimURL: shimURL, ASToken: testASToken, UserData: db, Users: users})
-	if err := os.WriteFile(filepath.Join(b.dir, "as_token"), []byte(testASToken+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString("target:\n  url: " + target.URL + "\n  token_file: as_token\n")
-	f.Close()
+	addTarget(t, cfg, target.URL)
 	for _, args := range [][]string{{"rejoin", "-config", cfg}, {"warm", "-config", cfg}} {
 		if code, stdout, stderr := runShim(t, nil, args...); code != 0 {
 			t.Fatalf("%s: exit %d\n%s\n%s", args[0], code, stdout, stderr)
@@ -624,14 +609,7 @@ func testRealArchive(t *testing.T, b *realBed) {
 func testRealServe(t *testing.T, b *realBed) {
 	shimURL := startServe(t, b.cfg)
 	id := b.s.Identity()
-	keys := conduitlike.StaticKeys{}
-	for i, k := range id.Keys {
-		var expired int64
-		if i > 0 {
-			expired = time.Now().Add(time.Hour).UnixMilli()
-		}
-		keys.Add(id.ServerName, string(k.ID), k.PublicKey(), expired)
-	}
+	keys := staticKeys(id)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	want := map[string]map[string]string{}
@@ -707,32 +685,6 @@ func testRealServe(t *testing.T, b *realBed) {
 	})
 }
 
-// realVerifier checks signatures with static keys, old ones at the event's time included.
-type realVerifier struct{ keys conduitlike.StaticKeys }
-
-func (v realVerifier) VerifyJSONs(_ context.Context, reqs []gmsl.VerifyJSONRequest) ([]gmsl.VerifyJSONResult, error) {
-	out := make([]gmsl.VerifyJSONResult, len(reqs))
-	for i, req := range reqs {
-		ids, err := gmsl.ListKeyIDs(string(req.ServerName), req.Message)
-		if err != nil || len(ids) == 0 {
-			out[i].Error = fmt.Errorf("no signature by %s: %v", req.ServerName, err)
-			continue
-		}
-		for _, id := range ids {
-			pub, ok := v.keys.PublicKey(string(req.ServerName), string(id), int64(req.AtTS))
-			if !ok {
-				out[i].Error = fmt.Errorf("no valid key %s for %s at %d", id, req.ServerName, req.AtTS)
-				break
-			}
-			if err := gmsl.VerifyJSON(string(req.ServerName), id, pub, req.Message); err != nil {
-				out[i].Error = err
-				break
-			}
-		}
-	}
-	return out, nil
-}
-
 // testRealJoins asks the shim for make_join and send_join in the v10, v11 and (where Synapse has
 // it) v12 rooms as Conduit does, and checks the answers with gomatrixserverlib and against
 // Synapse's current state.
@@ -793,7 +745,7 @@ func testRealJoins(t *testing.T, b *realBed, shimURL string, keys conduitlike.St
 		missingAuth := func(gmsl.RoomVersion, []string) ([]gmsl.PDU, error) {
 			return nil, fmt.Errorf("an auth event is missing from the answer")
 		}
-		checked, err := gmsl.CheckSendJoinResponse(ctx, gmsl.RoomVersion(r.Version), &resp, realVerifier{keys}, join, missingAuth, conduitlike.UserIDForSender)
+		checked, err := gmsl.CheckSendJoinResponse(ctx, gmsl.RoomVersion(r.Version), &resp, conduitlike.Verifier{Keys: keys}, join, missingAuth, conduitlike.UserIDForSender)
 		if err != nil {
 			t.Fatalf("%s: gomatrixserverlib's send_join check: %v", role, err)
 		}
@@ -832,4 +784,18 @@ func testRealJoins(t *testing.T, b *realBed, shimURL string, keys conduitlike.St
 	if joined < 2 {
 		t.Fatalf("joined %d rooms", joined)
 	}
+}
+
+// staticKeys are Synapse's keys as the Conduit-like consumer trusts them: the old ones valid for
+// another hour, so that events they signed still verify.
+func staticKeys(id *signing.Identity) conduitlike.StaticKeys {
+	keys := conduitlike.StaticKeys{}
+	for i, k := range id.Keys {
+		var expired int64
+		if i > 0 {
+			expired = time.Now().Add(time.Hour).UnixMilli()
+		}
+		keys.Add(id.ServerName, string(k.ID), k.PublicKey(), expired)
+	}
+	return keys
 }

@@ -6,14 +6,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tidwall/gjson"
 
-	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
@@ -22,22 +20,8 @@ import (
 // signed request whose body never arrives is answered 408 and its connection closed once
 // limits.body_read_timeout passes, and headers over limits.max_header_bytes get Go's 431.
 func TestServeAppliesTheConfiguredLimits(t *testing.T) {
-	w, err := world.Generate(world.Options{Seed: 22, Rooms: -1, MessagesPerRoom: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim := synapsesim.Start(t, synapsesim.Options{World: w})
-	dir := t.TempDir()
-	cfgPath, _, err := writeDemoConfig(dir, w, sim.URL, sim.AdminToken())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString("limits:\n  body_read_timeout: 300ms\n  max_header_bytes: 4096\n")
-	f.Close()
+	w, sim, _, cfgPath := startSimWithConfig(t, world.Options{Seed: 22, Rooms: -1, MessagesPerRoom: 5})
+	appendConfig(t, cfgPath, "limits:\n  body_read_timeout: 300ms\n  max_header_bytes: 4096\n")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -58,26 +58,28 @@ func selfSignedCert(t *testing.T, dir string) (certPath, keyPath string) {
 	return certPath, keyPath
 }
 
+// startSimWithConfig starts a simulated Synapse serving a world generated with opts and writes the
+// demo shim config for it into a new directory dir.
+func startSimWithConfig(t testing.TB, opts world.Options) (w *world.World, sim *synapsesim.Server, dir, cfgPath string) {
+	t.Helper()
+	w, err := world.Generate(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim = synapsesim.Start(t, synapsesim.Options{World: w})
+	dir = t.TempDir()
+	if cfgPath, _, err = writeDemoConfig(dir, w, sim.URL, sim.AdminToken()); err != nil {
+		t.Fatal(err)
+	}
+	return w, sim, dir, cfgPath
+}
+
 // TestServeTLSMetricsAndGracefulShutdown runs `shim serve` with TLS and a metrics listener against
 // a simulated Synapse; an interrupt while a request waits on Synapse lets that request finish.
 func TestServeTLSMetricsAndGracefulShutdown(t *testing.T) {
-	w, err := world.Generate(world.Options{Seed: 21, Rooms: -1, MessagesPerRoom: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim := synapsesim.Start(t, synapsesim.Options{World: w})
-	dir := t.TempDir()
-	cfgPath, _, err := writeDemoConfig(dir, w, sim.URL, sim.AdminToken())
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, sim, dir, cfgPath := startSimWithConfig(t, world.Options{Seed: 21, Rooms: -1, MessagesPerRoom: 10})
 	cert, key := selfSignedCert(t, dir)
-	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString("tls:\n  cert: " + cert + "\n  key: " + key + "\nmetrics:\n  listen: 127.0.0.1:0\n")
-	f.Close()
+	appendConfig(t, cfgPath, "tls:\n  cert: "+cert+"\n  key: "+key+"\nmetrics:\n  listen: 127.0.0.1:0\n")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

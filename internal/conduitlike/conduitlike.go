@@ -448,7 +448,7 @@ func (c *Consumer) Request(ctx context.Context, method, uri string, body []byte,
 // VerifySignatures checks the signatures a PDU must carry (gomatrixserverlib decides whose) against
 // the consumer's keys, as ruma does: every signature of such a server must verify, at least one.
 func (c *Consumer) VerifySignatures(ctx context.Context, p gmsl.PDU) error {
-	return gmsl.VerifyEventSignatures(ctx, p, verifier{c.Keys}, UserIDForSender)
+	return gmsl.VerifyEventSignatures(ctx, p, Verifier{c.Keys}, UserIDForSender)
 }
 
 // UserIDForSender maps a sender to its user ID (every room version here uses user IDs as senders).
@@ -456,11 +456,12 @@ func UserIDForSender(_ spec.RoomID, s spec.SenderID) (*spec.UserID, error) {
 	return spec.NewUserID(string(s), true)
 }
 
-// verifier adapts Keys to gomatrixserverlib: every signature by the server whose key is known at
-// the event's time must verify, and at least one must (as ruma, which Conduit uses, demands).
-type verifier struct{ keys Keys }
+// Verifier adapts Keys to gomatrixserverlib's JSONVerifier: every signature by the server whose key
+// is known at the event's time must verify, and at least one must (as ruma, which Conduit uses, demands).
+type Verifier struct{ Keys Keys }
 
-func (v verifier) VerifyJSONs(_ context.Context, reqs []gmsl.VerifyJSONRequest) ([]gmsl.VerifyJSONResult, error) {
+// VerifyJSONs checks each request's signatures by its server with the keys valid at its time.
+func (v Verifier) VerifyJSONs(_ context.Context, reqs []gmsl.VerifyJSONRequest) ([]gmsl.VerifyJSONResult, error) {
 	out := make([]gmsl.VerifyJSONResult, len(reqs))
 	for i, req := range reqs {
 		ids, err := gmsl.ListKeyIDs(string(req.ServerName), req.Message)
@@ -470,7 +471,7 @@ func (v verifier) VerifyJSONs(_ context.Context, reqs []gmsl.VerifyJSONRequest) 
 		}
 		checked := 0
 		for _, id := range ids {
-			pub, ok := v.keys.PublicKey(string(req.ServerName), string(id), int64(req.AtTS))
+			pub, ok := v.Keys.PublicKey(string(req.ServerName), string(id), int64(req.AtTS))
 			if !ok {
 				out[i].Error = fmt.Errorf("no valid key %s for %s at %d", id, req.ServerName, req.AtTS)
 				break

@@ -3,9 +3,7 @@ package dendritetest
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha1"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -15,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/transition-matrix/transition-matrix/internal/regsecret"
 )
 
 // maxBody bounds every client API answer the harness reads.
@@ -28,18 +28,6 @@ type User struct {
 	Token string
 	base  string
 	txn   int
-}
-
-// RegistrationMAC is the shared-secret registration MAC: hex HMAC-SHA1 over
-// nonce NUL user NUL password NUL "admin"|"notadmin", keyed by the shared secret.
-func RegistrationMAC(secret, nonce, user, password string, admin bool) string {
-	kind := "notadmin"
-	if admin {
-		kind = "admin"
-	}
-	m := hmac.New(sha1.New, []byte(secret))
-	m.Write([]byte(nonce + "\x00" + user + "\x00" + password + "\x00" + kind))
-	return hex.EncodeToString(m.Sum(nil))
 }
 
 // Register creates a user with shared-secret registration and returns it logged in.
@@ -61,7 +49,7 @@ func (s *Server) Register(ctx context.Context, localpart string) (*User, error) 
 		"username": localpart,
 		"password": password,
 		"admin":    false,
-		"mac":      RegistrationMAC(s.sharedSecret, nonce.Nonce, localpart, password, false),
+		"mac":      regsecret.MAC(s.sharedSecret, nonce.Nonce, localpart, password, false),
 	}
 	var out struct {
 		UserID      string `json:"user_id"`

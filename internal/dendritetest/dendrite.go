@@ -12,17 +12,15 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/transition-matrix/transition-matrix/internal/testproc"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
 
@@ -34,7 +32,6 @@ const EnvBin = "TM_DENDRITE_BIN"
 const (
 	readyTimeout = 60 * time.Second
 	stopTimeout  = 15 * time.Second
-	pollEvery    = 25 * time.Millisecond
 )
 
 // BinDir returns the directory named by TM_DENDRITE_BIN, or skips the test when it is unset.
@@ -61,9 +58,7 @@ type Server struct {
 	LogPath  string            // Dendrite's stdout and stderr
 
 	sharedSecret string
-	cmd          *exec.Cmd
-	exited       chan struct{} // closed when the process has exited
-	exitErr      error
+	proc         *testproc.Proc
 }
 
 // NewKey generates an Ed25519 signing key with a random version.
@@ -114,17 +109,8 @@ func Start(t testing.TB, binDir string) *Server {
 
 var errAddrInUse = errors.New("address already in use")
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func start(t testing.TB, binDir string) (*Server, error) {
-	port, err := freePort()
+	port, err := testproc.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("finding a free port: %w", err)
 	}
@@ -149,7 +135,6 @@ func start(t testing.TB, binDir string) (*Server, error) {
 		Dir:          dir,
 		LogPath:      filepath.Join(dir, "dendrite.log"),
 		sharedSecret: hex.EncodeToString(secret),
-		exited:       make(chan struct{}),
 	}
 	s.Identity = &signing.Identity{ServerName: s.Name, Keys: []signing.Key{key}}
 
@@ -182,22 +167,11 @@ func start(t testing.TB, binDir string) (*Server, error) {
 		return nil, err
 	}
 
-	logf, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	s.cmd = exec.Command(filepath.Join(binDir, "dendrite"), "-config", cfgPath, "-http-bind-address", "127.0.0.1:"+strconv.Itoa(port))
-	s.cmd.Dir = dir
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	if err := s.cmd.Start(); err != nil {
-		logf.Close()
+	cmd := exec.Command(filepath.Join(binDir, "dendrite"), "-config", cfgPath, "-http-bind-address", "127.0.0.1:"+strconv.Itoa(port))
+	cmd.Dir = dir
+	if s.proc, err = testproc.Start(cmd, s.LogPath, true); err != nil {
 		return nil, fmt.Errorf("starting dendrite: %w", err)
 	}
-	go func() {
-		s.exitErr = s.cmd.Wait()
-		logf.Close()
-		close(s.exited)
-	}()
 	t.Cleanup(func() {
 		if err := s.Stop(); err != nil {
 			t.Errorf("dendritetest: %v", err)
@@ -222,60 +196,27 @@ func start(t testing.TB, binDir string) (*Server, error) {
 func (s *Server) waitReady() error {
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
-	tick := time.NewTicker(pollEvery)
-	defer tick.Stop()
-	client := &http.Client{Timeout: 2 * time.Second}
-	for {
-		req, _ := http.NewRequestWithContext(ctx, "GET", s.URL+"/_matrix/federation/v1/version", nil)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-s.exited:
-			return fmt.Errorf("dendrite exited before it was ready: %v", s.exitErr)
-		case <-ctx.Done():
-			return fmt.Errorf("dendrite on %s not ready after %s", s.URL, readyTimeout)
-		case <-tick.C:
-		}
+	err := testproc.WaitReady(ctx, s.URL+"/_matrix/federation/v1/version", s.proc.Exited())
+	switch {
+	case errors.Is(err, testproc.ErrExited):
+		return fmt.Errorf("dendrite exited before it was ready: %v", s.proc.ExitErr())
+	case err != nil:
+		return fmt.Errorf("dendrite on %s not ready after %s", s.URL, readyTimeout)
 	}
+	return nil
 }
 
 // Stop sends SIGTERM and, if Dendrite has not exited within stopTimeout, kills it. Stopping twice
 // is harmless.
 func (s *Server) Stop() error {
-	if s.cmd == nil || s.cmd.Process == nil {
+	if s.proc == nil {
 		return nil
 	}
-	select {
-	case <-s.exited:
-		return nil
-	default:
+	if err := s.proc.Stop(stopTimeout); err != nil {
+		return fmt.Errorf("dendrite %s: %w", s.Name, err)
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	timer := time.NewTimer(stopTimeout)
-	defer timer.Stop()
-	select {
-	case <-s.exited:
-		return nil
-	case <-timer.C:
-	}
-	_ = s.cmd.Process.Kill()
-	<-s.exited
-	return fmt.Errorf("dendrite %s did not exit within %s of SIGTERM and was killed", s.Name, stopTimeout)
+	return nil
 }
 
 // LogTail returns the last n lines of Dendrite's output.
-func (s *Server) LogTail(n int) string {
-	b, err := os.ReadFile(s.LogPath)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func (s *Server) LogTail(n int) string { return testproc.LogTail(s.LogPath, n) }

@@ -140,16 +140,6 @@ func TestEditConfigNamesEveryMissingKey(t *testing.T) {
 	}
 }
 
-func TestRegistrationMAC(t *testing.T) {
-	// Vectors computed with Python's hmac module.
-	if got := RegistrationMAC("sekrit", "abc", "alice", "pw", false); got != "75234cf3c9b218700b956bc57fad9ad2d6be431c" {
-		t.Errorf("notadmin MAC = %s", got)
-	}
-	if got := RegistrationMAC("sekrit", "abc", "alice", "pw", true); got != "d3a80f7950d54cae076932b58b789f88f33e41c7" {
-		t.Errorf("admin MAC = %s", got)
-	}
-}
-
 // TestTimelineDropsRepeats pages a fake /messages that, like Dendrite 0.15.2, answers the oldest
 // event again on the page after the one that reached it.
 func TestTimelineDropsRepeats(t *testing.T) {

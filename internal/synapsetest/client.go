@@ -3,9 +3,6 @@ package synapsetest
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha1"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/transition-matrix/transition-matrix/internal/regsecret"
 )
 
 // ErrRequest is returned for a Synapse API answer other than 2xx.
@@ -35,14 +34,8 @@ func (s *Server) Register(ctx context.Context, localpart, password string, admin
 	if err := s.Do(ctx, "GET", "/_synapse/admin/v1/register", "", nil, &nonce); err != nil {
 		return Registered{}, fmt.Errorf("%w: nonce for %s: %v", ErrRegistration, localpart, err)
 	}
-	kind := "notadmin"
-	if admin {
-		kind = "admin"
-	}
-	mac := hmac.New(sha1.New, []byte(s.SharedSecret))
-	mac.Write([]byte(nonce.Nonce + "\x00" + localpart + "\x00" + password + "\x00" + kind))
 	body := map[string]any{"nonce": nonce.Nonce, "username": localpart, "password": password,
-		"admin": admin, "mac": hex.EncodeToString(mac.Sum(nil))}
+		"admin": admin, "mac": regsecret.MAC(s.SharedSecret, nonce.Nonce, localpart, password, admin)}
 	var r Registered
 	if err := s.Do(ctx, "POST", "/_synapse/admin/v1/register", "", body, &r); err != nil {
 		return Registered{}, fmt.Errorf("%w: %s: %v", ErrRegistration, localpart, err)

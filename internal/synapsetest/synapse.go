@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,13 +19,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/transition-matrix/transition-matrix/internal/pgtest"
+	"github.com/transition-matrix/transition-matrix/internal/testproc"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
 
@@ -44,7 +43,6 @@ const AdminLocalpart = "admin"
 const (
 	readyTimeout = 180 * time.Second
 	stopTimeout  = 30 * time.Second
-	pollEvery    = 50 * time.Millisecond
 )
 
 // Errors of the harness.
@@ -102,10 +100,8 @@ type Server struct {
 	keys    []signing.Key // keys[0] signs; the rest are published as old_signing_keys
 	expired []int64       // expired_ts of keys[1:], in milliseconds
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	exitErr error
+	mu   sync.Mutex
+	proc *testproc.Proc
 }
 
 // Start runs Synapse with a fresh database and key on a free port, registers the admin and returns
@@ -179,27 +175,15 @@ func Start(t testing.TB, opts Options) *Server {
 // returned. Stopping a stopped server is harmless.
 func (s *Server) Stop() error {
 	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
+	proc := s.proc
 	s.mu.Unlock()
-	if cmd == nil || cmd.Process == nil {
+	if proc == nil {
 		return nil
 	}
-	select {
-	case <-exited:
-		return nil
-	default:
+	if err := proc.Stop(stopTimeout); err != nil {
+		return fmt.Errorf("synapse on %s: %w", s.BaseURL, err)
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	timer := time.NewTimer(stopTimeout)
-	defer timer.Stop()
-	select {
-	case <-exited:
-		return nil
-	case <-timer.C:
-	}
-	_ = cmd.Process.Kill()
-	<-exited
-	return fmt.Errorf("synapse on %s did not exit within %s of SIGTERM and was killed", s.BaseURL, stopTimeout)
+	return nil
 }
 
 // Restart stops Synapse and starts it again on the same port, database and keys.
@@ -242,23 +226,13 @@ func (s *Server) SupportsRoomVersion(v string) bool {
 }
 
 // LogTail returns the last n lines of Synapse's output.
-func (s *Server) LogTail(n int) string {
-	b, err := os.ReadFile(s.LogPath)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func (s *Server) LogTail(n int) string { return testproc.LogTail(s.LogPath, n) }
 
 // start writes the config and key file and runs Synapse until /health answers. With newPort a
 // free port is picked first.
 func (s *Server) start(newPort bool) error {
 	if newPort || s.port == 0 {
-		port, err := freePort()
+		port, err := testproc.FreePort()
 		if err != nil {
 			return fmt.Errorf("synapsetest: finding a free port: %w", err)
 		}
@@ -275,31 +249,17 @@ func (s *Server) start(newPort bool) error {
 	if err := os.WriteFile(s.ConfigPath, cfg, 0o600); err != nil {
 		return err
 	}
-	logf, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
 	cmd := exec.Command(s.python, "-m", "synapse.app.homeserver", "-c", s.ConfigPath)
 	cmd.Dir = s.Dir
-	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "SYNAPSE_TEST_ALLOW_ROOT=1")
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("synapsetest: starting %s -m synapse.app.homeserver: %w", s.python, err)
+	proc, err := testproc.Start(cmd, s.LogPath, false)
+	if err != nil {
+		return fmt.Errorf("synapsetest: %s -m synapse.app.homeserver: %w", s.python, err)
 	}
-	exited := make(chan struct{})
 	s.mu.Lock()
-	s.cmd, s.exited = cmd, exited
+	s.proc = proc
 	s.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		s.mu.Lock()
-		s.exitErr = err
-		s.mu.Unlock()
-		logf.Close()
-		close(exited)
-	}()
-	if err := s.waitReady(exited); err != nil {
+	if err := s.waitReady(proc); err != nil {
 		_ = s.Stop()
 		if strings.Contains(s.LogTail(30), "Address already in use") {
 			return fmt.Errorf("%w: %s", ErrAddrInUse, s.BaseURL)
@@ -310,31 +270,17 @@ func (s *Server) start(newPort bool) error {
 }
 
 // waitReady polls /health until it answers 200, the process exits, or readyTimeout passes.
-func (s *Server) waitReady(exited chan struct{}) error {
+func (s *Server) waitReady(proc *testproc.Proc) error {
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
-	tick := time.NewTicker(pollEvery)
-	defer tick.Stop()
-	client := &http.Client{Timeout: 2 * time.Second}
-	for {
-		req, _ := http.NewRequestWithContext(ctx, "GET", s.BaseURL+"/health", nil)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-exited:
-			s.mu.Lock()
-			err := s.exitErr
-			s.mu.Unlock()
-			return fmt.Errorf("%w before it was ready (%v); see %s", ErrExited, err, s.LogPath)
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %s/health did not answer 200 within %s", ErrNotReady, s.BaseURL, readyTimeout)
-		case <-tick.C:
-		}
+	err := testproc.WaitReady(ctx, s.BaseURL+"/health", proc.Exited())
+	switch {
+	case errors.Is(err, testproc.ErrExited):
+		return fmt.Errorf("%w before it was ready (%v); see %s", ErrExited, proc.ExitErr(), s.LogPath)
+	case err != nil:
+		return fmt.Errorf("%w: %s/health did not answer 200 within %s", ErrNotReady, s.BaseURL, readyTimeout)
 	}
+	return nil
 }
 
 func (s *Server) readVersion() error {
@@ -467,15 +413,6 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // versionAtLeast reports whether a Synapse version string ("1.163.2", "1.120.2 (b=...)") is at
