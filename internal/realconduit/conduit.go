@@ -6,17 +6,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/transition-matrix/transition-matrix/internal/testproc"
 )
 
 // EnvBin names the environment variable holding the path of a Conduit binary built with
@@ -76,10 +75,8 @@ type Server struct {
 
 	port int
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	exitErr error
+	mu   sync.Mutex
+	proc *testproc.Proc // nil when not started or stopped
 }
 
 // New prepares a Conduit in opts.Dir without starting it; t's cleanup stops it.
@@ -138,13 +135,13 @@ func (s *Server) Config() string {
 // starts Conduit, then waits until /_matrix/client/versions answers 200.
 func (s *Server) Start() error {
 	s.mu.Lock()
-	running := s.cmd != nil
+	running := s.proc != nil
 	s.mu.Unlock()
 	if running {
 		return ErrRunning
 	}
 	if s.port == 0 {
-		port, err := freePort()
+		port, err := testproc.FreePort()
 		if err != nil {
 			return fmt.Errorf("realconduit: finding a free port: %w", err)
 		}
@@ -154,34 +151,24 @@ func (s *Server) Start() error {
 	if err := os.WriteFile(s.ConfigPath, []byte(s.Config()), 0o600); err != nil {
 		return err
 	}
-	logf, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(logf, "---- realconduit: start %s\n", time.Now().UTC().Format(time.RFC3339Nano))
 	cmd := exec.Command(s.Bin)
 	cmd.Dir = s.Dir
-	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "CONDUIT_CONFIG="+s.ConfigPath, "RUST_BACKTRACE=0")
-	if err := cmd.Start(); err != nil {
-		logf.Close()
+	proc, err := testproc.Start(cmd, s.LogPath, false)
+	if err != nil {
 		return fmt.Errorf("realconduit: starting %s: %w", s.Bin, err)
 	}
-	exited := make(chan struct{})
 	s.mu.Lock()
-	s.cmd, s.exited, s.exitErr = cmd, exited, nil
+	s.proc = proc
 	s.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		s.mu.Lock()
-		s.exitErr = err
-		s.mu.Unlock()
-		logf.Close()
-		close(exited)
-	}()
-	if err := s.waitReady(exited); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	if err := testproc.WaitReady(ctx, s.URL+"/_matrix/client/versions", proc.Exited()); err != nil {
 		_ = s.Stop()
-		return err
+		if errors.Is(err, testproc.ErrExited) {
+			return fmt.Errorf("%w before it was ready (%v); last log lines:\n%s", ErrExited, proc.ExitErr(), s.LogTail(20))
+		}
+		return fmt.Errorf("%w: %s/_matrix/client/versions did not answer 200 within %s; see %s", ErrNotReady, s.URL, readyTimeout, s.LogPath)
 	}
 	return nil
 }
@@ -189,41 +176,26 @@ func (s *Server) Start() error {
 // Stop sends SIGTERM and waits for Conduit to exit; it is a no-op when Conduit is not running.
 func (s *Server) Stop() error {
 	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
+	proc := s.proc
+	s.proc = nil
 	s.mu.Unlock()
-	if cmd == nil {
+	if proc == nil {
 		return nil
 	}
-	defer func() {
-		s.mu.Lock()
-		s.cmd = nil
-		s.mu.Unlock()
-	}()
-	select {
-	case <-exited:
-		return nil
-	default:
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-		return nil
-	case <-time.After(stopTimeout):
-		_ = cmd.Process.Kill()
-		<-exited
+	if err := proc.Stop(stopTimeout); errors.Is(err, testproc.ErrKilled) {
 		return fmt.Errorf("%w within %s (killed); see %s", ErrNotStopped, stopTimeout, s.LogPath)
 	}
+	return nil
 }
 
 // Kill ends Conduit with SIGKILL, as a crash would.
 func (s *Server) Kill() {
 	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.cmd = nil
+	proc := s.proc
+	s.proc = nil
 	s.mu.Unlock()
-	if cmd != nil {
-		_ = cmd.Process.Kill()
-		<-exited
+	if proc != nil {
+		proc.Kill()
 	}
 }
 
@@ -239,29 +211,11 @@ func (s *Server) Restart() error {
 func (s *Server) Running() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return false
-	}
-	select {
-	case <-s.exited:
-		return false
-	default:
-		return true
-	}
+	return s.proc != nil && s.proc.Running()
 }
 
 // LogTail returns the last n lines of Conduit's log, for failure messages.
-func (s *Server) LogTail(n int) string {
-	data, err := os.ReadFile(s.LogPath)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func (s *Server) LogTail(n int) string { return testproc.LogTail(s.LogPath, n) }
 
 // LogGrep returns the log lines (at most 30, the first ones) holding any of the words, each with
 // the line after it.
@@ -289,51 +243,12 @@ func (s *Server) LogGrep(words ...string) string {
 	return strings.Join(out, "\n")
 }
 
-// waitReady polls /_matrix/client/versions until it answers 200, the process exits, or
-// readyTimeout passes.
-func (s *Server) waitReady(exited chan struct{}) error {
-	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
-	defer cancel()
-	tick := time.NewTicker(pollEvery)
-	defer tick.Stop()
-	client := &http.Client{Timeout: 2 * time.Second}
-	for {
-		req, _ := http.NewRequestWithContext(ctx, "GET", s.URL+"/_matrix/client/versions", nil)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-exited:
-			s.mu.Lock()
-			err := s.exitErr
-			s.mu.Unlock()
-			return fmt.Errorf("%w before it was ready (%v); last log lines:\n%s", ErrExited, err, s.LogTail(20))
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %s/_matrix/client/versions did not answer 200 within %s; see %s", ErrNotReady, s.URL, readyTimeout, s.LogPath)
-		case <-tick.C:
-		}
-	}
-}
-
-// freePort asks the kernel for a free loopback port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // Pid is the running Conduit's process ID, or 0.
 func (s *Server) Pid() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd == nil || s.cmd.Process == nil {
+	if s.proc == nil {
 		return 0
 	}
-	return s.cmd.Process.Pid
+	return s.proc.Pid()
 }

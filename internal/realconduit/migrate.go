@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/transition-matrix/transition-matrix/internal/testproc"
 )
 
 // Errors of the migration steps.
@@ -180,11 +182,11 @@ func (m *Migration) FirstStart(ctx context.Context) error {
 
 // writeConfig writes shim.yaml, the admin token file and the appservice token file (mode 0600).
 func (m *Migration) writeConfig() error {
-	listen, err := freePort()
+	listen, err := testproc.FreePort()
 	if err != nil {
 		return err
 	}
-	metrics, err := freePort()
+	metrics, err := testproc.FreePort()
 	if err != nil {
 		return err
 	}
