@@ -36,3 +36,16 @@ func Sorted(s []string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// Body is a request body for the test clients: nil for none, a []byte as it is, anything else
+// encoded as JSON.
+func Body(body any) ([]byte, error) {
+	switch b := body.(type) {
+	case nil:
+		return nil, nil
+	case []byte:
+		return b, nil
+	default:
+		return json.Marshal(b)
+	}
+}

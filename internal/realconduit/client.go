@@ -13,6 +13,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/transition-matrix/transition-matrix/internal/jsontest"
 )
 
 // ErrStatus is returned for an HTTP answer other than 2xx; the error names method, path, status
@@ -67,16 +69,12 @@ func (c *Client) Raw(ctx context.Context, method, path, token string, body any) 
 
 // RawType is Raw with a content type for the body.
 func (c *Client) RawType(ctx context.Context, method, path, token, contentType string, body any) ([]byte, error) {
+	enc, err := jsontest.Body(body)
+	if err != nil {
+		return nil, err
+	}
 	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		enc, err := json.Marshal(b)
-		if err != nil {
-			return nil, err
-		}
+	if enc != nil {
 		rd = bytes.NewReader(enc)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, rd)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/transition-matrix/transition-matrix/internal/jsontest"
 	"github.com/transition-matrix/transition-matrix/internal/regsecret"
 )
 
@@ -55,16 +56,12 @@ func (s *Server) Do(ctx context.Context, method, path, token string, body, out a
 
 // DoRaw is Do with a content type, returning the raw answer too.
 func (s *Server) DoRaw(ctx context.Context, method, path, token, contentType string, body, out any) ([]byte, error) {
+	enc, err := jsontest.Body(body)
+	if err != nil {
+		return nil, err
+	}
 	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		enc, err := json.Marshal(b)
-		if err != nil {
-			return nil, err
-		}
+	if enc != nil {
 		rd = bytes.NewReader(enc)
 	}
 	// Retried only when Synapse answers 429 despite the raised limits, within a bounded count.
