@@ -12,7 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/transition-matrix/transition-matrix/eventcache"
-	"github.com/transition-matrix/transition-matrix/federation"
+	"github.com/transition-matrix/transition-matrix/matrixspec"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 )
 
@@ -134,7 +134,7 @@ func (s *Source) archiveRoom(ctx context.Context, roomID string, heads []string,
 func (s *Source) recheckFailed(ctx context.Context, roomID, version string) error {
 	var failed []string
 	err := s.cache.RoomEvents(roomID, func(e eventcache.Event) bool {
-		if e.Status == StatusPruned || e.Status == StatusRejected {
+		if e.Status == eventcache.StatusPruned || e.Status == eventcache.StatusRejected {
 			failed = append(failed, e.ID)
 		}
 		return true
@@ -157,7 +157,7 @@ func (s *Source) recheckFailed(ctx context.Context, roomID, version string) erro
 // them with their unknown prev and auth events as the new frontier, in one atomic batch.
 func (s *Source) crawlStep(ctx context.Context, roomID, version string, ids []string) (int, error) {
 	var pdus []synapseclient.PDU
-	tx, err := s.up.Backfill(ctx, roomID, ids, federation.MaxBackfill)
+	tx, err := s.up.Backfill(ctx, roomID, ids, matrixspec.MaxBackfill)
 	if err != nil && !errors.Is(err, synapseclient.ErrNotFound) {
 		return 0, fmt.Errorf("backfill: %w", upstreamError(err))
 	}
@@ -171,7 +171,7 @@ func (s *Source) crawlStep(ctx context.Context, roomID, version string, ids []st
 	// A full page from several seeds stops at the newest 100 events: deeper seeds (auth events
 	// far back) come with later pages. Fetch seeds one by one only when the page was short or
 	// brought nothing new, so a crawl does not ask /event for what /backfill will bring anyway.
-	if len(pdus) >= federation.MaxBackfill {
+	if len(pdus) >= matrixspec.MaxBackfill {
 		n, err := s.commit(roomID, evs, nil, true)
 		if err != nil || n > 0 {
 			return n, err
@@ -192,14 +192,14 @@ func (s *Source) crawlStep(ctx context.Context, roomID, version string, ids []st
 			evs = append(evs, ev)
 			got[id] = true
 			single = append(single, id)
-		case errors.Is(err, federation.ErrNotFound), errors.Is(err, errWrongEvent):
+		case errors.Is(err, matrixspec.ErrNotFound), errors.Is(err, errWrongEvent):
 			missing = append(missing, id)
 		default:
 			return 0, fmt.Errorf("event %s: %w", id, err)
 		}
 	}
 	if len(pdus) == 0 && len(single) > 0 { // /backfill gave nothing: walk with get_missing_events
-		more, err := s.up.GetMissingEvents(ctx, roomID, synapseclient.MissingEventsRequest{LatestEvents: single, Limit: federation.MaxBackfill})
+		more, err := s.up.GetMissingEvents(ctx, roomID, synapseclient.MissingEventsRequest{LatestEvents: single, Limit: matrixspec.MaxBackfill})
 		if err != nil && !errors.Is(err, synapseclient.ErrNotFound) {
 			return 0, fmt.Errorf("get_missing_events: %w", upstreamError(err))
 		}
@@ -235,11 +235,11 @@ func (s *Source) checkAll(ctx context.Context, roomID, version string, pdus []sy
 		}
 		seen[ev.ID] = true
 		switch ev.Status {
-		case StatusPruned: // the signature holds, so the ID is right: ask for the event on its own once
+		case eventcache.StatusPruned: // the signature holds, so the ID is right: ask for the event on its own once
 			if again, err := s.fetchChecked(ctx, roomID, version, ev.ID); err == nil && better(again.Status, ev.Status) {
 				ev = again
 			}
-		case StatusRejected: // the ID was computed from bytes that fail their signature: trust only /event
+		case eventcache.StatusRejected: // the ID was computed from bytes that fail their signature: trust only /event
 			again, err := s.fetchChecked(ctx, roomID, version, ev.ID)
 			if err != nil {
 				s.log.Warn("dropped an event that fails its signature", zap.String("room_id", roomID), zap.String("computed_id", ev.ID), zap.Error(err))
@@ -263,15 +263,15 @@ func (s *Source) fetchChecked(ctx context.Context, roomID, version, id string) (
 }
 
 // better reports whether status a is a better verdict than b.
-func better(a, b string) bool { return rank(a) > rank(b) }
+func better(a, b eventcache.Status) bool { return rank(a) > rank(b) }
 
-func rank(status string) int {
+func rank(status eventcache.Status) int {
 	switch status {
 	case eventcache.StatusVerified:
 		return 3
-	case StatusRedacted:
+	case eventcache.StatusRedacted:
 		return 2
-	case StatusPruned:
+	case eventcache.StatusPruned:
 		return 1
 	}
 	return 0
@@ -289,18 +289,18 @@ func (s *Source) commit(roomID string, evs []eventcache.Event, missing []string,
 	if err != nil {
 		return 0, err
 	}
-	old := map[string]string{}
+	old := map[string]eventcache.Status{}
 	for _, h := range have {
 		old[h.ID] = h.Status
 	}
 	var batch eventcache.Batch
-	counts := map[string]int{}
+	counts := map[eventcache.Status]int{}
 	for _, e := range evs {
 		if st, ok := old[e.ID]; ok && !better(e.Status, st) {
 			continue
 		}
-		if e.Status == StatusPruned || e.Status == StatusRejected { // served redacted by Synapse is normal
-			s.log.Warn("event failed verification", zap.String("event_id", e.ID), zap.String("room_id", roomID), zap.String("status", e.Status))
+		if e.Status == eventcache.StatusPruned || e.Status == eventcache.StatusRejected { // served redacted by Synapse is normal
+			s.log.Warn("event failed verification", zap.String("event_id", e.ID), zap.String("room_id", roomID), zap.String("status", string(e.Status)))
 		}
 		counts[e.Status]++
 		batch.Events = append(batch.Events, e)
@@ -347,7 +347,7 @@ func (s *Source) commit(roomID string, evs []eventcache.Event, missing []string,
 		return 0, err
 	}
 	for st, n := range counts {
-		s.metrics.EventsVerified(st, n)
+		s.metrics.EventsVerified(string(st), n)
 	}
 	return len(batch.Events), nil
 }
@@ -394,7 +394,7 @@ func (s *Source) summarise(sum *RoomSummary) error {
 	if err != nil {
 		return err
 	}
-	sum.Verified, sum.Redacted = counts[eventcache.StatusVerified], counts[StatusRedacted]
-	sum.Pruned, sum.Rejected = counts[StatusPruned], counts[StatusRejected]
+	sum.Verified, sum.Redacted = counts[eventcache.StatusVerified], counts[eventcache.StatusRedacted]
+	sum.Pruned, sum.Rejected = counts[eventcache.StatusPruned], counts[eventcache.StatusRejected]
 	return nil
 }

@@ -5,6 +5,7 @@ package eventsource
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,7 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/transition-matrix/transition-matrix/eventcache"
-	"github.com/transition-matrix/transition-matrix/federation"
+	"github.com/transition-matrix/transition-matrix/matrixspec"
 	"github.com/transition-matrix/transition-matrix/signing"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 )
@@ -31,7 +32,7 @@ type Metrics interface {
 // Config holds what a Source needs; New fills the zero values with defaults.
 type Config struct {
 	Identity *signing.Identity // the server the shim is; its current and old keys verify its events
-	Cache    *eventcache.Cache // opened with Options{ServeStatuses: ServeStatuses}
+	Cache    *eventcache.Cache // opened with the default Options (serving every servable status)
 	// Upstream is Synapse's federation API (asked as Synapse itself); nil answers from the cache alone.
 	Upstream synapseclient.FederationAPI
 	// Admin is Synapse's admin API, for the current state and forward extremities make_join and
@@ -62,8 +63,6 @@ type Source struct {
 	// handoverMu holds a *sync.Mutex per room: backfills of one room run one at a time.
 	handoverMu sync.Map
 }
-
-var _ federation.EventSource = (*Source)(nil)
 
 // New checks cfg and builds a Source.
 func New(cfg Config) (*Source, error) {
@@ -97,7 +96,7 @@ func (noMetrics) ObserveUpstream(string, string, time.Duration) {}
 func (noMetrics) EventsVerified(string, int)                    {}
 
 // Event returns one servable event from the cache, or fetches and verifies it upstream.
-func (s *Source) Event(ctx context.Context, eventID string) (federation.PDU, error) {
+func (s *Source) Event(ctx context.Context, eventID string) (json.RawMessage, error) {
 	ev, err := s.cache.Get(eventID)
 	if err == nil {
 		s.metrics.CacheLookup("event", true)
@@ -115,13 +114,13 @@ func (s *Source) Event(ctx context.Context, eventID string) (federation.PDU, err
 	s.metrics.CacheLookup("event", false)
 	ev, err = s.fetchEvent(ctx, "", eventID)
 	if errors.Is(err, errWrongEvent) {
-		return nil, fmt.Errorf("%w: %v", federation.ErrNotVerified, err)
+		return nil, fmt.Errorf("%w: %v", matrixspec.ErrNotVerified, err)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if !servable(ev.Status) {
-		return nil, fmt.Errorf("%w: %s", federation.ErrNotVerified, eventID)
+	if !ev.Status.Servable() {
+		return nil, fmt.Errorf("%w: %s", matrixspec.ErrNotVerified, eventID)
 	}
 	return ev.JSON, nil
 }
@@ -136,7 +135,7 @@ func (s *Source) Event(ctx context.Context, eventID string) (federation.PDU, err
 // handover): a request from a join starts it afresh; a request from a handed event continues it,
 // walking from v and from the unhanded prev_events of every handed event, without the handed
 // events. Other requests are answered as a plain walk.
-func (s *Source) Backfill(ctx context.Context, roomID string, seeds []string, limit int) ([]federation.PDU, error) {
+func (s *Source) Backfill(ctx context.Context, roomID string, seeds []string, limit int) ([]json.RawMessage, error) {
 	mu := s.handoverLock(roomID)
 	mu.Lock()
 	defer mu.Unlock()
@@ -191,7 +190,7 @@ func (s *Source) handoverLock(roomID string) *sync.Mutex {
 }
 
 // MissingEvents answers get_missing_events from the cache, fetching what it lacks upstream.
-func (s *Source) MissingEvents(ctx context.Context, roomID string, earliest, latest []string, limit int, minDepth int64) ([]federation.PDU, error) {
+func (s *Source) MissingEvents(ctx context.Context, roomID string, earliest, latest []string, limit int, minDepth int64) ([]json.RawMessage, error) {
 	evs, err := s.walkEvents(ctx, "get_missing_events", roomID, limit, latest, func() ([]eventcache.Event, []string, error) {
 		return s.cache.MissingEvents(roomID, earliest, latest, limit, minDepth)
 	})
@@ -205,9 +204,9 @@ func (s *Source) MissingEvents(ctx context.Context, roomID string, earliest, lat
 // nothing is missing that Synapse was not asked for, or Synapse cannot be asked (down, failing,
 // not configured, or MaxRounds reached). The answer is then complete when nothing it misses is
 // unknown — every gap is one Synapse said it lacks, or an event stored failing verification —
-// or when it holds limit events. Otherwise it is an error wrapping federation.ErrIncomplete:
+// or when it holds limit events. Otherwise it is an error wrapping matrixspec.ErrIncomplete:
 // a short answer would look to the requester like the beginning of the room. seeds (the walk's
-// starting events) of another room answer federation.ErrNotFound.
+// starting events) of another room answer matrixspec.ErrNotFound.
 func (s *Source) walkEvents(ctx context.Context, endpoint, roomID string, limit int, seeds []string, run func() ([]eventcache.Event, []string, error)) ([]eventcache.Event, error) {
 	if err := s.checkSeedRooms(roomID, seeds); err != nil {
 		return nil, err
@@ -248,7 +247,7 @@ func (s *Source) walkEvents(ctx context.Context, endpoint, roomID string, limit 
 			s.log.Warn("answer incomplete: refusing it rather than serving a short one", zap.String("endpoint", endpoint),
 				zap.String("room_id", roomID), zap.Int("events", len(evs)), zap.Int("limit", limit), zap.Int("missing", len(unknown)), zap.Error(cause))
 			return nil, fmt.Errorf("%w: %d of up to %d events, %d missing events (first %s) not fetched: %w",
-				federation.ErrIncomplete, len(evs), limit, len(unknown), unknown[0], cause)
+				matrixspec.ErrIncomplete, len(evs), limit, len(unknown), unknown[0], cause)
 		}
 		wrongRoom, err := s.fetchMissing(ctx, roomID, pending)
 		if err != nil {
@@ -261,7 +260,7 @@ func (s *Source) walkEvents(ctx context.Context, endpoint, roomID string, limit 
 		}
 		for _, id := range seeds {
 			if wrongRoom[id] {
-				return nil, fmt.Errorf("%w: event %s is not in room %s", federation.ErrNotFound, id, roomID)
+				return nil, fmt.Errorf("%w: event %s is not in room %s", matrixspec.ErrNotFound, id, roomID)
 			}
 		}
 	}
@@ -278,7 +277,7 @@ func (s *Source) checkSeedRooms(roomID string, seeds []string) error {
 			return err
 		}
 		if ev.RoomID != roomID {
-			return fmt.Errorf("%w: event %s is not in room %s", federation.ErrNotFound, id, roomID)
+			return fmt.Errorf("%w: event %s is not in room %s", matrixspec.ErrNotFound, id, roomID)
 		}
 	}
 	return nil
@@ -340,7 +339,7 @@ func (s *Source) fetchMissing(ctx context.Context, roomID string, ids []string) 
 	}
 	seeds := ids[:min(len(ids), 20)]
 	start := time.Now()
-	tx, err := s.up.Backfill(ctx, roomID, seeds, federation.MaxBackfill)
+	tx, err := s.up.Backfill(ctx, roomID, seeds, matrixspec.MaxBackfill)
 	s.observe("backfill", start, err)
 	got := map[string]bool{}
 	backfilled := 0
@@ -370,7 +369,7 @@ func (s *Source) fetchMissing(ctx context.Context, roomID string, ids []string) 
 	}
 	if backfilled == 0 && len(fetched) > 0 {
 		start := time.Now()
-		pdus, err := s.up.GetMissingEvents(ctx, roomID, synapseclient.MissingEventsRequest{LatestEvents: fetched, Limit: federation.MaxBackfill})
+		pdus, err := s.up.GetMissingEvents(ctx, roomID, synapseclient.MissingEventsRequest{LatestEvents: fetched, Limit: matrixspec.MaxBackfill})
 		s.observe("get_missing_events", start, err)
 		if err != nil {
 			if errors.Is(err, synapseclient.ErrNotFound) {
@@ -410,7 +409,7 @@ func (s *Source) fetchEach(ctx context.Context, roomID string, ids []string) ([]
 				stored = append(stored, id)
 			case errors.Is(err, errOtherRoom):
 				wrongRoom[id] = true
-			case errors.Is(err, federation.ErrNotFound) || errors.Is(err, errWrongEvent):
+			case errors.Is(err, matrixspec.ErrNotFound) || errors.Is(err, errWrongEvent):
 				s.log.Warn("event not available from Synapse", zap.String("room_id", roomID), zap.String("event_id", id), zap.Error(err))
 			case first == nil:
 				first = err
@@ -425,7 +424,7 @@ func (s *Source) fetchEach(ctx context.Context, roomID string, ids []string) ([]
 // fetchEvent fetches one event with /event, verifies and stores it; roomID, when set, must match.
 func (s *Source) fetchEvent(ctx context.Context, roomID, eventID string) (eventcache.Event, error) {
 	if s.up == nil {
-		return eventcache.Event{}, fmt.Errorf("%w: event %s is not in the cache and no Synapse is configured", federation.ErrNotFound, eventID)
+		return eventcache.Event{}, fmt.Errorf("%w: event %s is not in the cache and no Synapse is configured", matrixspec.ErrNotFound, eventID)
 	}
 	start := time.Now()
 	tx, err := s.up.Event(ctx, eventID)
@@ -471,7 +470,7 @@ func (s *Source) store(ctx context.Context, roomID, version string, pdus []synap
 }
 
 // EventAuth returns the auth chain of eventID from the cache, fetching the links it lacks.
-func (s *Source) EventAuth(ctx context.Context, roomID, eventID string) ([]federation.PDU, error) {
+func (s *Source) EventAuth(ctx context.Context, roomID, eventID string) ([]json.RawMessage, error) {
 	if j, ok, err := s.joinEvent(roomID, eventID); err != nil {
 		return nil, err
 	} else if ok {
@@ -485,12 +484,12 @@ func (s *Source) EventAuth(ctx context.Context, roomID, eventID string) ([]feder
 }
 
 // authChain returns the events reachable through auth_events from ids, ids included.
-func (s *Source) authChain(ctx context.Context, roomID string, ids []string) ([]federation.PDU, error) {
+func (s *Source) authChain(ctx context.Context, roomID string, ids []string) ([]json.RawMessage, error) {
 	evs, err := s.authChainEvents(ctx, roomID, ids)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]federation.PDU, len(evs))
+	out := make([]json.RawMessage, len(evs))
 	for i := range evs {
 		out[i] = evs[i].JSON
 	}
@@ -523,7 +522,7 @@ func (s *Source) cachedOrFetched(ctx context.Context, roomID, id string) (eventc
 	ev, err := s.cache.Get(id)
 	if err == nil {
 		if ev.RoomID != roomID {
-			return eventcache.Event{}, fmt.Errorf("%w: %s is not in %s", federation.ErrNotFound, id, roomID)
+			return eventcache.Event{}, fmt.Errorf("%w: %s is not in %s", matrixspec.ErrNotFound, id, roomID)
 		}
 		return ev, nil
 	}
@@ -532,13 +531,13 @@ func (s *Source) cachedOrFetched(ctx context.Context, roomID, id string) (eventc
 	}
 	ev, err = s.fetchEvent(ctx, roomID, id)
 	if errors.Is(err, errWrongEvent) {
-		return eventcache.Event{}, fmt.Errorf("%w: %v", federation.ErrNotFound, err)
+		return eventcache.Event{}, fmt.Errorf("%w: %v", matrixspec.ErrNotFound, err)
 	}
 	if err != nil {
 		return eventcache.Event{}, err
 	}
-	if !servable(ev.Status) {
-		return eventcache.Event{}, fmt.Errorf("%w: %s", federation.ErrNotVerified, id)
+	if !ev.Status.Servable() {
+		return eventcache.Event{}, fmt.Errorf("%w: %s", matrixspec.ErrNotVerified, id)
 	}
 	return ev, nil
 }
@@ -558,7 +557,7 @@ func (s *Source) StateIDs(ctx context.Context, roomID, eventID string) ([]string
 	}
 	s.metrics.CacheLookup("state_ids", false)
 	if s.up == nil {
-		return nil, nil, fmt.Errorf("%w: the cache holds no state at %s and no Synapse is configured", federation.ErrUpstreamUnavailable, eventID)
+		return nil, nil, fmt.Errorf("%w: the cache holds no state at %s and no Synapse is configured", matrixspec.ErrUpstreamUnavailable, eventID)
 	}
 	start := time.Now()
 	r, err := s.up.StateIDs(ctx, roomID, eventID)
@@ -572,7 +571,7 @@ func (s *Source) StateIDs(ctx context.Context, roomID, eventID string) ([]string
 
 // State answers the state before eventID and its auth chain from a kept snapshot when the cache
 // holds all its events, otherwise asks Synapse and serves each event verified, as stored.
-func (s *Source) State(ctx context.Context, roomID, eventID string) ([]federation.PDU, []federation.PDU, error) {
+func (s *Source) State(ctx context.Context, roomID, eventID string) ([]json.RawMessage, []json.RawMessage, error) {
 	if err := s.checkSeedRooms(roomID, []string{eventID}); err != nil {
 		return nil, nil, err
 	}
@@ -594,7 +593,7 @@ func (s *Source) State(ctx context.Context, roomID, eventID string) ([]federatio
 	}
 	s.metrics.CacheLookup("state", false)
 	if s.up == nil {
-		return nil, nil, fmt.Errorf("%w: the cache holds no state at %s and no Synapse is configured", federation.ErrUpstreamUnavailable, eventID)
+		return nil, nil, fmt.Errorf("%w: the cache holds no state at %s and no Synapse is configured", matrixspec.ErrUpstreamUnavailable, eventID)
 	}
 	version, err := s.roomVersion(ctx, roomID, []string{eventID})
 	if err != nil {
@@ -635,8 +634,8 @@ func (s *Source) keepSnapshot(roomID, eventID string, state, chain []string) {
 	}
 }
 
-func jsonOf(evs []eventcache.Event) []federation.PDU {
-	out := make([]federation.PDU, len(evs))
+func jsonOf(evs []eventcache.Event) []json.RawMessage {
+	out := make([]json.RawMessage, len(evs))
 	for i := range evs {
 		out[i] = evs[i].JSON
 	}
@@ -663,7 +662,7 @@ func (s *Source) storeAndServe(ctx context.Context, roomID, version string, pdus
 		return nil, err
 	}
 	if len(missing) > 0 || len(ids) != len(pdus) {
-		return nil, fmt.Errorf("%w: %d state events", federation.ErrNotVerified, len(pdus)-len(found))
+		return nil, fmt.Errorf("%w: %d state events", matrixspec.ErrNotVerified, len(pdus)-len(found))
 	}
 	return found, nil
 }
@@ -675,9 +674,9 @@ func (s *Source) roomVersion(ctx context.Context, roomID string, known []string)
 		return v, nil
 	}
 	if s.up == nil {
-		return "", fmt.Errorf("%w: room %s is not in the cache", federation.ErrNotFound, roomID)
+		return "", fmt.Errorf("%w: room %s is not in the cache", matrixspec.ErrNotFound, roomID)
 	}
-	var lastErr error = fmt.Errorf("%w: no event of room %s to start from", federation.ErrNotFound, roomID)
+	var lastErr error = fmt.Errorf("%w: no event of room %s to start from", matrixspec.ErrNotFound, roomID)
 	for _, id := range known {
 		start := time.Now()
 		tx, err := s.up.Event(ctx, id)
@@ -734,7 +733,7 @@ func (s *Source) roomVersionFrom(ctx context.Context, roomID string, p synapsecl
 			}
 		}
 		if !found {
-			return "", fmt.Errorf("%w: the m.room.create event of %s is not among the auth events of an event of it", federation.ErrNotFound, roomID)
+			return "", fmt.Errorf("%w: the m.room.create event of %s is not among the auth events of an event of it", matrixspec.ErrNotFound, roomID)
 		}
 	}
 	version := "1"
@@ -786,7 +785,7 @@ func (s *Source) observe(endpoint string, start time.Time, err error) {
 	s.metrics.ObserveUpstream(endpoint, outcome, time.Since(start))
 }
 
-// upstreamError maps a synapseclient error to the federation package's errors, keeping the cause.
+// upstreamError maps a synapseclient error to matrixspec's errors, keeping the cause.
 // A client error of Synapse's (400, a 403 other than "host not in room") is passed on as it is:
 // the request was at fault, not Synapse.
 func upstreamError(err error) error {
@@ -800,18 +799,16 @@ func upstreamError(err error) error {
 		if msg == "" {
 			msg = http.StatusText(se.Status)
 		}
-		return fmt.Errorf("%w: %v", federation.ClientError(se.Status, code, msg), err)
+		return fmt.Errorf("%w: %v", matrixspec.New(se.Status, code, msg), err)
 	}
 	switch {
 	case errors.Is(err, synapseclient.ErrNotFound):
-		return fmt.Errorf("%w: %v", federation.ErrNotFound, err)
+		return fmt.Errorf("%w: %v", matrixspec.ErrNotFound, err)
 	case errors.Is(err, synapseclient.ErrHostNotInRoom):
-		return fmt.Errorf("%w: %v", federation.ErrHostNotInRoom, err)
+		return fmt.Errorf("%w: %v", matrixspec.ErrHostNotInRoom, err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return err
 	default:
-		return fmt.Errorf("%w: %v", federation.ErrUpstreamUnavailable, err)
+		return fmt.Errorf("%w: %v", matrixspec.ErrUpstreamUnavailable, err)
 	}
 }
-
-func servable(status string) bool { return slices.Contains(ServeStatuses, status) }
