@@ -36,8 +36,8 @@ type UserClient struct {
 	token string
 }
 
-func (u *UserClient) get(ctx context.Context, template, path, query string, out any) error {
-	c := &call{endpoint: "GET " + template, method: "GET", base: u.base, path: path, query: query,
+func (u *UserClient) get(ctx context.Context, template, query string, out any, args ...string) error {
+	c := &call{endpoint: "GET " + template, method: "GET", base: u.base, path: fillPath(template, args...), query: query,
 		auth: bearer(u.token), idempotent: true}
 	return u.t.getJSON(ctx, c, out)
 }
@@ -53,7 +53,7 @@ type WhoAmI struct {
 // https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3accountwhoami
 func (u *UserClient) WhoAmI(ctx context.Context) (*WhoAmI, error) {
 	var out WhoAmI
-	if err := u.get(ctx, "/_matrix/client/v3/account/whoami", "/_matrix/client/v3/account/whoami", "", &out); err != nil {
+	if err := u.get(ctx, "/_matrix/client/v3/account/whoami", "", &out); err != nil {
 		return nil, err
 	}
 	if out.UserID == "" {
@@ -73,7 +73,7 @@ type Profile struct {
 // https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3profileuserid
 func (u *UserClient) Profile(ctx context.Context, userID string) (*Profile, error) {
 	var raw json.RawMessage
-	if err := u.get(ctx, "/_matrix/client/v3/profile/{userId}", "/_matrix/client/v3/profile/"+escape(userID), "", &raw); err != nil {
+	if err := u.get(ctx, "/_matrix/client/v3/profile/{userId}", "", &raw, userID); err != nil {
 		return nil, err
 	}
 	var out Profile
@@ -120,7 +120,7 @@ func (u *UserClient) SyncAccountData(ctx context.Context) (*SyncAccountData, err
 			} `json:"join"`
 		} `json:"rooms"`
 	}
-	if err := u.get(ctx, "/_matrix/client/v3/sync", "/_matrix/client/v3/sync", "filter="+escape(SyncFilter), &out); err != nil {
+	if err := u.get(ctx, "/_matrix/client/v3/sync", "filter="+escape(SyncFilter), &out); err != nil {
 		return nil, err
 	}
 	res := &SyncAccountData{NextBatch: out.NextBatch, Global: nonNil(out.AccountData.Events), Rooms: map[string][]AccountDataEvent{}}
@@ -138,7 +138,7 @@ func (u *UserClient) Devices(ctx context.Context) ([]Device, error) {
 	var out struct {
 		Devices []Device `json:"devices"`
 	}
-	if err := u.get(ctx, "/_matrix/client/v3/devices", "/_matrix/client/v3/devices", "", &out); err != nil {
+	if err := u.get(ctx, "/_matrix/client/v3/devices", "", &out); err != nil {
 		return nil, err
 	}
 	return nonNil(out.Devices), nil
@@ -150,7 +150,7 @@ func (u *UserClient) Pushers(ctx context.Context) ([]Pusher, error) {
 	var out struct {
 		Pushers []Pusher `json:"pushers"`
 	}
-	if err := u.get(ctx, "/_matrix/client/v3/pushers", "/_matrix/client/v3/pushers", "", &out); err != nil {
+	if err := u.get(ctx, "/_matrix/client/v3/pushers", "", &out); err != nil {
 		return nil, err
 	}
 	return nonNil(out.Pushers), nil
@@ -160,7 +160,7 @@ func (u *UserClient) Pushers(ctx context.Context) ([]Pusher, error) {
 // https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3pushrules
 func (u *UserClient) PushRules(ctx context.Context) (json.RawMessage, error) {
 	var out json.RawMessage
-	if err := u.get(ctx, "/_matrix/client/v3/pushrules/", "/_matrix/client/v3/pushrules/", "", &out); err != nil {
+	if err := u.get(ctx, "/_matrix/client/v3/pushrules/", "", &out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -172,8 +172,7 @@ func (u *UserClient) RoomTags(ctx context.Context, userID, roomID string) (map[s
 	var out struct {
 		Tags map[string]json.RawMessage `json:"tags"`
 	}
-	if err := u.get(ctx, "/_matrix/client/v3/user/{userId}/rooms/{roomId}/tags",
-		"/_matrix/client/v3/user/"+escape(userID)+"/rooms/"+escape(roomID)+"/tags", "", &out); err != nil {
+	if err := u.get(ctx, "/_matrix/client/v3/user/{userId}/rooms/{roomId}/tags", "", &out, userID, roomID); err != nil {
 		return nil, err
 	}
 	if out.Tags == nil {
@@ -188,7 +187,7 @@ func (u *UserClient) ThreePIDs(ctx context.Context) ([]ThreePID, error) {
 	var out struct {
 		ThreePIDs []ThreePID `json:"threepids"`
 	}
-	if err := u.get(ctx, "/_matrix/client/v3/account/3pid", "/_matrix/client/v3/account/3pid", "", &out); err != nil {
+	if err := u.get(ctx, "/_matrix/client/v3/account/3pid", "", &out); err != nil {
 		return nil, err
 	}
 	return nonNil(out.ThreePIDs), nil
@@ -241,7 +240,7 @@ type BackupVersion struct {
 func (u *UserClient) RoomKeysVersion(ctx context.Context) (*BackupVersion, error) {
 	const template = "/_matrix/client/v3/room_keys/version"
 	var raw json.RawMessage
-	if err := u.get(ctx, template, template, "", &raw); err != nil {
+	if err := u.get(ctx, template, "", &raw); err != nil {
 		var e *Error
 		if errors.As(err, &e) && e.Status == 404 && (e.ErrCode == "M_NOT_FOUND" || e.ErrCode == "") {
 			return nil, nil
@@ -273,7 +272,7 @@ func (u *UserClient) RoomKeys(ctx context.Context, version string) (*RoomKeys, e
 			Sessions map[string]json.RawMessage `json:"sessions"`
 		} `json:"rooms"`
 	}
-	if err := u.get(ctx, template, template, "version="+escape(version), &out); err != nil {
+	if err := u.get(ctx, template, "version="+escape(version), &out); err != nil {
 		return nil, err
 	}
 	res := &RoomKeys{Rooms: map[string]map[string]json.RawMessage{}}
@@ -305,7 +304,7 @@ func (u *UserClient) RoomAliases(ctx context.Context, roomID string) ([]string, 
 	var out struct {
 		Aliases []string `json:"aliases"`
 	}
-	if err := u.get(ctx, "/_matrix/client/v3/rooms/{roomId}/aliases", "/_matrix/client/v3/rooms/"+escape(roomID)+"/aliases", "", &out); err != nil {
+	if err := u.get(ctx, "/_matrix/client/v3/rooms/{roomId}/aliases", "", &out, roomID); err != nil {
 		return nil, err
 	}
 	return nonNil(out.Aliases), nil

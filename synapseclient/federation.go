@@ -50,8 +50,8 @@ func (f *FederationClient) xmatrix(req *http.Request, uri string, body []byte) e
 	return nil
 }
 
-func (f *FederationClient) do(ctx context.Context, method, template, path, query string, body []byte) (*call, []byte, error) {
-	c := &call{endpoint: method + " " + template, method: method, base: f.base, path: path, query: query,
+func (f *FederationClient) do(ctx context.Context, method, template, query string, body []byte, args ...string) (*call, []byte, error) {
+	c := &call{endpoint: method + " " + template, method: method, base: f.base, path: fillPath(template, args...), query: query,
 		body: body, auth: f.xmatrix, idempotent: true} // every federation read here is side-effect free
 	if f.id == nil {
 		return c, nil, fmt.Errorf("synapseclient: %s: %w: Config.Identity is nil", c.endpoint, ErrNotConfigured)
@@ -76,7 +76,7 @@ func (f *FederationClient) Backfill(ctx context.Context, roomID string, eventIDs
 	}
 	q.WriteString("limit=")
 	q.WriteString(strconv.Itoa(limit))
-	c, body, err := f.do(ctx, "GET", template, "/_matrix/federation/v1/backfill/"+escape(roomID), q.String(), nil)
+	c, body, err := f.do(ctx, "GET", template, q.String(), nil, roomID)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +87,7 @@ func (f *FederationClient) Backfill(ctx context.Context, roomID string, eventIDs
 // wrapping ErrNotFound (Synapse answers 404 with the body `""`).
 // https://spec.matrix.org/v1.16/server-server-api/#get_matrixfederationv1eventeventid
 func (f *FederationClient) Event(ctx context.Context, eventID string) (*Transaction, error) {
-	c, body, err := f.do(ctx, "GET", "/_matrix/federation/v1/event/{eventId}", "/_matrix/federation/v1/event/"+escape(eventID), "", nil)
+	c, body, err := f.do(ctx, "GET", "/_matrix/federation/v1/event/{eventId}", "", nil, eventID)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +126,7 @@ func (f *FederationClient) GetMissingEvents(ctx context.Context, roomID string, 
 	if err != nil {
 		return nil, err
 	}
-	c, body, err := f.do(ctx, "POST", "/_matrix/federation/v1/get_missing_events/{roomId}", "/_matrix/federation/v1/get_missing_events/"+escape(roomID), "", reqBody)
+	c, body, err := f.do(ctx, "POST", "/_matrix/federation/v1/get_missing_events/{roomId}", "", reqBody, roomID)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +146,7 @@ type StateIDs struct {
 // StateIDs returns the IDs of the room state before eventID and of its auth chain.
 // https://spec.matrix.org/v1.16/server-server-api/#get_matrixfederationv1state_idsroomid
 func (f *FederationClient) StateIDs(ctx context.Context, roomID, eventID string) (*StateIDs, error) {
-	c, body, err := f.do(ctx, "GET", "/_matrix/federation/v1/state_ids/{roomId}", "/_matrix/federation/v1/state_ids/"+escape(roomID), "event_id="+escape(eventID), nil)
+	c, body, err := f.do(ctx, "GET", "/_matrix/federation/v1/state_ids/{roomId}", "event_id="+escape(eventID), nil, roomID)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +167,7 @@ type State struct {
 // State returns the room state before eventID and its auth chain as full PDUs.
 // https://spec.matrix.org/v1.16/server-server-api/#get_matrixfederationv1stateroomid
 func (f *FederationClient) State(ctx context.Context, roomID, eventID string) (*State, error) {
-	c, body, err := f.do(ctx, "GET", "/_matrix/federation/v1/state/{roomId}", "/_matrix/federation/v1/state/"+escape(roomID), "event_id="+escape(eventID), nil)
+	c, body, err := f.do(ctx, "GET", "/_matrix/federation/v1/state/{roomId}", "event_id="+escape(eventID), nil, roomID)
 	if err != nil {
 		return nil, err
 	}
@@ -188,8 +188,7 @@ func (f *FederationClient) State(ctx context.Context, roomID, eventID string) (*
 // EventAuth returns the full auth chain of an event (Synapse: not just its direct auth events), unordered.
 // https://spec.matrix.org/v1.16/server-server-api/#get_matrixfederationv1event_authroomideventid
 func (f *FederationClient) EventAuth(ctx context.Context, roomID, eventID string) ([]PDU, error) {
-	c, body, err := f.do(ctx, "GET", "/_matrix/federation/v1/event_auth/{roomId}/{eventId}",
-		"/_matrix/federation/v1/event_auth/"+escape(roomID)+"/"+escape(eventID), "", nil)
+	c, body, err := f.do(ctx, "GET", "/_matrix/federation/v1/event_auth/{roomId}/{eventId}", "", nil, roomID, eventID)
 	if err != nil {
 		return nil, err
 	}
@@ -213,8 +212,7 @@ func (f *FederationClient) MakeJoin(ctx context.Context, roomID, userID string, 
 	for _, v := range roomVersions {
 		parts = append(parts, "ver="+escape(v))
 	}
-	c, body, err := f.do(ctx, "GET", "/_matrix/federation/v1/make_join/{roomId}/{userId}",
-		"/_matrix/federation/v1/make_join/"+escape(roomID)+"/"+escape(userID), strings.Join(parts, "&"), nil)
+	c, body, err := f.do(ctx, "GET", "/_matrix/federation/v1/make_join/{roomId}/{userId}", strings.Join(parts, "&"), nil, roomID, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -303,7 +301,7 @@ func (f *FederationClient) QueryProfile(ctx context.Context, userID, field strin
 	if field != "" {
 		q += "&field=" + escape(field)
 	}
-	c, body, err := f.do(ctx, "GET", "/_matrix/federation/v1/query/profile", "/_matrix/federation/v1/query/profile", q, nil)
+	c, body, err := f.do(ctx, "GET", "/_matrix/federation/v1/query/profile", q, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -26,7 +26,7 @@ func (a *AdminClient) ProbeLoginAs(ctx context.Context) (*LoginAs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("synapseclient: %s: finding the admin's user ID: %w", endpoint, err)
 	}
-	c := a.call("POST", "/_synapse/admin/v1/users/{userId}/login", "/_synapse/admin/v1/users/"+escape(self)+"/login", "", []byte("{}"))
+	c := a.call("POST", "/_synapse/admin/v1/users/{userId}/login", "", []byte("{}"), self)
 	var out struct {
 		AccessToken string `json:"access_token"`
 	}

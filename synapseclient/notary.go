@@ -12,7 +12,7 @@ import (
 // https://spec.matrix.org/v1.16/server-server-api/#get_matrixkeyv2queryservername
 func (f *FederationClient) QueryServerKeys(ctx context.Context, serverName string) ([]ServerKeys, error) {
 	const template = "/_matrix/key/v2/query/{serverName}"
-	c := &call{endpoint: "GET " + template, method: "GET", base: f.base, path: "/_matrix/key/v2/query/" + escape(serverName), auth: noAuth, idempotent: true}
+	c := &call{endpoint: "GET " + template, method: "GET", base: f.base, path: fillPath(template, serverName), auth: noAuth, idempotent: true}
 	body, err := f.t.do(ctx, c)
 	if err != nil {
 		return nil, err

@@ -54,6 +54,29 @@ func bearer(token string) authFunc {
 
 func noAuth(*http.Request, string, []byte) error { return nil }
 
+// fillPath is the concrete path of an endpoint template: each {placeholder} in turn replaced by
+// the next of args, escaped. The number of args must match the placeholders (a programming error
+// otherwise, which panics).
+func fillPath(template string, args ...string) string {
+	var b strings.Builder
+	rest := template
+	for _, a := range args {
+		i := strings.IndexByte(rest, '{')
+		j := strings.IndexByte(rest, '}')
+		if i < 0 || j < i {
+			panic("synapseclient: more path arguments than placeholders in " + template)
+		}
+		b.WriteString(rest[:i])
+		b.WriteString(escape(a))
+		rest = rest[j+1:]
+	}
+	if strings.ContainsRune(rest, '{') {
+		panic("synapseclient: fewer path arguments than placeholders in " + template)
+	}
+	b.WriteString(rest)
+	return b.String()
+}
+
 // escape percent-encodes one path segment or query value the way Synapse's own clients do:
 // everything but unreserved characters, so "@alice:example.org" becomes "%40alice%3Aexample.org".
 func escape(s string) string {

@@ -464,3 +464,22 @@ func TestParseRetryAfter(t *testing.T) {
 		t.Errorf("junk header: %s", d)
 	}
 }
+
+func TestFillPath(t *testing.T) {
+	if got := fillPath("/_matrix/client/v3/user/{userId}/rooms/{roomId}/tags", "@a b:x", "!r/1:x"); got != "/_matrix/client/v3/user/%40a%20b%3Ax/rooms/%21r%2F1%3Ax/tags" {
+		t.Errorf("fillPath = %s", got)
+	}
+	if got := fillPath("/_synapse/admin/v1/server_version"); got != "/_synapse/admin/v1/server_version" {
+		t.Errorf("fillPath without placeholders = %s", got)
+	}
+	for _, args := range [][]string{{}, {"a", "b"}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("fillPath with %d args for one placeholder did not panic", len(args))
+				}
+			}()
+			fillPath("/x/{id}", args...)
+		}()
+	}
+}
