@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -294,7 +295,7 @@ func (tx *Tx) PutCrossSigningKey(user, usage string, raw json.RawMessage) error 
 	if ck.UserID != user {
 		return fmt.Errorf("conduit: %s key of %s names user %q", usage, user, ck.UserID)
 	}
-	if !contains(ck.Usage, usage) {
+	if !slices.Contains(ck.Usage, usage) {
 		return fmt.Errorf("conduit: %s key of %s has usage %v", usage, user, ck.Usage)
 	}
 	if len(ck.Keys) != 1 {
@@ -318,15 +319,6 @@ func (tx *Tx) PutCrossSigningKey(user, usage string, raw json.RawMessage) error 
 		tx.keysChanged[user] = true
 	}
 	return err
-}
-
-func contains(s []string, x string) bool {
-	for _, v := range s {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 // PutAccountData writes one account data event (room "" = global): roomuserdataid_accountdata

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 
@@ -159,24 +160,24 @@ func (tx *Tx) Counter() uint64 { return tx.count }
 
 // finish writes the per-change markers, then the counter.
 func (tx *Tx) finish() error {
-	for _, user := range sortedKeys(tx.deviceListChanged) {
+	for _, user := range slices.Sorted(maps.Keys(tx.deviceListChanged)) {
 		if err := tx.bumpDeviceListVersion(user); err != nil {
 			return err
 		}
 	}
-	for _, user := range sortedKeys(tx.keysChanged) {
+	for _, user := range slices.Sorted(maps.Keys(tx.keysChanged)) {
 		// Conduit's mark_device_key_update writes the user's own row and one per joined encrypted
 		// room; rooms are joined later through the shim, so only the user's row is written.
 		if err := tx.set("keychangeid_userid", join([]byte(user), be64(tx.nextCount())), []byte(user)); err != nil {
 			return err
 		}
 	}
-	for _, user := range sortedKeys(tx.oneTimeKeyChanged) {
+	for _, user := range slices.Sorted(maps.Keys(tx.oneTimeKeyChanged)) {
 		if err := tx.set("userid_lastonetimekeyupdate", []byte(user), be64(tx.nextCount())); err != nil {
 			return err
 		}
 	}
-	for _, k := range sortedKeys(tx.backupChanged) {
+	for _, k := range slices.Sorted(maps.Keys(tx.backupChanged)) {
 		if err := tx.set("backupid_etag", []byte(k), be64(tx.nextCount())); err != nil {
 			return err
 		}
@@ -201,15 +202,6 @@ func (tx *Tx) bumpDeviceListVersion(user string) error {
 		n = binary.BigEndian.Uint64(v) + 1
 	}
 	return tx.set("userid_devicelistversion", []byte(user), be64(n))
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 func (tx *Tx) get(tree string, key []byte) ([]byte, bool, error) {

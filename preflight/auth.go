@@ -3,7 +3,8 @@ package preflight
 import (
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -126,12 +127,7 @@ func (c *Checker) checkCompromisedKey(_ context.Context, st *state) error {
 			note(id, k.Key, "an old key Synapse publishes (expired "+time.UnixMilli(k.ExpiredTS).UTC().Format(time.RFC3339)+")")
 		}
 	}
-	ids := make([]string, 0, len(found))
-	for k := range found {
-		ids = append(ids, k)
-	}
-	sort.Strings(ids)
-	for _, k := range ids {
+	for _, k := range slices.Sorted(maps.Keys(found)) {
 		id, pub, _ := strings.Cut(k, " ")
 		st.r.add(Blocker, CodeCompromisedKey, id, "%s %s (public key %s) is %s: anyone can sign events and requests as %s with it; %s",
 			found[k], id, pub, compromisedKeys[pub], c.Identity.ServerName, rotateAdvice)

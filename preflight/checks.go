@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -133,7 +133,7 @@ func (c *Checker) checkSigningKey(ctx context.Context, st *state) error {
 	for kid := range doc.VerifyKeys {
 		published = append(published, string(kid))
 	}
-	sort.Strings(published)
+	slices.Sort(published)
 	vk, current := doc.VerifyKeys[key.ID]
 	old, retired := doc.OldVerifyKeys[key.ID]
 	switch {
@@ -174,7 +174,7 @@ func (c *Checker) checkPublishedKeysConfigured(st *state, doc *synapseclient.Ser
 			ids = append(ids, kid)
 		}
 	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	slices.Sort(ids)
 	for _, kid := range ids {
 		if kid == id.SigningKey().ID {
 			continue

@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 )
@@ -100,49 +102,31 @@ func (c *Checker) estimateEvents(ctx context.Context, rooms []synapseclient.Room
 	if workers <= 0 {
 		workers = 4
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		mu       sync.Mutex
-		total    int64
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	jobs := make(chan string)
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range jobs {
-				fx, err := c.Admin.ForwardExtremities(ctx, id)
-				var depth int64
-				for _, x := range fx {
-					depth = max(depth, x.Depth)
-				}
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = fmt.Errorf("%s: %w", id, err)
-					cancel()
-				}
-				total += depth
-				mu.Unlock()
-			}
-		}()
-	}
-feed:
+	var total atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(workers)
 	for _, r := range rooms {
 		if r.JoinedLocalMembers == 0 {
 			continue
 		}
-		select {
-		case jobs <- r.RoomID:
-		case <-ctx.Done():
-			break feed
+		if gctx.Err() != nil {
+			break // a request failed: start no more
 		}
+		g.Go(func() error {
+			fx, err := c.Admin.ForwardExtremities(gctx, r.RoomID)
+			if err != nil {
+				return fmt.Errorf("%s: %w", r.RoomID, err)
+			}
+			var depth int64
+			for _, x := range fx {
+				depth = max(depth, x.Depth)
+			}
+			total.Add(depth)
+			return nil
+		})
 	}
-	close(jobs)
-	wg.Wait()
-	return total, firstErr
+	err := g.Wait()
+	return total.Load(), err
 }
 
 // existingAncestor returns path, or its nearest parent that exists (the export folder may not yet).

@@ -1,8 +1,9 @@
 package preflight
 
 import (
+	"cmp"
 	"fmt"
-	"sort"
+	"slices"
 )
 
 // Severity says whether a finding stops the migration.
@@ -143,8 +144,8 @@ var severityRank = map[Severity]int{Blocker: 0, Warning: 1, Info: 2}
 
 // finish orders the findings (blockers first, each kind in check order) and sets the totals.
 func (r *Report) finish() {
-	sort.SliceStable(r.Findings, func(i, j int) bool {
-		return severityRank[r.Findings[i].Severity] < severityRank[r.Findings[j].Severity]
+	slices.SortStableFunc(r.Findings, func(a, b Finding) int {
+		return cmp.Compare(severityRank[a.Severity], severityRank[b.Severity])
 	})
 	r.Blockers, r.Warnings = 0, 0
 	for _, f := range r.Findings {
