@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/transition-matrix/transition-matrix/cutover"
 	"github.com/transition-matrix/transition-matrix/eventsource"
 )
 
@@ -152,7 +153,7 @@ func (v *verifier) checkRoom(ctx context.Context, r Room) RoomReport {
 	var lastErr error
 	for _, member := range membersToAsk(r.JoinedLocalMembers, x, v.cfg.MembersToTry) {
 		seen, err = v.timeline(ctx, r.RoomID, member)
-		if errors.Is(err, ErrForbidden) || errors.Is(err, ErrNotFound) {
+		if errors.Is(err, cutover.ErrForbidden) || errors.Is(err, cutover.ErrNotFound) {
 			lastErr = err
 			continue
 		}
@@ -250,7 +251,7 @@ func (v *verifier) timeline(ctx context.Context, roomID, member string) (map[str
 }
 
 // compareState compares the source's current state with the target's, piece by piece.
-func compareState(want map[StateKey]string, got []StateEvent, x *expectation) *StateReport {
+func compareState(want map[StateKey]string, got []cutover.StateEvent, x *expectation) *StateReport {
 	rep := &StateReport{Missing: []StateEntry{}, Differs: []StateEntry{}}
 	have := make(map[StateKey]string, len(got))
 	for _, e := range got {
