@@ -9,6 +9,7 @@ import (
 
 	"github.com/transition-matrix/transition-matrix/cutover"
 	"github.com/transition-matrix/transition-matrix/eventsource"
+	"github.com/transition-matrix/transition-matrix/roomversions"
 )
 
 // expectation is what the source's events say the target's timeline of a room should hold.
@@ -129,9 +130,9 @@ func (v *verifier) loadAndCheckRoom(ctx context.Context, roomID string) RoomRepo
 // checkRoom compares one room.
 func (v *verifier) checkRoom(ctx context.Context, r Room) RoomReport {
 	rep := RoomReport{RoomID: r.RoomID, RoomVersion: r.RoomVersion, MissingIDs: []string{}, ExtraIDs: []string{}}
-	if slices.Contains(v.cfg.UnsupportedVersions, r.RoomVersion) {
+	if !roomversions.CanHost(r.RoomVersion) {
 		rep.Status = RoomUnsupportedVersion
-		rep.Error = fmt.Sprintf("the target cannot host room version %s", r.RoomVersion)
+		rep.Error = fmt.Sprintf("the target cannot host room version %s", roomversions.Effective(r.RoomVersion))
 		return rep
 	}
 	if len(r.JoinedLocalMembers) == 0 {

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/transition-matrix/transition-matrix/roomversions"
 )
 
 // Defaults of Config.
@@ -21,9 +19,6 @@ const (
 	DefaultMaxListed    = 20
 	DefaultMembersToTry = 3
 )
-
-// DefaultUnsupportedVersions are the room versions the targets cannot host (roomversions).
-var DefaultUnsupportedVersions = roomversions.Unhostable()
 
 // Config is what a verification needs.
 type Config struct {
@@ -40,8 +35,6 @@ type Config struct {
 	Jobs int
 	// Strict counts rooms of unsupported versions as problems.
 	Strict bool
-	// UnsupportedVersions are room versions the target cannot host (default 1 and 2).
-	UnsupportedVersions []string
 	// PageLimit is the limit of each /messages page (default 100).
 	PageLimit int
 	// MaxPages bounds the /messages pages of one room (default 100,000).
@@ -94,9 +87,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.Jobs == 0 {
 		cfg.Jobs = DefaultJobs
-	}
-	if cfg.UnsupportedVersions == nil {
-		cfg.UnsupportedVersions = DefaultUnsupportedVersions
 	}
 	if cfg.PageLimit <= 0 {
 		cfg.PageLimit = DefaultPageLimit
