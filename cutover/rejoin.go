@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-
-	"golang.org/x/sync/errgroup"
 )
 
 // RejoinResult is what rejoin did with one room.
@@ -23,21 +21,12 @@ type RejoinResult struct {
 // not skipped, at most parallel rooms at once; rooms the target holds already are left alone.
 func Rejoin(ctx context.Context, target *Client, serverName string, rooms []Room, parallel int) []RejoinResult {
 	r := &rejoiner{target: target, server: serverName, joined: map[string][]string{}}
-	results := make([]RejoinResult, len(rooms))
-	var g errgroup.Group
-	g.SetLimit(max(parallel, 1))
-	for i, room := range rooms {
-		g.Go(func() error {
-			if room.Skip != "" {
-				results[i] = RejoinResult{Room: room, Outcome: "skipped", Detail: room.Skip}
-				return nil
-			}
-			results[i] = r.rejoin(ctx, room)
-			return nil
-		})
-	}
-	_ = g.Wait() // the workers report in results, never an error
-	return results
+	return eachRoom(rooms, parallel, func(room Room) RejoinResult {
+		if room.Skip != "" {
+			return RejoinResult{Room: room, Outcome: "skipped", Detail: room.Skip}
+		}
+		return r.rejoin(ctx, room)
+	})
 }
 
 // rejoiner joins rooms on the target, remembering each member's joined rooms.

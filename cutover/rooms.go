@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/transition-matrix/transition-matrix/roomversions"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 )
@@ -60,4 +62,20 @@ func Rooms(ctx context.Context, admin *synapseclient.AdminClient, serverName str
 	}
 	slices.SortFunc(out, func(a, b Room) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
+}
+
+// eachRoom calls work for every room, at most parallel at once, and returns the results in the
+// rooms' order.
+func eachRoom[R any](rooms []Room, parallel int, work func(Room) R) []R {
+	results := make([]R, len(rooms))
+	var g errgroup.Group
+	g.SetLimit(max(parallel, 1))
+	for i, room := range rooms {
+		g.Go(func() error {
+			results[i] = work(room)
+			return nil // work reports in its result
+		})
+	}
+	_ = g.Wait()
+	return results
 }

@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
-
-	"golang.org/x/sync/errgroup"
 )
 
 // WarmResult is what warm did with one room.
@@ -39,21 +37,12 @@ func (wm *Warmer) RoomsDone() int64 { return wm.roomDone.Load() }
 
 // WarmAll warms every room not skipped, at most parallel at once.
 func (wm *Warmer) WarmAll(ctx context.Context, rooms []Room, parallel int) []WarmResult {
-	results := make([]WarmResult, len(rooms))
-	var g errgroup.Group
-	g.SetLimit(max(parallel, 1))
-	for i, room := range rooms {
-		g.Go(func() error {
-			if room.Skip != "" {
-				results[i] = WarmResult{Room: room, Outcome: "skipped", Detail: room.Skip}
-				return nil
-			}
-			results[i] = wm.Warm(ctx, room)
-			return nil
-		})
-	}
-	_ = g.Wait() // the workers report in results, never an error
-	return results
+	return eachRoom(rooms, parallel, func(room Room) WarmResult {
+		if room.Skip != "" {
+			return WarmResult{Room: room, Outcome: "skipped", Detail: room.Skip}
+		}
+		return wm.Warm(ctx, room)
+	})
 }
 
 // Warm pages one room from its stored token until m.room.create arrives.
