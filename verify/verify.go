@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Defaults of Config.
@@ -140,30 +142,28 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			cfg.Progress(prog)
 		}
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	total := len(rooms) + len(users)
-	for range min(cfg.Jobs, total) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= total || ctx.Err() != nil {
-					return
-				}
-				if i < len(rooms) {
-					rep.Rooms[i] = v.loadAndCheckRoom(ctx, rooms[i])
-					done(true, rep.Rooms[i].Problem(cfg.Strict))
-				} else {
-					u := &rep.Users[i-len(rooms)]
-					*u = v.checkUser(ctx, users[i-len(rooms)])
-					done(false, u.Problem())
-				}
+	var g errgroup.Group
+	g.SetLimit(cfg.Jobs)
+	for i := range len(rooms) + len(users) {
+		if ctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			if ctx.Err() != nil {
+				return nil
 			}
-		}()
+			if i < len(rooms) {
+				rep.Rooms[i] = v.loadAndCheckRoom(ctx, rooms[i])
+				done(true, rep.Rooms[i].Problem(cfg.Strict))
+			} else {
+				u := &rep.Users[i-len(rooms)]
+				*u = v.checkUser(ctx, users[i-len(rooms)])
+				done(false, u.Problem())
+			}
+			return nil // each check reports in its report
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
