@@ -145,13 +145,7 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 	case served != nil:
 		// A running serve holds the cache: it reads the rooms and, with Synapse up, brings them up
 		// to date first, as verify would itself.
-		vc.Events = &verify.CacheEvents{Read: func(ctx context.Context, r verify.Room, fn func(eventcache.Event) bool) error {
-			var heads []string
-			if client != nil {
-				heads = r.Heads
-			}
-			return served.RoomEvents(ctx, r.RoomID, heads, []string{"m.room.redaction"}, fn)
-		}}
+		vc.Events = verify.ServedEvents(served, client != nil)
 	case client != nil:
 		src, err := eventsource.New(eventsource.Config{Identity: cfg.Identity, Cache: cache, Upstream: client.Federation(),
 			Keys: &eventsource.NotaryKeys{Client: client.Federation(), Identity: cfg.Identity}, Logger: log})
