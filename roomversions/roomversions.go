@@ -27,12 +27,18 @@ var (
 	unsupported = []string{"1", "2"}
 )
 
-// Of returns how the targets host version; "" is version 1 (Synapse records no version for rooms
-// older than room versions).
-func Of(version string) Level {
+// Effective is the version a room recorded with version has: "" is version 1 (Synapse records no
+// version for rooms older than room versions).
+func Effective(version string) string {
 	if version == "" {
-		version = "1"
+		return "1"
 	}
+	return version
+}
+
+// Of returns how the targets host version ("" is version 1, see Effective).
+func Of(version string) Level {
+	version = Effective(version)
 	switch {
 	case slices.Contains(stable, version):
 		return Stable

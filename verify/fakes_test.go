@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/transition-matrix/transition-matrix/cutover"
 	"github.com/transition-matrix/transition-matrix/export"
 )
 
@@ -16,7 +17,7 @@ import (
 type fakeRoom struct {
 	timeline []string // newest first
 	members  []string // who may read it
-	state    []StateEvent
+	state    []cutover.StateEvent
 }
 
 // fakeTarget is an in-memory Target.
@@ -26,22 +27,26 @@ type fakeTarget struct {
 	rooms       map[string]*fakeRoom
 	failRoom    map[string]error
 	profiles    map[string]json.RawMessage
-	devices     map[string][]Device
+	devices     map[string][]cutover.Device
 	accountData map[string]json.RawMessage // user|room|type
-	keys        map[string]*Keys
-	backups     map[string]*KeyBackupVersion
+	keys        map[string]*cutover.Keys
+	backups     map[string]*cutover.KeyBackupVersion
 	refuse      map[string]bool // users the target refuses to act as
 	pages       int
 }
 
 func newFakeTarget() *fakeTarget {
 	return &fakeTarget{rooms: map[string]*fakeRoom{}, failRoom: map[string]error{}, profiles: map[string]json.RawMessage{},
-		devices: map[string][]Device{}, accountData: map[string]json.RawMessage{}, keys: map[string]*Keys{},
-		backups: map[string]*KeyBackupVersion{}}
+		devices: map[string][]cutover.Device{}, accountData: map[string]json.RawMessage{}, keys: map[string]*cutover.Keys{},
+		backups: map[string]*cutover.KeyBackupVersion{}}
 }
 
-func forbidden() error { return &TargetError{Endpoint: "fake", Status: 403, ErrCode: "M_FORBIDDEN"} }
-func notFound() error  { return &TargetError{Endpoint: "fake", Status: 404, ErrCode: "M_NOT_FOUND"} }
+func forbidden() error {
+	return &cutover.TargetError{Endpoint: "fake", Status: 403, ErrCode: "M_FORBIDDEN"}
+}
+func notFound() error {
+	return &cutover.TargetError{Endpoint: "fake", Status: 404, ErrCode: "M_NOT_FOUND"}
+}
 
 func (f *fakeTarget) Check(context.Context) error { return f.checkErr }
 
@@ -56,7 +61,7 @@ func (f *fakeTarget) room(roomID, user string) (*fakeRoom, error) {
 	return r, nil
 }
 
-func (f *fakeTarget) Messages(_ context.Context, roomID, user, from string, limit int) (*MessagesPage, error) {
+func (f *fakeTarget) Messages(_ context.Context, roomID, user, from string, limit int) (*cutover.MessagesPage, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.pages++
@@ -69,9 +74,9 @@ func (f *fakeTarget) Messages(_ context.Context, roomID, user, from string, limi
 		start, _ = strconv.Atoi(from)
 	}
 	end := min(start+limit, len(r.timeline))
-	p := &MessagesPage{Start: from}
+	p := &cutover.MessagesPage{Start: from}
 	for _, id := range r.timeline[start:end] {
-		p.Chunk = append(p.Chunk, TimelineEvent{EventID: id})
+		p.Chunk = append(p.Chunk, cutover.TimelineEvent{EventID: id})
 	}
 	if end > start {
 		p.End = strconv.Itoa(end)
@@ -79,7 +84,7 @@ func (f *fakeTarget) Messages(_ context.Context, roomID, user, from string, limi
 	return p, nil
 }
 
-func (f *fakeTarget) State(_ context.Context, roomID, user string) ([]StateEvent, error) {
+func (f *fakeTarget) State(_ context.Context, roomID, user string) ([]cutover.StateEvent, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r, err := f.room(roomID, user)
@@ -97,7 +102,7 @@ func (f *fakeTarget) Profile(_ context.Context, userID string) (json.RawMessage,
 	return p, nil
 }
 
-func (f *fakeTarget) Devices(_ context.Context, userID string) ([]Device, error) {
+func (f *fakeTarget) Devices(_ context.Context, userID string) ([]cutover.Device, error) {
 	if f.refuse[userID] {
 		return nil, forbidden()
 	}
@@ -112,14 +117,14 @@ func (f *fakeTarget) AccountData(_ context.Context, userID, roomID, typ string) 
 	return d, nil
 }
 
-func (f *fakeTarget) QueryKeys(_ context.Context, userID string) (*Keys, error) {
+func (f *fakeTarget) QueryKeys(_ context.Context, userID string) (*cutover.Keys, error) {
 	if k := f.keys[userID]; k != nil {
 		return k, nil
 	}
-	return &Keys{}, nil
+	return &cutover.Keys{}, nil
 }
 
-func (f *fakeTarget) KeyBackup(_ context.Context, userID string) (*KeyBackupVersion, error) {
+func (f *fakeTarget) KeyBackup(_ context.Context, userID string) (*cutover.KeyBackupVersion, error) {
 	if f.refuse[userID] {
 		return nil, forbidden()
 	}
@@ -191,7 +196,7 @@ func targetRoom(r Room, evs []SourceEvent) *fakeRoom {
 		fr.timeline = append(fr.timeline, evs[i].ID)
 	}
 	for k, id := range r.State {
-		fr.state = append(fr.state, StateEvent{EventID: id, Type: k.Type, StateKey: k.StateKey})
+		fr.state = append(fr.state, cutover.StateEvent{EventID: id, Type: k.Type, StateKey: k.StateKey})
 	}
 	return fr
 }

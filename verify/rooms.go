@@ -7,7 +7,9 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/transition-matrix/transition-matrix/cutover"
 	"github.com/transition-matrix/transition-matrix/eventcache"
+	"github.com/transition-matrix/transition-matrix/roomversions"
 )
 
 // expectation is what the source's events say the target's timeline of a room should hold.
@@ -128,9 +130,9 @@ func (v *verifier) loadAndCheckRoom(ctx context.Context, roomID string) RoomRepo
 // checkRoom compares one room.
 func (v *verifier) checkRoom(ctx context.Context, r Room) RoomReport {
 	rep := RoomReport{RoomID: r.RoomID, RoomVersion: r.RoomVersion, MissingIDs: []string{}, ExtraIDs: []string{}}
-	if slices.Contains(v.cfg.UnsupportedVersions, r.RoomVersion) {
+	if !roomversions.CanHost(r.RoomVersion) {
 		rep.Status = RoomUnsupportedVersion
-		rep.Error = fmt.Sprintf("the target cannot host room version %s", r.RoomVersion)
+		rep.Error = fmt.Sprintf("the target cannot host room version %s", roomversions.Effective(r.RoomVersion))
 		return rep
 	}
 	if len(r.JoinedLocalMembers) == 0 {
@@ -152,7 +154,7 @@ func (v *verifier) checkRoom(ctx context.Context, r Room) RoomReport {
 	var lastErr error
 	for _, member := range membersToAsk(r.JoinedLocalMembers, x, v.cfg.MembersToTry) {
 		seen, err = v.timeline(ctx, r.RoomID, member)
-		if errors.Is(err, ErrForbidden) || errors.Is(err, ErrNotFound) {
+		if errors.Is(err, cutover.ErrForbidden) || errors.Is(err, cutover.ErrNotFound) {
 			lastErr = err
 			continue
 		}
@@ -250,7 +252,7 @@ func (v *verifier) timeline(ctx context.Context, roomID, member string) (map[str
 }
 
 // compareState compares the source's current state with the target's, piece by piece.
-func compareState(want map[StateKey]string, got []StateEvent, x *expectation) *StateReport {
+func compareState(want map[StateKey]string, got []cutover.StateEvent, x *expectation) *StateReport {
 	rep := &StateReport{Missing: []StateEntry{}, Differs: []StateEntry{}}
 	have := make(map[StateKey]string, len(got))
 	for _, e := range got {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"slices"
 	"testing"
+
+	"github.com/transition-matrix/transition-matrix/cutover"
 )
 
 const alice, bob = "@alice:example.org", "@bob:example.org"
@@ -176,7 +178,7 @@ func TestStateDifferences(t *testing.T) {
 	r.State[StateKey{"m.room.name", ""}] = evs[7].ID
 	src.rooms[r.RoomID], src.events[r.RoomID] = r, evs
 	fr := targetRoom(r, evs)
-	var st []StateEvent
+	var st []cutover.StateEvent
 	for _, e := range fr.state {
 		switch {
 		case e.Type == "m.room.topic":
@@ -211,7 +213,7 @@ func TestErrors(t *testing.T) {
 	r, evs := linearRoom("!e:example.org", 5, alice)
 	src.rooms[r.RoomID], src.events[r.RoomID] = r, evs
 	tgt.rooms[r.RoomID] = targetRoom(r, evs)
-	tgt.failRoom[r.RoomID] = &TargetError{Endpoint: "GET /rooms/{roomId}/messages", Status: 500, ErrCode: "M_UNKNOWN"}
+	tgt.failRoom[r.RoomID] = &cutover.TargetError{Endpoint: "GET /rooms/{roomId}/messages", Status: 500, ErrCode: "M_UNKNOWN"}
 	rep := run(t, src, tgt)
 	if got := roomReport(t, rep, r.RoomID); got.Status != RoomError || got.Error == "" {
 		t.Fatalf("room report %+v", got)

@@ -104,6 +104,24 @@ func (c *CacheEvents) Events(ctx context.Context, r Room) ([]SourceEvent, error)
 	return out, err
 }
 
+// ServedCache is a cache a running `shim serve` holds, read through it (*cacheshare.Client).
+type ServedCache interface {
+	RoomEvents(ctx context.Context, roomID string, heads, jsonTypes []string, fn func(eventcache.Event) bool) error
+}
+
+// ServedEvents reads rooms from the cache a running `shim serve` holds; with upToDate, serve first
+// brings each room up to date from Synapse, from the room's current forward extremities.
+func ServedEvents(served ServedCache, upToDate bool) *CacheEvents {
+	return &CacheEvents{Read: func(ctx context.Context, r Room, fn func(eventcache.Event) bool) error {
+		var heads []string
+		if upToDate {
+			heads = r.Heads
+		}
+		// Only redactions come with their JSON: verify reads what they redact.
+		return served.RoomEvents(ctx, r.RoomID, heads, []string{"m.room.redaction"}, fn)
+	}}
+}
+
 // redactsOf returns the event a redaction redacts: top-level "redacts" (rooms v1–v10) or
 // content.redacts (v11).
 func redactsOf(pdu []byte) string {

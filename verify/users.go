@@ -13,6 +13,7 @@ import (
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 
+	"github.com/transition-matrix/transition-matrix/cutover"
 	"github.com/transition-matrix/transition-matrix/export"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
@@ -78,7 +79,7 @@ func (v *verifier) checkUser(ctx context.Context, id string) UserReport {
 	for _, s := range steps {
 		st, err := s.run(ctx, u, c)
 		switch {
-		case errors.Is(err, ErrForbidden):
+		case errors.Is(err, cutover.ErrForbidden):
 			// The target refuses to act as the user: it does not have the account.
 			st = UserMissing
 			if !refused {
@@ -122,7 +123,7 @@ func (v *verifier) checkProfile(ctx context.Context, u *export.UserFile, c *user
 		return AspectNone, nil
 	}
 	got, err := v.cfg.Target.Profile(ctx, u.UID)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, cutover.ErrNotFound) {
 		c.problem("profile: not on the target")
 		return UserMissing, nil
 	}
@@ -153,13 +154,13 @@ func (v *verifier) checkDevices(ctx context.Context, u *export.UserFile, c *user
 	if err != nil {
 		return "", fmt.Errorf("devices: %w", err)
 	}
-	have := map[string]Device{}
+	have := map[string]cutover.Device{}
 	for _, d := range got {
 		have[d.DeviceID] = d
 	}
 	missing, differs := 0, 0
 	for _, raw := range u.Devices {
-		var d Device
+		var d cutover.Device
 		if err := json.Unmarshal(raw, &d); err != nil || d.DeviceID == "" {
 			return "", fmt.Errorf("devices: a device in the export has no device_id")
 		}
@@ -214,7 +215,7 @@ func (v *verifier) checkAccountData(ctx context.Context, u *export.UserFile, c *
 			where = roomID + " " + typ
 		}
 		got, err := v.cfg.Target.AccountData(ctx, u.UID, roomID, typ)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, cutover.ErrNotFound) {
 			missing++
 			c.problem("account data %s: missing", where)
 			return nil

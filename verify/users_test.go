@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/transition-matrix/transition-matrix/cutover"
 	"github.com/transition-matrix/transition-matrix/export"
 )
 
@@ -40,16 +41,16 @@ func exportedUser(id string) *export.UserFile {
 func holdUser(tgt *fakeTarget, u *export.UserFile) {
 	id := u.UID
 	tgt.profiles[id] = json.RawMessage(`{"avatar_url":"mxc://example.org/a","displayname":"Alice"}`)
-	tgt.devices[id] = []Device{{DeviceID: "BBB"}, {DeviceID: "AAA", DisplayName: strp("phone")}}
+	tgt.devices[id] = []cutover.Device{{DeviceID: "BBB"}, {DeviceID: "AAA", DisplayName: strp("phone")}}
 	tgt.accountData[id+"||m.direct"] = json.RawMessage(`{ "@bob:example.org" : [ "!d:example.org" ] }`)
 	// The target's own default rules come along; its copy of a default rule has other conditions.
 	tgt.accountData[id+"||m.push_rules"] = json.RawMessage(`{"global":{"override":[{"rule_id":".m.rule.master","default":true,"enabled":false,"actions":[]},
 {"rule_id":".m.rule.is_room_mention","default":true,"enabled":true,"actions":["notify"]}],
 "content":[{"rule_id":"coffee","default":false,"enabled":true,"pattern":"coffee","actions":["notify"]}],"room":[],"sender":[],"underride":[]}}`)
 	tgt.accountData[id+"|!a:example.org|m.tag"] = json.RawMessage(`{"tags":{"m.favourite":{"order":0.5}}}`)
-	tgt.keys[id] = &Keys{DeviceKeys: map[string]json.RawMessage{"AAA": json.RawMessage(`{"device_id":"AAA","user_id":"` + id + `","keys":{"ed25519:AAA":"k"},"signatures":{},"unsigned":{"device_display_name":"phone"}}`)},
+	tgt.keys[id] = &cutover.Keys{DeviceKeys: map[string]json.RawMessage{"AAA": json.RawMessage(`{"device_id":"AAA","user_id":"` + id + `","keys":{"ed25519:AAA":"k"},"signatures":{},"unsigned":{"device_display_name":"phone"}}`)},
 		MasterKey: json.RawMessage(`{"usage":["master"],"user_id":"` + id + `","keys":{"ed25519:m":"m"}}`)}
-	tgt.backups[id] = &KeyBackupVersion{Version: "3", Algorithm: "m.megolm_backup.v1.curve25519-aes-sha2", AuthData: json.RawMessage(`{"signatures":{},"public_key":"pk"}`), Count: 12, ETag: "9"}
+	tgt.backups[id] = &cutover.KeyBackupVersion{Version: "3", Algorithm: "m.megolm_backup.v1.curve25519-aes-sha2", AuthData: json.RawMessage(`{"signatures":{},"public_key":"pk"}`), Count: 12, ETag: "9"}
 }
 
 func userReport(t *testing.T, rep *Report, id string) UserReport {

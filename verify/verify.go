@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/transition-matrix/transition-matrix/roomversions"
+	"golang.org/x/sync/errgroup"
 )
 
 // Defaults of Config.
@@ -21,9 +21,6 @@ const (
 	DefaultMaxListed    = 20
 	DefaultMembersToTry = 3
 )
-
-// DefaultUnsupportedVersions are the room versions the targets cannot host (roomversions).
-var DefaultUnsupportedVersions = roomversions.Unhostable()
 
 // Config is what a verification needs.
 type Config struct {
@@ -40,8 +37,6 @@ type Config struct {
 	Jobs int
 	// Strict counts rooms of unsupported versions as problems.
 	Strict bool
-	// UnsupportedVersions are room versions the target cannot host (default 1 and 2).
-	UnsupportedVersions []string
 	// PageLimit is the limit of each /messages page (default 100).
 	PageLimit int
 	// MaxPages bounds the /messages pages of one room (default 100,000).
@@ -95,9 +90,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Jobs == 0 {
 		cfg.Jobs = DefaultJobs
 	}
-	if cfg.UnsupportedVersions == nil {
-		cfg.UnsupportedVersions = DefaultUnsupportedVersions
-	}
 	if cfg.PageLimit <= 0 {
 		cfg.PageLimit = DefaultPageLimit
 	}
@@ -150,30 +142,28 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			cfg.Progress(prog)
 		}
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	total := len(rooms) + len(users)
-	for range min(cfg.Jobs, total) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= total || ctx.Err() != nil {
-					return
-				}
-				if i < len(rooms) {
-					rep.Rooms[i] = v.loadAndCheckRoom(ctx, rooms[i])
-					done(true, rep.Rooms[i].Problem(cfg.Strict))
-				} else {
-					u := &rep.Users[i-len(rooms)]
-					*u = v.checkUser(ctx, users[i-len(rooms)])
-					done(false, u.Problem())
-				}
+	var g errgroup.Group
+	g.SetLimit(cfg.Jobs)
+	for i := range len(rooms) + len(users) {
+		if ctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			if ctx.Err() != nil {
+				return nil
 			}
-		}()
+			if i < len(rooms) {
+				rep.Rooms[i] = v.loadAndCheckRoom(ctx, rooms[i])
+				done(true, rep.Rooms[i].Problem(cfg.Strict))
+			} else {
+				u := &rep.Users[i-len(rooms)]
+				*u = v.checkUser(ctx, users[i-len(rooms)])
+				done(false, u.Problem())
+			}
+			return nil // each check reports in its report
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/transition-matrix/transition-matrix/internal/atomicfile"
 )
 
 // WriteFiles writes report.json and report.md into dir (created 0700; files 0600, written
@@ -29,33 +31,13 @@ func WriteFiles(dir string, rep *Report) (jsonPath, mdPath string, err error) {
 		return "", "", err
 	}
 	jsonPath, mdPath = filepath.Join(dir, "report.json"), filepath.Join(dir, "report.md")
-	if err := writeAtomic(jsonPath, j.Bytes()); err != nil {
+	if err := atomicfile.Write(jsonPath, j.Bytes()); err != nil {
 		return "", "", err
 	}
-	if err := writeAtomic(mdPath, md.Bytes()); err != nil {
+	if err := atomicfile.Write(mdPath, md.Bytes()); err != nil {
 		return "", "", err
 	}
 	return jsonPath, mdPath, nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // verdict is the report's one-line answer.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/transition-matrix/transition-matrix/conduit"
 	"github.com/transition-matrix/transition-matrix/conduit/conduittest"
+	"github.com/transition-matrix/transition-matrix/cutover"
 	"github.com/transition-matrix/transition-matrix/internal/conduitsim"
 	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
 	"github.com/transition-matrix/transition-matrix/internal/world"
@@ -266,13 +267,13 @@ func TestWarmResumesAfterInterruption(t *testing.T) {
 	}
 }
 
-func readWarmState(t *testing.T, cfgPath string) warmStateFile {
+func readWarmState(t *testing.T, cfgPath string) cutover.WarmStateFile {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(filepath.Dir(cfgPath), "cache.db.warm.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var f warmStateFile
+	var f cutover.WarmStateFile
 	if err := json.Unmarshal(data, &f); err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +294,7 @@ func TestRejoinAndWarmNameFailures(t *testing.T) {
 
 	code, out, errOut := b.run(ctx, "rejoin", "-config", b.cfgPath)
 	if code != 1 || !strings.Contains(errOut, "1 of") || !strings.Contains(errOut, notJoined.ID) ||
-		!strings.Contains(out, "failed: 502 M_UNKNOWN: No server available to assist in joining.") {
+		!strings.Contains(out, "failed: target: POST /join/{roomIdOrAlias}: 502 M_UNKNOWN: No server available to assist in joining.") {
 		t.Fatalf("rejoin with a failing room: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = b.run(ctx, "warm", "-config", b.cfgPath, "-retries", "0")
@@ -304,7 +305,7 @@ func TestRejoinAndWarmNameFailures(t *testing.T) {
 		"3 of ", notJoined.ID, cut.ID, failing.ID,
 		"room " + notJoined.ID + ": the target does not hold the room",
 		"room " + cut.ID + ": no progress after 3 pages in a row",
-		"room " + failing.ID + ": target error after 0 pages: 500 M_UNKNOWN",
+		"room " + failing.ID + ": failed after 0 pages: target: GET /rooms/{roomId}/messages: 500 M_UNKNOWN",
 	} {
 		if !strings.Contains(out+errOut, want) {
 			t.Errorf("warm output lacks %q:\n%s%s", want, out, errOut)

@@ -277,7 +277,7 @@ func (d *demoRun) printEndToEnd(rep *verify.Report) error {
 		case verify.RoomOK:
 			result = "whole"
 		case verify.RoomUnsupportedVersion:
-			result = "not hostable (room version " + r.RoomVersion + ")"
+			result = "not hostable (room version " + roomversions.Effective(r.RoomVersion) + ")"
 		case verify.RoomNoLocalMembers:
 			result = "no local member: not carried"
 		}

@@ -63,22 +63,6 @@ func (t *ticker) stop() {
 	t.wg.Wait()
 }
 
-// forEachParallel calls fn for 0..n-1, at most parallel at once, and waits for all.
-func forEachParallel(n, parallel int, fn func(i int)) {
-	sem := make(chan struct{}, parallel)
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			fn(i)
-		}()
-	}
-	wg.Wait()
-}
-
 // lineReporter shows progress a command pushes: a line rewritten at most every 100 ms on a
 // terminal, a log line every interval otherwise.
 type lineReporter struct {

@@ -2,23 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"slices"
 	"strings"
-	"sync"
 	"text/tabwriter"
-)
 
-// rejoinResult is what rejoin did with one room.
-type rejoinResult struct {
-	Room    migratingRoom
-	Member  string
-	Outcome string // "joined", "already held", "skipped", "failed"
-	Detail  string
-}
+	"github.com/transition-matrix/transition-matrix/cutover"
+)
 
 // runRejoin asks the target to join, through the shim (server_name = the own name), one local
 // member of every Synapse room with a joined local user, so the target holds every room at its
@@ -44,19 +34,12 @@ func runRejoin(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	rooms, err := migratingRooms(ctx, admin, cfg.ServerName)
+	rooms, err := cutover.Rooms(ctx, admin, cfg.ServerName)
 	if err != nil {
 		return err
 	}
-	r := &rejoiner{target: newTargetClient(cfg), server: cfg.ServerName, joined: map[string][]string{}}
-	results := make([]rejoinResult, len(rooms))
-	forEachParallel(len(rooms), *parallel, func(i int) {
-		if rooms[i].Skip != "" {
-			results[i] = rejoinResult{Room: rooms[i], Outcome: "skipped", Detail: rooms[i].Skip}
-			return
-		}
-		results[i] = r.rejoin(ctx, rooms[i])
-	})
+	target := newTargetClient(cfg, 0, "", "")
+	results := cutover.Rejoin(ctx, target, cfg.ServerName, rooms, *parallel)
 	if err := printRejoinTable(env.Stdout, results); err != nil {
 		return err
 	}
@@ -75,66 +58,7 @@ func runRejoin(ctx context.Context, env *Env, args []string) error {
 	return nil
 }
 
-// rejoiner joins rooms on the target, remembering each member's joined rooms.
-type rejoiner struct {
-	target *targetClient
-	server string
-
-	mu     sync.Mutex
-	joined map[string][]string // member -> rooms the target has them joined to
-}
-
-// rejoin joins one room as the first of its local members the target knows.
-func (r *rejoiner) rejoin(ctx context.Context, room migratingRoom) rejoinResult {
-	res := rejoinResult{Room: room}
-	var refused []string
-	for _, m := range room.Members {
-		held, err := r.joinedRooms(ctx, m)
-		var te *targetError
-		if errors.As(err, &te) && te.Status == http.StatusForbidden {
-			refused = append(refused, m) // not a user of the target (not imported?)
-			continue
-		}
-		res.Member = m
-		if err != nil {
-			res.Outcome, res.Detail = "failed", "asking the target for the member's rooms: "+err.Error()
-			return res
-		}
-		if slices.Contains(held, room.ID) {
-			res.Outcome = "already held"
-			return res
-		}
-		if err := r.target.join(ctx, m, room.ID, r.server); err != nil {
-			res.Outcome, res.Detail = "failed", err.Error()
-			return res
-		}
-		res.Outcome = "joined"
-		return res
-	}
-	res.Outcome = "failed"
-	res.Detail = fmt.Sprintf("the target refuses every local member (%s): were the users imported, and is the appservice's namespace @.*:%s?",
-		strings.Join(refused, ", "), r.server)
-	return res
-}
-
-func (r *rejoiner) joinedRooms(ctx context.Context, member string) ([]string, error) {
-	r.mu.Lock()
-	held, ok := r.joined[member]
-	r.mu.Unlock()
-	if ok {
-		return held, nil
-	}
-	held, err := r.target.joinedRooms(ctx, member)
-	if err != nil {
-		return nil, err
-	}
-	r.mu.Lock()
-	r.joined[member] = held
-	r.mu.Unlock()
-	return held, nil
-}
-
-func printRejoinTable(w io.Writer, results []rejoinResult) error {
+func printRejoinTable(w io.Writer, results []cutover.RejoinResult) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ROOM\tVERSION\tMEMBER\tRESULT")
 	count := map[string]int{}

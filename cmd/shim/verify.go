@@ -15,6 +15,7 @@ import (
 	"github.com/transition-matrix/transition-matrix/cacheshare"
 	"github.com/transition-matrix/transition-matrix/conduit"
 	"github.com/transition-matrix/transition-matrix/config"
+	"github.com/transition-matrix/transition-matrix/cutover"
 	"github.com/transition-matrix/transition-matrix/eventcache"
 	"github.com/transition-matrix/transition-matrix/eventsource"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
@@ -43,6 +44,9 @@ named with its missing count); 2 verification could not run or is incomplete
 `
 
 // runVerify compares the source with the target and writes the report.
+// verifyDeviceID is the device verify reads rooms through on targets that need one.
+const verifyDeviceID = "TRANSITIONMATRIXVERIFY"
+
 func runVerify(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "verify", "verify -config FILE -export DIR [-target URL] [-out DIR] [-j N] [-strict] [-offline] [-age-identity FILE] [-conduit-db DIR] [-scratch-cache DIR]")
 	fs.details = verifyDetails
@@ -119,7 +123,8 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 	}
 	defer cleanup()
 
-	target := &verify.HTTPTarget{BaseURL: cfg.Target.URL, Token: string(cfg.Target.Token)}
+	target := &cutover.Client{BaseURL: cfg.Target.URL, Token: string(cfg.Target.Token),
+		DeviceID: verifyDeviceID, DeviceName: "transition-matrix verify (removed when verify ends)"}
 	defer func() {
 		// The devices verify read rooms through (targets that need one) are logged out again.
 		if err := target.Close(context.WithoutCancel(ctx)); err != nil {
@@ -140,13 +145,7 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 	case served != nil:
 		// A running serve holds the cache: it reads the rooms and, with Synapse up, brings them up
 		// to date first, as verify would itself.
-		vc.Events = &verify.CacheEvents{Read: func(ctx context.Context, r verify.Room, fn func(eventcache.Event) bool) error {
-			var heads []string
-			if client != nil {
-				heads = r.Heads
-			}
-			return served.RoomEvents(ctx, r.RoomID, heads, []string{"m.room.redaction"}, fn)
-		}}
+		vc.Events = verify.ServedEvents(served, client != nil)
 	case client != nil:
 		src, err := eventsource.New(eventsource.Config{Identity: cfg.Identity, Cache: cache, Upstream: client.Federation(),
 			Keys: &eventsource.NotaryKeys{Client: client.Federation(), Identity: cfg.Identity}, Logger: log})

@@ -15,10 +15,10 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"testing"
 
 	"github.com/transition-matrix/transition-matrix/conduit"
 	"github.com/transition-matrix/transition-matrix/conduit/rocksdbkv"
+	"github.com/transition-matrix/transition-matrix/internal/tb"
 )
 
 // templates caches one fresh database per backend, server name and version, so that tests copy
@@ -28,13 +28,13 @@ var templates sync.Map // "<backend> <version> <server>" → file name → bytes
 // FreshDB creates a fresh Conduit database of the given version in a new temporary directory and
 // returns the directory, on the backend Backend names. Databases of one test binary with the same
 // backend, server name and version are copies of one result (same admin room and keypair).
-func FreshDB(t testing.TB, serverName string, version int) string {
+func FreshDB(t tb.TB, serverName string, version int) string {
 	t.Helper()
 	return FreshDBOn(t, Backend(t), serverName, version)
 }
 
 // FreshDBOn is FreshDB on a named backend (conduit.BackendSQLite or conduit.BackendRocksDB).
-func FreshDBOn(t testing.TB, backend, serverName string, version int) string {
+func FreshDBOn(t tb.TB, backend, serverName string, version int) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "conduit")
 	key := fmt.Sprint(backend, " ", version, " ", serverName)

@@ -7,10 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"testing"
 
 	"github.com/transition-matrix/transition-matrix/conduit"
 	"github.com/transition-matrix/transition-matrix/conduit/rocksdbkv"
+	"github.com/transition-matrix/transition-matrix/internal/tb"
 )
 
 // BackendEnv names the environment variable that selects the backend FreshDB creates:
@@ -18,7 +18,7 @@ import (
 const BackendEnv = "TM_CONDUIT_BACKEND"
 
 // Backend is the backend FreshDB creates, from $TM_CONDUIT_BACKEND.
-func Backend(t testing.TB) string {
+func Backend(t tb.TB) string {
 	t.Helper()
 	switch b := os.Getenv(BackendEnv); b {
 	case "", conduit.BackendSQLite:
@@ -32,7 +32,7 @@ func Backend(t testing.TB) string {
 }
 
 // Helper returns the shim-rocksdb binary, failing the test when it cannot be found.
-func Helper(t testing.TB) string {
+func Helper(t tb.TB) string {
 	t.Helper()
 	h, err := rocksdbkv.FindHelper()
 	if err != nil {
@@ -50,7 +50,7 @@ func BackendOf(dir string) string {
 }
 
 // SetRaw writes one row of a tree directly, as bytes, behind Conduit's back.
-func SetRaw(t testing.TB, dir, tree string, key, value []byte) {
+func SetRaw(t tb.TB, dir, tree string, key, value []byte) {
 	t.Helper()
 	raw(t, dir, func(db *sql.DB) error {
 		_, err := db.Exec(`INSERT OR REPLACE INTO "`+tree+`" (key, value) VALUES (?, coalesce(?, X''))`, key, value)
@@ -61,7 +61,7 @@ func SetRaw(t testing.TB, dir, tree string, key, value []byte) {
 }
 
 // DeleteRaw removes every row of a tree whose key starts with prefix (nil: all of them).
-func DeleteRaw(t testing.TB, dir, tree string, prefix []byte) {
+func DeleteRaw(t tb.TB, dir, tree string, prefix []byte) {
 	t.Helper()
 	raw(t, dir, func(db *sql.DB) error {
 		_, err := db.Exec(`DELETE FROM "`+tree+`" WHERE substr(key, 1, ?) = ?`, len(prefix), nonNil(prefix))
@@ -79,7 +79,7 @@ func DeleteRaw(t testing.TB, dir, tree string, prefix []byte) {
 }
 
 // DropTree removes a whole tree (table or column family).
-func DropTree(t testing.TB, dir, tree string) {
+func DropTree(t tb.TB, dir, tree string) {
 	t.Helper()
 	raw(t, dir, func(db *sql.DB) error {
 		_, err := db.Exec(`DROP TABLE "` + tree + `"`)
@@ -87,7 +87,7 @@ func DropTree(t testing.TB, dir, tree string) {
 	}, func(db *rocksdbkv.DB) error { return db.DropColumnFamily(tree) })
 }
 
-func raw(t testing.TB, dir string, onSQLite func(*sql.DB) error, onRocks func(*rocksdbkv.DB) error) {
+func raw(t tb.TB, dir string, onSQLite func(*sql.DB) error, onRocks func(*rocksdbkv.DB) error) {
 	t.Helper()
 	if BackendOf(dir) == conduit.BackendSQLite {
 		db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, conduit.FileName))
@@ -115,7 +115,7 @@ func raw(t testing.TB, dir string, onSQLite func(*sql.DB) error, onRocks func(*r
 
 // HoldOpen opens the database the way a running Conduit does (SQLite: a WAL connection kept
 // open; RocksDB: opened for writing in another process, holding LOCK) until release is called.
-func HoldOpen(t testing.TB, dir string) (release func()) {
+func HoldOpen(t tb.TB, dir string) (release func()) {
 	t.Helper()
 	if BackendOf(dir) == conduit.BackendSQLite {
 		db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, conduit.FileName)+"?_pragma=journal_mode(WAL)")
@@ -142,7 +142,7 @@ func HoldOpen(t testing.TB, dir string) (release func()) {
 
 // StartLike opens the database for writing as Conduit's start does, writes one row and closes:
 // the error is what Conduit would meet (nil when it could start).
-func StartLike(t testing.TB, dir string) error {
+func StartLike(t tb.TB, dir string) error {
 	t.Helper()
 	if BackendOf(dir) == conduit.BackendSQLite {
 		db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, conduit.FileName)+"?_pragma=busy_timeout(100)&_pragma=journal_mode(WAL)")
@@ -166,7 +166,7 @@ func StartLike(t testing.TB, dir string) error {
 
 // Dump renders every row of every tree (on SQLite with its storage classes), to prove that a
 // refusal or a dry run wrote nothing.
-func Dump(t testing.TB, dir string) string {
+func Dump(t tb.TB, dir string) string {
 	t.Helper()
 	var b strings.Builder
 	if BackendOf(dir) == conduit.BackendSQLite {

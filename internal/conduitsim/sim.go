@@ -14,12 +14,12 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/gorilla/mux"
 
 	"github.com/transition-matrix/transition-matrix/internal/conduitlike"
+	"github.com/transition-matrix/transition-matrix/internal/tb"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
@@ -148,7 +148,7 @@ func New(o Options) (*Server, error) {
 }
 
 // Start serves a new simulated Conduit on an httptest server closed when the test ends.
-func Start(t testing.TB, o Options) *Server {
+func Start(t tb.TB, o Options) *Server {
 	t.Helper()
 	s, err := New(o)
 	if err != nil {

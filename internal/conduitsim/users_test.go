@@ -10,8 +10,8 @@ import (
 
 	"github.com/transition-matrix/transition-matrix/conduit"
 	"github.com/transition-matrix/transition-matrix/conduit/conduittest"
+	"github.com/transition-matrix/transition-matrix/cutover"
 	"github.com/transition-matrix/transition-matrix/signing"
-	"github.com/transition-matrix/transition-matrix/verify"
 )
 
 // importedDB writes one account the way the import does and opens the database read-only.
@@ -58,14 +58,14 @@ func TestUserEndpointsServeTheDatabase(t *testing.T) {
 	db := importedDB(t, server, alice)
 	id := &signing.Identity{ServerName: server, Keys: []signing.Key{{ID: "ed25519:a", Seed: make([]byte, 32)}}}
 	sim := Start(t, Options{Identity: id, ShimURL: "http://127.0.0.1:1", ASToken: asToken, Users: []string{alice, bob}, UserData: db})
-	tg := &verify.HTTPTarget{BaseURL: sim.URL, Token: asToken, Attempts: 1}
+	tg := &cutover.Client{BaseURL: sim.URL, Token: asToken, Attempts: 1}
 	ctx := context.Background()
 
 	p, err := tg.Profile(ctx, alice)
 	if err != nil || string(p) != `{"avatar_url":"mxc://example.org/a","displayname":"Alice"}` {
 		t.Errorf("profile %s %v", p, err)
 	}
-	if _, err := tg.Profile(ctx, "@nobody:"+server); !errors.Is(err, verify.ErrNotFound) {
+	if _, err := tg.Profile(ctx, "@nobody:"+server); !errors.Is(err, cutover.ErrNotFound) {
 		t.Errorf("profile of nobody: %v", err)
 	}
 	devs, err := tg.Devices(ctx, alice)
@@ -78,7 +78,7 @@ func TestUserEndpointsServeTheDatabase(t *testing.T) {
 	if d, err := tg.AccountData(ctx, alice, "!r:"+server, "m.tag"); err != nil || string(d) != `{"tags":{"m.favourite":{}}}` {
 		t.Errorf("m.tag %s %v", d, err)
 	}
-	if _, err := tg.AccountData(ctx, alice, "", "m.ignored_user_list"); !errors.Is(err, verify.ErrNotFound) {
+	if _, err := tg.AccountData(ctx, alice, "", "m.ignored_user_list"); !errors.Is(err, cutover.ErrNotFound) {
 		t.Errorf("absent account data: %v", err)
 	}
 	k, err := tg.QueryKeys(ctx, alice)

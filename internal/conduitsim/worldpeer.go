@@ -11,9 +11,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"testing"
 
 	"github.com/transition-matrix/transition-matrix/federation"
+	"github.com/transition-matrix/transition-matrix/internal/tb"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/matrixspec"
 	"github.com/transition-matrix/transition-matrix/signing"
@@ -46,7 +46,7 @@ func NewWorldPeer(w *world.World, id *signing.Identity) (*WorldPeer, error) {
 }
 
 // StartWorldPeer serves a WorldPeer on an httptest server closed when the test ends; it returns the URL.
-func StartWorldPeer(t testing.TB, w *world.World, id *signing.Identity) (*WorldPeer, string) {
+func StartWorldPeer(t tb.TB, w *world.World, id *signing.Identity) (*WorldPeer, string) {
 	t.Helper()
 	f, err := NewWorldPeer(w, id)
 	if err != nil {

@@ -14,9 +14,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
+	"github.com/transition-matrix/transition-matrix/internal/tb"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
@@ -131,7 +131,7 @@ func New(opts Options) *Server {
 }
 
 // Start serves a new simulated Synapse on an httptest server closed when the test ends.
-func Start(t testing.TB, opts Options) *Server {
+func Start(t tb.TB, opts Options) *Server {
 	t.Helper()
 	s := New(opts)
 	ts := httptest.NewServer(s.Handler())

@@ -5,8 +5,8 @@ package mediastoretest
 import (
 	"os"
 	"path/filepath"
-	"testing"
 
+	"github.com/transition-matrix/transition-matrix/internal/tb"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/mediastore"
 )
@@ -48,7 +48,7 @@ func write(p string, b []byte) error {
 }
 
 // Write writes w's media into a new temporary directory and returns its path.
-func Write(t testing.TB, w *world.World) string {
+func Write(t tb.TB, w *world.World) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := WriteWorld(dir, w); err != nil {

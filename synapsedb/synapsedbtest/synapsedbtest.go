@@ -11,12 +11,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"testing"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
 	_ "modernc.org/sqlite"             // driver "sqlite"
 
+	"github.com/transition-matrix/transition-matrix/internal/tb"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/synapsedb"
 )
@@ -209,7 +209,7 @@ func FallbackKeys(w *world.World) []synapsedb.FallbackKey {
 
 // WriteSQLite creates a Synapse SQLite database in a temporary directory, fills it from w and
 // returns its path.
-func WriteSQLite(t testing.TB, w *world.World) string {
+func WriteSQLite(t tb.TB, w *world.World) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "homeserver.db")
 	db := OpenSQLite(t, path)
@@ -227,7 +227,7 @@ func WriteSQLite(t testing.TB, w *world.World) string {
 
 // WritePostgres creates Synapse's tables in the empty PostgreSQL database at dsn and fills them
 // from w.
-func WritePostgres(t testing.TB, dsn string, w *world.World) {
+func WritePostgres(t tb.TB, dsn string, w *world.World) {
 	t.Helper()
 	db := OpenPostgres(t, dsn)
 	defer db.Close()
@@ -242,7 +242,7 @@ func WritePostgres(t testing.TB, dsn string, w *world.World) {
 }
 
 // OpenSQLite opens (creating it if needed) a writable SQLite file.
-func OpenSQLite(t testing.TB, path string) *sql.DB {
+func OpenSQLite(t tb.TB, path string) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(OFF)")
 	if err != nil {
@@ -253,7 +253,7 @@ func OpenSQLite(t testing.TB, path string) *sql.DB {
 }
 
 // OpenPostgres opens a writable PostgreSQL connection pool.
-func OpenPostgres(t testing.TB, dsn string) *sql.DB {
+func OpenPostgres(t tb.TB, dsn string) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {

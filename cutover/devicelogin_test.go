@@ -1,4 +1,4 @@
-package verify
+package cutover
 
 import (
 	"context"
@@ -27,7 +27,7 @@ func TestRoomReadsGoThroughAnAppserviceDevice(t *testing.T) {
 				Identifier map[string]string `json:"identifier"`
 			}
 			json.NewDecoder(r.Body).Decode(&body)
-			if body.Type != "m.login.application_service" || body.DeviceID != verifyDeviceID {
+			if body.Type != "m.login.application_service" || body.DeviceID != DefaultDeviceID {
 				t.Errorf("login %+v", body)
 			}
 			logins[body.Identifier["user"]]++
@@ -48,7 +48,7 @@ func TestRoomReadsGoThroughAnAppserviceDevice(t *testing.T) {
 	}))
 	defer srv.Close()
 	ctx := context.Background()
-	tg := &HTTPTarget{BaseURL: srv.URL, Token: "as-token", Attempts: 1}
+	tg := &Client{BaseURL: srv.URL, Token: "as-token", Attempts: 1}
 	for range 2 {
 		if p, err := tg.Messages(ctx, "!r:example.org", alice, "", 100); err != nil || len(p.Chunk) != 1 {
 			t.Fatalf("messages %+v %v", p, err)

@@ -1,4 +1,4 @@
-package verify
+package cutover
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-func TestHTTPTarget(t *testing.T) {
+func TestClient(t *testing.T) {
 	var failures atomic.Int32
 	failures.Store(1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -53,7 +53,7 @@ func TestHTTPTarget(t *testing.T) {
 	}))
 	defer srv.Close()
 	ctx := context.Background()
-	tg := &HTTPTarget{BaseURL: srv.URL + "/", Token: "as-token", Attempts: 2}
+	tg := &Client{BaseURL: srv.URL + "/", Token: "as-token", Attempts: 2}
 	if err := tg.Check(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestHTTPTarget(t *testing.T) {
 	if _, err := tg.AccountData(ctx, alice, "", "m.direct"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("absent account data: %v", err)
 	}
-	bad := &HTTPTarget{BaseURL: srv.URL, Token: "wrong", Attempts: 1}
+	bad := &Client{BaseURL: srv.URL, Token: "wrong", Attempts: 1}
 	err = bad.Check(ctx)
 	if err == nil || strings.Contains(err.Error(), "wrong") || !strings.Contains(err.Error(), "M_UNKNOWN_TOKEN") {
 		t.Errorf("wrong token: %v", err)
