@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"filippo.io/age"
 	"go.uber.org/zap"
 
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 	"github.com/transition-matrix/transition-matrix/synapsedb"
 )
@@ -94,7 +94,7 @@ type Summary struct {
 	Progress
 	Complete bool
 	// SkippedItems and FailedItems say which items and why.
-	SkippedItems, FailedItems []Skipped
+	SkippedItems, FailedItems []exportfmt.Skipped
 	// LoginTokens is the number of login-as tokens made; LogoutFailures how many could not be
 	// logged out (they expire after Config.TokenValidity).
 	LoginTokens, LogoutFailures int64
@@ -121,7 +121,7 @@ type exporter struct {
 	started        time.Time
 
 	mu       sync.Mutex
-	man      *Manifest
+	man      *exportfmt.Manifest
 	dirty    bool
 	progress Progress
 
@@ -306,9 +306,9 @@ feed:
 	<-flushDone
 
 	e.mu.Lock()
-	failed := append([]Skipped(nil), e.man.Failed...)
+	failed := append([]exportfmt.Skipped(nil), e.man.Failed...)
 	e.mu.Unlock()
-	sortSkipped(failed)
+	exportfmt.SortSkipped(failed)
 	complete := stopErr == nil && parent.Err() == nil && len(failed) == 0
 	if err := e.flush(complete); err != nil && stopErr == nil {
 		stopErr = err
@@ -327,7 +327,7 @@ feed:
 	}
 }
 
-func failedText(failed []Skipped) string {
+func failedText(failed []exportfmt.Skipped) string {
 	if len(failed) == 0 {
 		return "rerun the same command to resume"
 	}
@@ -358,8 +358,8 @@ func (e *exporter) prepare(ctx context.Context) ([]item, error) {
 		if err := e.checkEmpty(); err != nil {
 			return nil, err
 		}
-		man = &Manifest{Format: Format, FormatVersion: FormatVersion, ServerName: e.serverName, StartedAt: e.started.UTC(),
-			Files: map[string]FileEntry{}}
+		man = &exportfmt.Manifest{Format: exportfmt.Format, FormatVersion: exportfmt.FormatVersion, ServerName: e.serverName, StartedAt: e.started.UTC(),
+			Files: map[string]exportfmt.FileEntry{}}
 		if e.cfg.EncryptTo != "" {
 			r := e.cfg.EncryptTo
 			man.EncryptedTo = &r
@@ -416,16 +416,16 @@ func (e *exporter) prepare(ctx context.Context) ([]item, error) {
 
 	man.SynapseVersion = v.String()
 	man.SigningKeyID = string(e.cfg.Synapse.Identity.SigningKey().ID)
-	man.PublicKeys = map[string]PublicKey{}
+	man.PublicKeys = map[string]exportfmt.PublicKey{}
 	for id, k := range keys.VerifyKeys {
-		man.PublicKeys[string(id)] = PublicKey{Key: k.Key}
+		man.PublicKeys[string(id)] = exportfmt.PublicKey{Key: k.Key}
 	}
 	for id, k := range keys.OldVerifyKeys {
 		ts := k.ExpiredTS
-		man.PublicKeys[string(id)] = PublicKey{Key: k.Key, ExpiredTS: &ts}
+		man.PublicKeys[string(id)] = exportfmt.PublicKey{Key: k.Key, ExpiredTS: &ts}
 	}
-	man.FinishedAt, man.Complete, man.Skipped, man.Failed = nil, false, []Skipped{}, []Skipped{}
-	man.Counts = Counts{Users: len(users), Rooms: len(rooms)}
+	man.FinishedAt, man.Complete, man.Skipped, man.Failed = nil, false, []exportfmt.Skipped{}, []exportfmt.Skipped{}
+	man.Counts = exportfmt.Counts{Users: len(users), Rooms: len(rooms)}
 
 	suffix := ".json"
 	if e.recipient != nil {
@@ -447,7 +447,7 @@ func (e *exporter) prepare(ctx context.Context) ([]item, error) {
 		if e.passwordHashes[u.Name] == "" {
 			man.Counts.UsersWithoutPassword++
 		}
-		items = append(items, item{kind: "user", id: u.Name, path: "users/" + Encode(u.Name) + suffix, user: u})
+		items = append(items, item{kind: "user", id: u.Name, path: "users/" + exportfmt.Encode(u.Name) + suffix, user: u})
 	}
 	for _, r := range rooms {
 		if seen["r"+r.RoomID] {
@@ -457,7 +457,7 @@ func (e *exporter) prepare(ctx context.Context) ([]item, error) {
 		if r.JoinedLocalMembers == 0 {
 			man.Counts.RoomsWithoutLocalMembers++
 		}
-		items = append(items, item{kind: "room", id: r.RoomID, path: "rooms/" + Encode(r.RoomID) + suffix, room: r})
+		items = append(items, item{kind: "room", id: r.RoomID, path: "rooms/" + exportfmt.Encode(r.RoomID) + suffix, room: r})
 	}
 	// Files of users and rooms that are gone from the server since an earlier run go too.
 	wanted := map[string]bool{}
@@ -500,7 +500,7 @@ func (e *exporter) checkEmpty() error {
 				continue
 			}
 		}
-		return fmt.Errorf("the export directory is not empty and has no %s (found %q): use an empty or new directory", manifestName, name)
+		return fmt.Errorf("the export directory is not empty and has no %s (found %q): use an empty or new directory", exportfmt.ManifestName, name)
 	}
 	return nil
 }
@@ -512,7 +512,7 @@ func (e *exporter) resumable(items []item) []item {
 	for _, it := range items {
 		ent, ok := e.man.Files[it.path]
 		if ok && ent.Kind == it.kind && ent.ID == it.id {
-			if data, err := e.fsys.ReadFile(it.path); err == nil && int64(len(data)) == ent.Size && sha256Hex(data) == ent.SHA256 {
+			if data, err := e.fsys.ReadFile(it.path); err == nil && int64(len(data)) == ent.Size && exportfmt.SHA256Hex(data) == ent.SHA256 {
 				e.progress.Resumed++
 				if it.kind == "user" {
 					e.progress.UsersDone++
@@ -559,7 +559,7 @@ func (e *exporter) exportOnce(ctx context.Context, it item) error {
 	}
 	if errors.Is(err, errGone) {
 		e.mu.Lock()
-		e.man.Skipped = append(e.man.Skipped, Skipped{Kind: it.kind, ID: it.id, Reason: "no longer exists on the server"})
+		e.man.Skipped = append(e.man.Skipped, exportfmt.Skipped{Kind: it.kind, ID: it.id, Reason: "no longer exists on the server"})
 		e.progress.Skipped++
 		e.dirty = true
 		e.mu.Unlock()
@@ -591,7 +591,7 @@ func (e *exporter) exportOnce(ctx context.Context, it item) error {
 	}
 	e.stats.bytes.Add(int64(len(data)))
 	e.mu.Lock()
-	e.man.Files[it.path] = FileEntry{Kind: it.kind, ID: it.id, SHA256: sha256Hex(data), Size: int64(len(data))}
+	e.man.Files[it.path] = exportfmt.FileEntry{Kind: it.kind, ID: it.id, SHA256: exportfmt.SHA256Hex(data), Size: int64(len(data))}
 	if it.kind == "user" {
 		e.progress.UsersDone++
 	} else {
@@ -605,7 +605,7 @@ func (e *exporter) exportOnce(ctx context.Context, it item) error {
 func (e *exporter) recordFailure(it item, err error) {
 	e.log.Error("export failed", zap.String("kind", it.kind), zap.String("id", it.id), zap.Error(err))
 	e.mu.Lock()
-	e.man.Failed = append(e.man.Failed, Skipped{Kind: it.kind, ID: it.id, Reason: err.Error()})
+	e.man.Failed = append(e.man.Failed, exportfmt.Skipped{Kind: it.kind, ID: it.id, Reason: err.Error()})
 	e.progress.Failed++
 	e.dirty = true
 	e.mu.Unlock()
@@ -619,7 +619,7 @@ func (e *exporter) flush(final bool) error {
 		return nil
 	}
 	m := *e.man
-	m.Files = make(map[string]FileEntry, len(e.man.Files))
+	m.Files = make(map[string]exportfmt.FileEntry, len(e.man.Files))
 	users, rooms := 0, 0
 	for k, v := range e.man.Files {
 		m.Files[k] = v
@@ -629,8 +629,8 @@ func (e *exporter) flush(final bool) error {
 			rooms++
 		}
 	}
-	m.Skipped = append([]Skipped{}, e.man.Skipped...)
-	m.Failed = append([]Skipped{}, e.man.Failed...)
+	m.Skipped = append([]exportfmt.Skipped{}, e.man.Skipped...)
+	m.Failed = append([]exportfmt.Skipped{}, e.man.Failed...)
 	m.Counts.UserFiles, m.Counts.RoomFiles, m.Counts.Skipped = users, rooms, len(m.Skipped)
 	if final {
 		done := e.now().UTC()
@@ -639,11 +639,11 @@ func (e *exporter) flush(final bool) error {
 	}
 	e.dirty = false
 	e.mu.Unlock()
-	data, err := m.marshal()
+	data, err := m.Marshal()
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(e.fsys, manifestName, data); err != nil {
+	if err := writeAtomic(e.fsys, exportfmt.ManifestName, data); err != nil {
 		e.mu.Lock()
 		e.dirty = true
 		e.mu.Unlock()
@@ -673,11 +673,11 @@ func (e *exporter) summary(complete bool) *Summary {
 		LoginTokens: e.stats.tokens.Load(), LogoutFailures: e.stats.logoutFailures.Load(), FromSynapseDB: e.stats.dbUsers.Load()}
 	if e.man != nil {
 		e.mu.Lock()
-		s.SkippedItems = append([]Skipped(nil), e.man.Skipped...)
-		s.FailedItems = append([]Skipped(nil), e.man.Failed...)
+		s.SkippedItems = append([]exportfmt.Skipped(nil), e.man.Skipped...)
+		s.FailedItems = append([]exportfmt.Skipped(nil), e.man.Failed...)
 		e.mu.Unlock()
-		sortSkipped(s.SkippedItems)
-		sortSkipped(s.FailedItems)
+		exportfmt.SortSkipped(s.SkippedItems)
+		exportfmt.SortSkipped(s.FailedItems)
 	}
 	return s
 }
@@ -712,17 +712,4 @@ type countingTransport struct {
 func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	t.n.Add(1)
 	return t.next.RoundTrip(r)
-}
-
-// ReadFile reads an exported file, decrypting it with identities when it is an .age file.
-func ReadFile(fsys FS, name string, identities ...age.Identity) ([]byte, error) {
-	data, err := fsys.ReadFile(name)
-	if err != nil || !strings.HasSuffix(name, ".age") {
-		return data, err
-	}
-	r, err := age.Decrypt(bytes.NewReader(data), identities...)
-	if err != nil {
-		return nil, fmt.Errorf("decrypting %s: %w", name, err)
-	}
-	return io.ReadAll(r)
 }
