@@ -6,14 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
-)
-
-// Client-API sources of a user file (UserFile.ClientAPIAs).
-const (
-	AsLoginAs    = "login_as"
-	AsAdminToken = "admin_token"
-	AsSynapseDB  = "synapse_db"
 )
 
 // ErrLoginAsRefused: Synapse refuses login-as and no Synapse database was given to read from instead.
@@ -74,7 +68,7 @@ func (e *exporter) pushRules(ctx context.Context) (*pushTemplate, error) {
 
 // dbParts fills what only the client API gives from Synapse's database: the profile comes from the
 // client API with the admin's token (any user may read a profile).
-func (e *exporter) dbParts(ctx context.Context, u *UserFile) error {
+func (e *exporter) dbParts(ctx context.Context, u *exportfmt.UserFile) error {
 	db := e.cfg.SynapseDB
 	if err := readProfile(ctx, e.cli.AdminAsUser(), u); err != nil {
 		return err
@@ -101,7 +95,7 @@ func (e *exporter) dbParts(ctx context.Context, u *UserFile) error {
 		if err != nil {
 			return err
 		}
-		u.setRoomData(room, "m.tag", content)
+		setRoomData(u, room, "m.tag", content)
 	}
 	keys, err := db.UserKeys(ctx, u.UID)
 	if err != nil {
@@ -114,7 +108,7 @@ func (e *exporter) dbParts(ctx context.Context, u *UserFile) error {
 		return err
 	}
 	if kb != nil {
-		u.E2E.KeyBackup = &KeyBackup{Version: kb.Version, Algorithm: kb.Algorithm, AuthData: kb.AuthData, ETag: kb.ETag, Count: kb.Count, Rooms: kb.Rooms}
+		u.E2E.KeyBackup = &exportfmt.KeyBackup{Version: kb.Version, Algorithm: kb.Algorithm, AuthData: kb.AuthData, ETag: kb.ETag, Count: kb.Count, Rooms: kb.Rooms}
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/synapsedb"
@@ -103,15 +104,15 @@ func TestExportFallsBackPerUserWhenLoginAsIsRefused(t *testing.T) {
 	if s.FromSynapseDB != 1 || s.LoginTokens == 0 {
 		t.Fatalf("%d users from the database (want 1), %d login-as tokens", s.FromSynapseDB, s.LoginTokens)
 	}
-	var u UserFile
-	data, err := ReadFile(mustOpen(t, cfg.Dir), "users/"+Encode(victim)+".json")
+	var u exportfmt.UserFile
+	data, err := readExported(mustOpen(t, cfg.Dir), "users/"+exportfmt.Encode(victim)+".json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := json.Unmarshal(data, &u); err != nil {
 		t.Fatal(err)
 	}
-	if u.ClientAPIAs != AsSynapseDB || u.AccountData.Global["m.push_rules"] == nil {
+	if u.ClientAPIAs != exportfmt.AsSynapseDB || u.AccountData.Global["m.push_rules"] == nil {
 		t.Errorf("%s: client_api_as %q, push rules %s", victim, u.ClientAPIAs, u.AccountData.Global["m.push_rules"])
 	}
 }

@@ -9,9 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,7 +16,9 @@ import (
 
 	"filippo.io/age"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 	"github.com/transition-matrix/transition-matrix/synapsedb"
 )
@@ -94,7 +93,7 @@ type Summary struct {
 	Progress
 	Complete bool
 	// SkippedItems and FailedItems say which items and why.
-	SkippedItems, FailedItems []Skipped
+	SkippedItems, FailedItems []exportfmt.Skipped
 	// LoginTokens is the number of login-as tokens made; LogoutFailures how many could not be
 	// logged out (they expire after Config.TokenValidity).
 	LoginTokens, LogoutFailures int64
@@ -121,22 +120,13 @@ type exporter struct {
 	started        time.Time
 
 	mu       sync.Mutex
-	man      *Manifest
+	man      *exportfmt.Manifest
 	dirty    bool
 	progress Progress
 
 	stats struct {
 		requests, bytes, tokens, logoutFailures, dbUsers atomic.Int64
 	}
-}
-
-// item is one user or room to export.
-type item struct {
-	kind string
-	id   string
-	path string
-	user synapseclient.UserSummary
-	room synapseclient.RoomSummary
 }
 
 func (c *Config) validate() (age.Recipient, error) {
@@ -206,20 +196,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		e.now = time.Now
 	}
 	e.started = e.now()
-	scfg := cfg.Synapse
-	if scfg.MaxPerHost < cfg.Jobs {
-		scfg.MaxPerHost = cfg.Jobs
-	}
-	base := http.DefaultTransport
-	if scfg.HTTPClient != nil && scfg.HTTPClient.Transport != nil {
-		base = scfg.HTTPClient.Transport
-	}
-	hc := &http.Client{Transport: countingTransport{base, &e.stats.requests}}
-	if scfg.HTTPClient != nil {
-		hc.Timeout = scfg.HTTPClient.Timeout
-	}
-	scfg.HTTPClient = hc
-	if e.cli, err = synapseclient.New(scfg); err != nil {
+	if e.cli, err = e.newClient(); err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
 	e.fsys = cfg.FS
@@ -268,47 +245,38 @@ func (e *exporter) run(ctx context.Context) (*Summary, error) {
 		}
 	}()
 
-	jobs := make(chan item)
-	var wg sync.WaitGroup
+	var workers errgroup.Group
+	workers.SetLimit(e.cfg.Jobs)
 	var failures atomic.Int64
-	for range e.cfg.Jobs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for it := range jobs {
-				err := e.exportItem(ctx, it)
-				switch {
-				case err == nil:
-				case ctx.Err() != nil:
-				case errors.Is(err, ErrDiskFull):
-					stop(err)
-				default:
-					e.recordFailure(it, err)
-					if failures.Add(1) >= int64(e.cfg.MaxFailures) {
-						stop(fmt.Errorf("stopped after %d failed items", e.cfg.MaxFailures))
-					}
-				}
-				e.report()
-			}
-		}()
-	}
-feed:
 	for _, it := range pending {
-		select {
-		case jobs <- it:
-		case <-ctx.Done():
-			break feed
+		if ctx.Err() != nil {
+			break
 		}
+		workers.Go(func() error {
+			err := e.exportItem(ctx, it)
+			switch {
+			case err == nil:
+			case ctx.Err() != nil:
+			case errors.Is(err, ErrDiskFull):
+				stop(err)
+			default:
+				e.recordFailure(it, err)
+				if failures.Add(1) >= int64(e.cfg.MaxFailures) {
+					stop(fmt.Errorf("stopped after %d failed items", e.cfg.MaxFailures))
+				}
+			}
+			e.report()
+			return nil
+		})
 	}
-	close(jobs)
-	wg.Wait()
+	_ = workers.Wait() // the workers report through stop and the manifest, never an error
 	cancel()
 	<-flushDone
 
 	e.mu.Lock()
-	failed := append([]Skipped(nil), e.man.Failed...)
+	failed := append([]exportfmt.Skipped(nil), e.man.Failed...)
 	e.mu.Unlock()
-	sortSkipped(failed)
+	exportfmt.SortSkipped(failed)
 	complete := stopErr == nil && parent.Err() == nil && len(failed) == 0
 	if err := e.flush(complete); err != nil && stopErr == nil {
 		stopErr = err
@@ -327,7 +295,7 @@ feed:
 	}
 }
 
-func failedText(failed []Skipped) string {
+func failedText(failed []exportfmt.Skipped) string {
 	if len(failed) == 0 {
 		return "rerun the same command to resume"
 	}
@@ -341,192 +309,6 @@ func failedText(failed []Skipped) string {
 		fmt.Fprintf(&b, "\n  %s %s: %s", f.Kind, f.ID, f.Reason)
 	}
 	return b.String()
-}
-
-// prepare asks Synapse what there is, checks the directory and writes the starting manifest.
-func (e *exporter) prepare(ctx context.Context) ([]item, error) {
-	for _, d := range []string{".", "users", "rooms"} {
-		if err := removeTemps(e.fsys, d); err != nil {
-			return nil, fmt.Errorf("cleaning temporary files: %w", err)
-		}
-	}
-	man, ok, err := readManifest(e.fsys)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		if err := e.checkEmpty(); err != nil {
-			return nil, err
-		}
-		man = &Manifest{Format: Format, FormatVersion: FormatVersion, ServerName: e.serverName, StartedAt: e.started.UTC(),
-			Files: map[string]FileEntry{}}
-		if e.cfg.EncryptTo != "" {
-			r := e.cfg.EncryptTo
-			man.EncryptedTo = &r
-		}
-	} else {
-		if man.ServerName != e.serverName {
-			return nil, fmt.Errorf("the directory holds an export of %q, not %q: use another directory", man.ServerName, e.serverName)
-		}
-		was, now := "", e.cfg.EncryptTo
-		if man.EncryptedTo != nil {
-			was = *man.EncryptedTo
-		}
-		if was != now {
-			return nil, fmt.Errorf("the directory holds an export encrypted to %q, this run asks for %q: rerun with the same -encrypt-to, or use another directory", was, now)
-		}
-	}
-	for _, d := range []string{"users", "rooms"} {
-		if err := e.fsys.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("creating %s: %w", d, err)
-		}
-	}
-
-	admin := e.cli.Admin()
-	v, err := admin.Version(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("asking Synapse its version: %w", err)
-	}
-	if e.adminID, err = admin.AdminUserID(ctx); err != nil {
-		return nil, fmt.Errorf("finding the admin token's user: %w", err)
-	}
-	if err := e.chooseClientPath(ctx); err != nil {
-		return nil, err
-	}
-	keys, err := e.fedCallValue(ctx, func() (*synapseclient.ServerKeys, error) { return e.cli.Federation().ServerKeys(ctx) })
-	if err != nil {
-		return nil, fmt.Errorf("reading Synapse's published keys: %w", err)
-	}
-	users, err := admin.AllUsers(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("listing users: %w", err)
-	}
-	search, err := admin.SearchUsers(ctx, ":"+e.serverName)
-	if err != nil {
-		return nil, fmt.Errorf("reading password hashes (search_users): %w", err)
-	}
-	e.passwordHashes = map[string]string{}
-	for _, u := range search {
-		e.passwordHashes[u.Name] = u.PasswordHash
-	}
-	rooms, err := admin.AllRooms(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("listing rooms: %w", err)
-	}
-
-	man.SynapseVersion = v.String()
-	man.SigningKeyID = string(e.cfg.Synapse.Identity.SigningKey().ID)
-	man.PublicKeys = map[string]PublicKey{}
-	for id, k := range keys.VerifyKeys {
-		man.PublicKeys[string(id)] = PublicKey{Key: k.Key}
-	}
-	for id, k := range keys.OldVerifyKeys {
-		ts := k.ExpiredTS
-		man.PublicKeys[string(id)] = PublicKey{Key: k.Key, ExpiredTS: &ts}
-	}
-	man.FinishedAt, man.Complete, man.Skipped, man.Failed = nil, false, []Skipped{}, []Skipped{}
-	man.Counts = Counts{Users: len(users), Rooms: len(rooms)}
-
-	suffix := ".json"
-	if e.recipient != nil {
-		suffix = ".json.age"
-	}
-	var items []item
-	seen := map[string]bool{}
-	for _, u := range users {
-		if seen["u"+u.Name] {
-			continue
-		}
-		seen["u"+u.Name] = true
-		if u.Deactivated {
-			man.Counts.UsersDeactivated++
-		}
-		if u.Admin {
-			man.Counts.UsersAdmin++
-		}
-		if e.passwordHashes[u.Name] == "" {
-			man.Counts.UsersWithoutPassword++
-		}
-		items = append(items, item{kind: "user", id: u.Name, path: "users/" + Encode(u.Name) + suffix, user: u})
-	}
-	for _, r := range rooms {
-		if seen["r"+r.RoomID] {
-			continue
-		}
-		seen["r"+r.RoomID] = true
-		if r.JoinedLocalMembers == 0 {
-			man.Counts.RoomsWithoutLocalMembers++
-		}
-		items = append(items, item{kind: "room", id: r.RoomID, path: "rooms/" + Encode(r.RoomID) + suffix, room: r})
-	}
-	// Files of users and rooms that are gone from the server since an earlier run go too.
-	wanted := map[string]bool{}
-	for _, it := range items {
-		wanted[it.path] = true
-	}
-	for p := range man.Files {
-		if !wanted[p] {
-			delete(man.Files, p)
-			if err := e.fsys.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("removing %s, no longer on the server: %w", p, err)
-			}
-			e.log.Warn("removed a file from an earlier run: no longer on the server", zap.String("file", p))
-		}
-	}
-	e.man = man
-	e.dirty = true
-	e.progress.Users, e.progress.Rooms = man.Counts.Users, man.Counts.Rooms
-	if err := e.flush(false); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-// checkEmpty refuses a directory that holds anything but empty users/ and rooms/ folders when
-// there is no manifest: it is not an export this command may add to.
-func (e *exporter) checkEmpty() error {
-	entries, err := e.fsys.ReadDir(".")
-	if err != nil {
-		return fmt.Errorf("reading the export directory: %w", err)
-	}
-	for _, ent := range entries {
-		name := ent.Name()
-		if (name == "users" || name == "rooms") && ent.IsDir() {
-			sub, err := e.fsys.ReadDir(name)
-			if err != nil {
-				return fmt.Errorf("reading %s: %w", name, err)
-			}
-			if len(sub) == 0 {
-				continue
-			}
-		}
-		return fmt.Errorf("the export directory is not empty and has no %s (found %q): use an empty or new directory", manifestName, name)
-	}
-	return nil
-}
-
-// resumable returns the items still to do; items the manifest records whose file is intact count
-// as done.
-func (e *exporter) resumable(items []item) []item {
-	var pending []item
-	for _, it := range items {
-		ent, ok := e.man.Files[it.path]
-		if ok && ent.Kind == it.kind && ent.ID == it.id {
-			if data, err := e.fsys.ReadFile(it.path); err == nil && int64(len(data)) == ent.Size && sha256Hex(data) == ent.SHA256 {
-				e.progress.Resumed++
-				if it.kind == "user" {
-					e.progress.UsersDone++
-				} else {
-					e.progress.RoomsDone++
-				}
-				continue
-			}
-			e.log.Warn("file recorded in the manifest is missing or changed; exporting it again", zap.String("file", it.path))
-		}
-		delete(e.man.Files, it.path)
-		pending = append(pending, it)
-	}
-	return pending
 }
 
 // exportItem tries an item up to ItemAttempts times.
@@ -552,14 +334,14 @@ func (e *exporter) exportItem(ctx context.Context, it item) error {
 func (e *exporter) exportOnce(ctx context.Context, it item) error {
 	var v any
 	var err error
-	if it.kind == "user" {
+	if it.kind == exportfmt.KindUser {
 		v, err = e.exportUser(ctx, it.user)
 	} else {
 		v, err = e.exportRoom(ctx, it.room)
 	}
 	if errors.Is(err, errGone) {
 		e.mu.Lock()
-		e.man.Skipped = append(e.man.Skipped, Skipped{Kind: it.kind, ID: it.id, Reason: "no longer exists on the server"})
+		e.man.Skipped = append(e.man.Skipped, exportfmt.Skipped{Kind: it.kind, ID: it.id, Reason: "no longer exists on the server"})
 		e.progress.Skipped++
 		e.dirty = true
 		e.mu.Unlock()
@@ -591,8 +373,8 @@ func (e *exporter) exportOnce(ctx context.Context, it item) error {
 	}
 	e.stats.bytes.Add(int64(len(data)))
 	e.mu.Lock()
-	e.man.Files[it.path] = FileEntry{Kind: it.kind, ID: it.id, SHA256: sha256Hex(data), Size: int64(len(data))}
-	if it.kind == "user" {
+	e.man.Files[it.path] = exportfmt.FileEntry{Kind: it.kind, ID: it.id, SHA256: exportfmt.SHA256Hex(data), Size: int64(len(data))}
+	if it.kind == exportfmt.KindUser {
 		e.progress.UsersDone++
 	} else {
 		e.progress.RoomsDone++
@@ -605,7 +387,7 @@ func (e *exporter) exportOnce(ctx context.Context, it item) error {
 func (e *exporter) recordFailure(it item, err error) {
 	e.log.Error("export failed", zap.String("kind", it.kind), zap.String("id", it.id), zap.Error(err))
 	e.mu.Lock()
-	e.man.Failed = append(e.man.Failed, Skipped{Kind: it.kind, ID: it.id, Reason: err.Error()})
+	e.man.Failed = append(e.man.Failed, exportfmt.Skipped{Kind: it.kind, ID: it.id, Reason: err.Error()})
 	e.progress.Failed++
 	e.dirty = true
 	e.mu.Unlock()
@@ -619,18 +401,18 @@ func (e *exporter) flush(final bool) error {
 		return nil
 	}
 	m := *e.man
-	m.Files = make(map[string]FileEntry, len(e.man.Files))
+	m.Files = make(map[string]exportfmt.FileEntry, len(e.man.Files))
 	users, rooms := 0, 0
 	for k, v := range e.man.Files {
 		m.Files[k] = v
-		if v.Kind == "user" {
+		if v.Kind == exportfmt.KindUser {
 			users++
 		} else {
 			rooms++
 		}
 	}
-	m.Skipped = append([]Skipped{}, e.man.Skipped...)
-	m.Failed = append([]Skipped{}, e.man.Failed...)
+	m.Skipped = append([]exportfmt.Skipped{}, e.man.Skipped...)
+	m.Failed = append([]exportfmt.Skipped{}, e.man.Failed...)
 	m.Counts.UserFiles, m.Counts.RoomFiles, m.Counts.Skipped = users, rooms, len(m.Skipped)
 	if final {
 		done := e.now().UTC()
@@ -639,11 +421,11 @@ func (e *exporter) flush(final bool) error {
 	}
 	e.dirty = false
 	e.mu.Unlock()
-	data, err := m.marshal()
+	data, err := m.Marshal()
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(e.fsys, manifestName, data); err != nil {
+	if err := writeAtomic(e.fsys, exportfmt.ManifestName, data); err != nil {
 		e.mu.Lock()
 		e.dirty = true
 		e.mu.Unlock()
@@ -673,56 +455,12 @@ func (e *exporter) summary(complete bool) *Summary {
 		LoginTokens: e.stats.tokens.Load(), LogoutFailures: e.stats.logoutFailures.Load(), FromSynapseDB: e.stats.dbUsers.Load()}
 	if e.man != nil {
 		e.mu.Lock()
-		s.SkippedItems = append([]Skipped(nil), e.man.Skipped...)
-		s.FailedItems = append([]Skipped(nil), e.man.Failed...)
+		s.SkippedItems = append([]exportfmt.Skipped(nil), e.man.Skipped...)
+		s.FailedItems = append([]exportfmt.Skipped(nil), e.man.Failed...)
 		e.mu.Unlock()
-		sortSkipped(s.SkippedItems)
-		sortSkipped(s.FailedItems)
+		exportfmt.SortSkipped(s.SkippedItems)
+		exportfmt.SortSkipped(s.FailedItems)
 	}
 	return s
 }
 
-// fedCall runs f holding one of the federation slots.
-func (e *exporter) fedCall(ctx context.Context, f func() error) error {
-	select {
-	case e.fedSem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-e.fedSem }()
-	return f()
-}
-
-func (e *exporter) fedCallValue(ctx context.Context, f func() (*synapseclient.ServerKeys, error)) (*synapseclient.ServerKeys, error) {
-	var out *synapseclient.ServerKeys
-	err := e.fedCall(ctx, func() error {
-		var err error
-		out, err = f()
-		return err
-	})
-	return out, err
-}
-
-// countingTransport counts the HTTP requests sent.
-type countingTransport struct {
-	next http.RoundTripper
-	n    *atomic.Int64
-}
-
-func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	t.n.Add(1)
-	return t.next.RoundTrip(r)
-}
-
-// ReadFile reads an exported file, decrypting it with identities when it is an .age file.
-func ReadFile(fsys FS, name string, identities ...age.Identity) ([]byte, error) {
-	data, err := fsys.ReadFile(name)
-	if err != nil || !strings.HasSuffix(name, ".age") {
-		return data, err
-	}
-	r, err := age.Decrypt(bytes.NewReader(data), identities...)
-	if err != nil {
-		return nil, fmt.Errorf("decrypting %s: %w", name, err)
-	}
-	return io.ReadAll(r)
-}

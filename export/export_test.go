@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tidwall/gjson"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/internal/jsontest"
 	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
 	"github.com/transition-matrix/transition-matrix/internal/world"
@@ -44,7 +45,7 @@ func testExportMatchesWorld(t *testing.T, opts world.Options) {
 		t.Error("manifest not marked complete")
 	}
 	for _, u := range w.Users {
-		p := "users/" + Encode(u.ID) + ".json"
+		p := "users/" + exportfmt.Encode(u.ID) + ".json"
 		data, ok := files[p]
 		if !ok {
 			t.Errorf("no file for user %s", u.ID)
@@ -53,7 +54,7 @@ func testExportMatchesWorld(t *testing.T, opts world.Options) {
 		t.Run("user "+u.Localpart, func(t *testing.T) { checkUser(t, w, u, data) })
 	}
 	for _, r := range w.Rooms {
-		p := "rooms/" + Encode(r.ID) + ".json"
+		p := "rooms/" + exportfmt.Encode(r.ID) + ".json"
 		data, ok := files[p]
 		if !ok {
 			t.Errorf("no file for room %s", r.ID)
@@ -88,13 +89,13 @@ func checkModes(t *testing.T, dir string) {
 	}
 }
 
-func checkManifest(t *testing.T, w *world.World, files map[string][]byte) *Manifest {
+func checkManifest(t *testing.T, w *world.World, files map[string][]byte) *exportfmt.Manifest {
 	t.Helper()
-	var m Manifest
-	if err := json.Unmarshal(files[manifestName], &m); err != nil {
+	var m exportfmt.Manifest
+	if err := json.Unmarshal(files[exportfmt.ManifestName], &m); err != nil {
 		t.Fatalf("manifest: %v", err)
 	}
-	if m.Format != Format || m.FormatVersion != FormatVersion || m.ServerName != w.ServerName || m.SynapseVersion != "1.67.0" {
+	if m.Format != exportfmt.Format || m.FormatVersion != exportfmt.FormatVersion || m.ServerName != w.ServerName || m.SynapseVersion != "1.67.0" {
 		t.Errorf("manifest header %q %d %q %q", m.Format, m.FormatVersion, m.ServerName, m.SynapseVersion)
 	}
 	if k, ok := m.PublicKeys[w.SigningKey.KeyID]; !ok || k.Key != w.SigningKey.PublicBase64() || m.SigningKeyID != w.SigningKey.KeyID {
@@ -122,7 +123,7 @@ func checkManifest(t *testing.T, w *world.World, files map[string][]byte) *Manif
 			noLocal++
 		}
 	}
-	want := Counts{Users: len(w.Users), UsersDeactivated: deact, UsersAdmin: admins, UsersWithoutPassword: nopw, Rooms: len(w.Rooms),
+	want := exportfmt.Counts{Users: len(w.Users), UsersDeactivated: deact, UsersAdmin: admins, UsersWithoutPassword: nopw, Rooms: len(w.Rooms),
 		RoomsWithoutLocalMembers: noLocal, UserFiles: len(w.Users), RoomFiles: len(w.Rooms)}
 	if m.Counts != want {
 		t.Errorf("counts %+v, want %+v", m.Counts, want)
@@ -132,11 +133,11 @@ func checkManifest(t *testing.T, w *world.World, files map[string][]byte) *Manif
 	}
 	for p, ent := range m.Files {
 		data, ok := files[p]
-		if !ok || sha256Hex(data) != ent.SHA256 || int64(len(data)) != ent.Size {
+		if !ok || exportfmt.SHA256Hex(data) != ent.SHA256 || int64(len(data)) != ent.Size {
 			t.Errorf("%s: missing or not matching its manifest entry", p)
 		}
 		stem := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(p, "users/"), "rooms/"), ".json")
-		if !IsStemOf(stem, ent.ID) {
+		if !exportfmt.IsStemOf(stem, ent.ID) {
 			t.Errorf("%s is not the file name of %s", p, ent.ID)
 		}
 		if id := gjson.GetBytes(data, map[string]string{"user": "uid", "room": "room_id"}[ent.Kind]).String(); id != ent.ID {
@@ -161,7 +162,7 @@ func nullable(s string) any {
 }
 
 func checkUser(t *testing.T, w *world.World, u *world.User, data []byte) {
-	var f UserFile
+	var f exportfmt.UserFile
 	if err := json.Unmarshal(data, &f); err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +336,7 @@ func verifyPDU(t *testing.T, w *world.World, r *world.Room, pdu []byte) string {
 }
 
 func checkRoom(t *testing.T, w *world.World, r *world.Room, data []byte) {
-	var f RoomFile
+	var f exportfmt.RoomFile
 	if err := json.Unmarshal(data, &f); err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +357,7 @@ func checkRoom(t *testing.T, w *world.World, r *world.Room, data []byte) {
 	local, remote := map[string]string{}, map[string]string{}
 	servers := map[string]bool{}
 	if !r.LocalJoinedNow() {
-		if f.StateFormat != StateClient || len(f.AuthChain) != 0 || f.JoinedLocalMembers != 0 {
+		if f.StateFormat != exportfmt.StateClient || len(f.AuthChain) != 0 || f.JoinedLocalMembers != 0 {
 			t.Fatalf("room without local members: state_format %q, %d auth events", f.StateFormat, len(f.AuthChain))
 		}
 		for _, m := range r.JoinedMembers() {
@@ -368,7 +369,7 @@ func checkRoom(t *testing.T, w *world.World, r *world.Room, data []byte) {
 			}
 		}
 	} else {
-		if f.StateFormat != StateFederation {
+		if f.StateFormat != exportfmt.StateFederation {
 			t.Fatalf("state_format %q", f.StateFormat)
 		}
 		cur := r.CurrentState()

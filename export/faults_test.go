@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
 )
 
@@ -111,7 +112,7 @@ func TestCorruptedStateNeverWritten(t *testing.T) {
 		if strings.HasPrefix(p, "rooms/") {
 			id := ""
 			for _, r := range w.Rooms {
-				if "rooms/"+Encode(r.ID)+".json" == p {
+				if "rooms/"+exportfmt.Encode(r.ID)+".json" == p {
 					id = r.ID
 				}
 			}

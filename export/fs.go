@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"io"
 	"io/fs"
 	"os"
@@ -97,7 +98,7 @@ func writeAtomic(fsys FS, name string, data []byte) (err error) {
 	dir := path.Dir(name)
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
-	tmp := path.Join(dir, tempPrefix+hex.EncodeToString(rnd[:]))
+	tmp := path.Join(dir, exportfmt.TempPrefix+hex.EncodeToString(rnd[:]))
 	f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return describeWriteError(name, err)
@@ -147,7 +148,7 @@ func removeTemps(fsys FS, dir string) error {
 		return err
 	}
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tempPrefix) {
+		if strings.HasPrefix(e.Name(), exportfmt.TempPrefix) {
 			if err := fsys.Remove(path.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}

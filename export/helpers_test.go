@@ -3,6 +3,7 @@ package export
 import (
 	"bytes"
 	"context"
+	"filippo.io/age"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
@@ -105,7 +107,7 @@ func compareExports(t testing.TB, got, want map[string][]byte) {
 	t.Helper()
 	for p, w := range want {
 		g, ok := got[p]
-		if p == manifestName {
+		if p == exportfmt.ManifestName {
 			g, w = manifestTimes.ReplaceAll(g, []byte(`"$1": "T"`)), manifestTimes.ReplaceAll(w, []byte(`"$1": "T"`))
 		}
 		if !ok {
@@ -119,4 +121,13 @@ func compareExports(t testing.TB, got, want map[string][]byte) {
 			t.Errorf("extra file %s", p)
 		}
 	}
+}
+
+// readExported reads an exported file, decrypting it with identities when it is an .age file.
+func readExported(fsys FS, name string, identities ...age.Identity) ([]byte, error) {
+	data, err := fsys.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	return exportfmt.Decrypt(name, data, identities...)
 }

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 )
@@ -46,7 +47,7 @@ func TestHostileIDsStayInside(t *testing.T) {
 	}
 	hashed := 0
 	for p, data := range files {
-		if p == manifestName {
+		if p == exportfmt.ManifestName {
 			continue
 		}
 		kind, name, ok := strings.Cut(p, "/")
@@ -56,12 +57,12 @@ func TestHostileIDsStayInside(t *testing.T) {
 		}
 		stem := strings.TrimSuffix(name, ".json")
 		ent := man.Files[p]
-		id, err := Decode(stem)
+		id, err := exportfmt.Decode(stem)
 		switch {
-		case errors.Is(err, ErrHashedName):
+		case errors.Is(err, exportfmt.ErrHashedName):
 			hashed++
 			id = ent.ID
-			if !IsStemOf(stem, id) {
+			if !exportfmt.IsStemOf(stem, id) {
 				t.Errorf("%s: hashed name does not belong to %q", p, id)
 			}
 		case err != nil:
@@ -82,7 +83,7 @@ func TestHostileIDsStayInside(t *testing.T) {
 		t.Errorf("%d hashed names; the 255-byte user and the long room should both be hashed", hashed)
 	}
 	for _, r := range w.Rooms {
-		if _, ok := files["rooms/"+Encode(r.ID)+".json"]; !ok {
+		if _, ok := files["rooms/"+exportfmt.Encode(r.ID)+".json"]; !ok {
 			t.Errorf("room %q not exported", r.ID)
 		}
 	}
@@ -186,8 +187,8 @@ func TestDiskFull(t *testing.T) {
 func checkPartial(t *testing.T, dir string, want map[string][]byte, completed bool) {
 	t.Helper()
 	got := readDir(t, dir)
-	var m Manifest
-	if data, ok := got[manifestName]; ok {
+	var m exportfmt.Manifest
+	if data, ok := got[exportfmt.ManifestName]; ok {
 		if err := json.Unmarshal(data, &m); err != nil {
 			t.Fatalf("manifest after interruption: %v", err)
 		}
@@ -196,12 +197,12 @@ func checkPartial(t *testing.T, dir string, want map[string][]byte, completed bo
 		}
 	}
 	for p, ent := range m.Files {
-		if data, ok := got[p]; !ok || sha256Hex(data) != ent.SHA256 {
+		if data, ok := got[p]; !ok || exportfmt.SHA256Hex(data) != ent.SHA256 {
 			t.Errorf("manifest lists %s, which is missing or not intact", p)
 		}
 	}
 	for p, data := range got {
-		if p == manifestName || strings.HasPrefix(filepath.Base(p), tempPrefix) {
+		if p == exportfmt.ManifestName || strings.HasPrefix(filepath.Base(p), exportfmt.TempPrefix) {
 			continue
 		}
 		if string(data) != string(want[p]) {

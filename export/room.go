@@ -11,50 +11,14 @@ import (
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/signing"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 )
 
-// State formats of a room file.
-const (
-	// StateFederation: state and auth chain are full signed PDUs from the federation API.
-	StateFederation = "federation"
-	// StateClient: no local user is joined, so Synapse's federation API refuses the room; state
-	// is what the admin API gives, in client format (no signatures, hashes or edges), and may be
-	// empty (Synapse drops the current state of rooms the server left).
-	StateClient = "client"
-)
-
-// RoomFile is OUT/rooms/<encoded room ID>.json: the room's current state and who is in it.
-type RoomFile struct {
-	RoomID      string `json:"room_id"`
-	RoomVersion string `json:"room_version"`
-	// StateFormat is StateFederation or StateClient.
-	StateFormat string `json:"state_format"`
-	// State is the current state, sorted by type and state key: PDUs as Synapse sent them minus
-	// "unsigned" (StateFederation), or client-format events minus ages (StateClient).
-	State []json.RawMessage `json:"state"`
-	// AuthChain is every event the state's auth_events reach, by depth then event ID (PDUs).
-	AuthChain          []json.RawMessage `json:"auth_chain"`
-	ForwardExtremities []string          `json:"forward_extremities"`
-	// LocalMembers and RemoteMembers map user IDs to their current membership.
-	LocalMembers  map[string]string `json:"local_members"`
-	RemoteMembers map[string]string `json:"remote_members"`
-	// JoinedLocalMembers counts the local users joined now; 0 means the history cannot be served
-	// over federation.
-	JoinedLocalMembers int `json:"joined_local_members"`
-	// Aliases are the room's local aliases; CanonicalAlias is from its state.
-	Aliases        []string `json:"aliases"`
-	CanonicalAlias *string  `json:"canonical_alias"`
-	// Published is whether the room is in the server's public room directory.
-	Published bool `json:"published"`
-	// FederatedWith lists the other servers with joined members.
-	FederatedWith []string `json:"federated_with"`
-}
-
 // exportRoom reads one room: details, extremities and aliases from the admin and client APIs,
 // state and auth chain from the federation API.
-func (e *exporter) exportRoom(ctx context.Context, sum synapseclient.RoomSummary) (*RoomFile, error) {
+func (e *exporter) exportRoom(ctx context.Context, sum synapseclient.RoomSummary) (*exportfmt.RoomFile, error) {
 	admin := e.cli.Admin()
 	rid := sum.RoomID
 	details, err := admin.Room(ctx, rid)
@@ -68,7 +32,7 @@ func (e *exporter) exportRoom(ctx context.Context, sum synapseclient.RoomSummary
 	if err != nil {
 		return nil, err
 	}
-	r := &RoomFile{RoomID: rid, RoomVersion: details.Version, ForwardExtremities: []string{},
+	r := &exportfmt.RoomFile{RoomID: rid, RoomVersion: details.Version, ForwardExtremities: []string{},
 		LocalMembers: map[string]string{}, RemoteMembers: map[string]string{}, FederatedWith: []string{},
 		Published: bool(details.Public), JoinedLocalMembers: details.JoinedLocalMembers, AuthChain: []json.RawMessage{}}
 	for _, x := range exts {
@@ -98,7 +62,7 @@ func (e *exporter) exportRoom(ctx context.Context, sum synapseclient.RoomSummary
 			return nil, err
 		}
 	}
-	r.fillMembers(e.serverName)
+	fillMembers(r, e.serverName)
 	aliases, err := e.cli.AdminAsUser().RoomAliases(ctx, rid)
 	if err != nil && !errors.Is(err, synapseclient.ErrForbidden) && !errors.Is(err, synapseclient.ErrNotFound) {
 		return nil, err
@@ -111,7 +75,7 @@ func (e *exporter) exportRoom(ctx context.Context, sum synapseclient.RoomSummary
 // federationState fetches /state at every forward extremity and keeps the PDUs of the current
 // state as the admin API lists it (fetching any that are missing, e.g. an extremity that is itself
 // a state event), plus the auth chain of that state.
-func (e *exporter) federationState(ctx context.Context, r *RoomFile, clientState []json.RawMessage) error {
+func (e *exporter) federationState(ctx context.Context, r *exportfmt.RoomFile, clientState []json.RawMessage) error {
 	fed := e.cli.Federation()
 	pool := map[string]synapseclient.PDU{}
 	add := func(pdus []synapseclient.PDU, want map[string]bool) error {
@@ -220,7 +184,7 @@ func (e *exporter) federationState(ctx context.Context, r *RoomFile, clientState
 	if r.AuthChain, err = stripAll(auth); err != nil {
 		return err
 	}
-	r.StateFormat = StateFederation
+	r.StateFormat = exportfmt.StateFederation
 	return nil
 }
 
@@ -238,8 +202,8 @@ func stripAll(pdus []synapseclient.PDU) ([]json.RawMessage, error) {
 
 // clientFormatState keeps the admin API's client-format state (minus the ages, which change with
 // every request) and, as Synapse may have dropped it, the joined members from the admin API.
-func (e *exporter) clientFormatState(ctx context.Context, r *RoomFile, clientState []json.RawMessage) error {
-	r.StateFormat = StateClient
+func (e *exporter) clientFormatState(ctx context.Context, r *exportfmt.RoomFile, clientState []json.RawMessage) error {
+	r.StateFormat = exportfmt.StateClient
 	r.AuthChain = []json.RawMessage{}
 	type keyed struct {
 		typ, key string
@@ -294,7 +258,7 @@ func sjsonDelete(obj []byte, paths ...string) (json.RawMessage, error) {
 }
 
 // fillMembers derives memberships, federated servers and the canonical alias from the state.
-func (r *RoomFile) fillMembers(serverName string) {
+func fillMembers(r *exportfmt.RoomFile, serverName string) {
 	servers := map[string]bool{}
 	for uid, m := range r.RemoteMembers {
 		if m == "join" {

@@ -14,6 +14,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
 )
 
@@ -253,7 +254,7 @@ func TestExportMatchesSchemas(t *testing.T) {
 		min := 2
 		if opts.faulty {
 			min = 1 // the manifest, with its failed list
-			if !strings.Contains(string(readDir(t, dir)[manifestName]), `"reason"`) {
+			if !strings.Contains(string(readDir(t, dir)[exportfmt.ManifestName]), `"reason"`) {
 				t.Error("the stopped export's manifest lists no failure")
 			}
 		}
@@ -303,13 +304,13 @@ func TestEncryptTo(t *testing.T) {
 	}
 	defer closer.Close()
 	for p := range want {
-		if p == manifestName {
+		if p == exportfmt.ManifestName {
 			continue
 		}
 		if _, ok := got[p]; ok {
 			t.Errorf("%s written in plain text", p)
 		}
-		data, err := ReadFile(fsys, p+".age", id)
+		data, err := readExported(fsys, p+".age", id)
 		if err != nil {
 			t.Errorf("%s.age: %v", p, err)
 			continue
@@ -318,15 +319,15 @@ func TestEncryptTo(t *testing.T) {
 			t.Errorf("%s.age does not decrypt to the plain export's file", p)
 		}
 	}
-	var m Manifest
-	if err := json.Unmarshal(got[manifestName], &m); err != nil {
+	var m exportfmt.Manifest
+	if err := json.Unmarshal(got[exportfmt.ManifestName], &m); err != nil {
 		t.Fatal(err)
 	}
 	if m.EncryptedTo == nil || *m.EncryptedTo != cfg.EncryptTo {
 		t.Errorf("manifest encrypted_to = %v", m.EncryptedTo)
 	}
 	for p, ent := range m.Files {
-		if !strings.HasSuffix(p, ".json.age") || sha256Hex(got[p]) != ent.SHA256 {
+		if !strings.HasSuffix(p, ".json.age") || exportfmt.SHA256Hex(got[p]) != ent.SHA256 {
 			t.Errorf("manifest entry %s does not hash the encrypted file", p)
 		}
 	}

@@ -9,73 +9,15 @@ import (
 	"time"
 
 	"github.com/tidwall/sjson"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 )
-
-// UserFile is OUT/users/<encoded user ID>.json: one local account, everything its owner would
-// miss on the new server. It holds no access tokens; password_hash and key_backup are secrets.
-type UserFile struct {
-	UID          string                     `json:"uid"`
-	Admin        bool                       `json:"admin"`
-	Deactivated  bool                       `json:"deactivated"`
-	Locked       bool                       `json:"locked"`
-	ShadowBanned bool                       `json:"shadow_banned"`
-	Erased       bool                       `json:"erased"`
-	IsGuest      bool                       `json:"is_guest"`
-	UserType     *string                    `json:"user_type"`
-	AppserviceID *string                    `json:"appservice_id"`
-	CreationTS   int64                      `json:"creation_ts"` // milliseconds
-	PasswordHash *string                    `json:"password_hash"`
-	Profile      json.RawMessage            `json:"profile"`
-	Threepids    []synapseclient.ThreePID   `json:"threepids"`
-	ExternalIDs  []synapseclient.ExternalID `json:"external_ids"`
-	AccountData  AccountData                `json:"account_data"`
-	Devices      []json.RawMessage          `json:"devices"`
-	Pushers      []json.RawMessage          `json:"pushers"`
-	JoinedRooms  []string                   `json:"joined_rooms"`
-	E2E          E2E                        `json:"e2e"`
-	// ClientAPIAs says how the client-API parts were read: "login_as" (a puppet token, logged
-	// out afterwards), "admin_token" (the admin's own account), "synapse_db" (Synapse's
-	// database, when Synapse refuses login-as and -synapse-db was given) or ClientAPIAsLockedAdmin.
-	ClientAPIAs string `json:"client_api_as"`
-}
-
-// AccountData is a user's account data by type: global (with m.push_rules) and per room (with
-// m.tag as {"tags": {...}}), as /sync would show it, for every room the admin API knows.
-type AccountData struct {
-	Global map[string]json.RawMessage            `json:"global"`
-	Rooms  map[string]map[string]json.RawMessage `json:"rooms"`
-}
-
-// E2E is a user's public end-to-end encryption keys and server-side key backup.
-type E2E struct {
-	// DeviceKeys are the signed device keys by device ID, without "unsigned".
-	DeviceKeys     map[string]json.RawMessage `json:"device_keys"`
-	MasterKey      json.RawMessage            `json:"master_key"`
-	SelfSigningKey json.RawMessage            `json:"self_signing_key"`
-	UserSigningKey json.RawMessage            `json:"user_signing_key"`
-	KeyBackup      *KeyBackup                 `json:"key_backup"`
-}
-
-// KeyBackup is the current key backup version and every session in it (still encrypted).
-type KeyBackup struct {
-	Version   string                                `json:"version"`
-	Algorithm string                                `json:"algorithm"`
-	AuthData  json.RawMessage                       `json:"auth_data"`
-	ETag      string                                `json:"etag"`
-	Count     int64                                 `json:"count"`
-	Rooms     map[string]map[string]json.RawMessage `json:"rooms"`
-}
-
-// ClientAPIAsLockedAdmin is client_api_as of a locked account: profile and public keys were read
-// with the admin's token; push rules, room tags and key backup could not be read.
-const ClientAPIAsLockedAdmin = "admin_token_locked"
 
 // errGone marks an item that vanished from Synapse while the export ran: it is skipped, not failed.
 var errGone = errors.New("no longer exists on the server")
 
 // exportUser reads one user from the admin and client APIs.
-func (e *exporter) exportUser(ctx context.Context, sum synapseclient.UserSummary) (*UserFile, error) {
+func (e *exporter) exportUser(ctx context.Context, sum synapseclient.UserSummary) (*exportfmt.UserFile, error) {
 	admin := e.cli.Admin()
 	uid := sum.Name
 	details, err := admin.User(ctx, uid)
@@ -85,7 +27,7 @@ func (e *exporter) exportUser(ctx context.Context, sum synapseclient.UserSummary
 		}
 		return nil, err
 	}
-	u := &UserFile{
+	u := &exportfmt.UserFile{
 		UID: uid, Admin: bool(details.Admin), Deactivated: bool(details.Deactivated), Locked: bool(details.Locked) || bool(sum.Locked),
 		ShadowBanned: bool(details.ShadowBanned), Erased: bool(details.Erased) || bool(sum.Erased), IsGuest: bool(details.IsGuest),
 		UserType: details.UserType, AppserviceID: details.AppserviceID, CreationTS: sum.CreationTS,
@@ -104,7 +46,7 @@ func (e *exporter) exportUser(ctx context.Context, sum synapseclient.UserSummary
 	if err != nil {
 		return nil, err
 	}
-	u.AccountData = AccountData{Global: map[string]json.RawMessage{}, Rooms: map[string]map[string]json.RawMessage{}}
+	u.AccountData = exportfmt.AccountData{Global: map[string]json.RawMessage{}, Rooms: map[string]map[string]json.RawMessage{}}
 	for k, v := range ad.Global {
 		u.AccountData.Global[k] = v
 	}
@@ -147,7 +89,7 @@ func (e *exporter) exportUser(ctx context.Context, sum synapseclient.UserSummary
 	if (e.dbOnly || u.Locked && e.cfg.SynapseDB != nil) && uid != e.adminID {
 		// No login-as, or a locked account (Synapse refuses its client API even to a login-as
 		// token): everything the client API gave comes from Synapse's database.
-		u.ClientAPIAs = AsSynapseDB
+		u.ClientAPIAs = exportfmt.AsSynapseDB
 		e.stats.dbUsers.Add(1)
 		if err := e.dbParts(ctx, u); err != nil {
 			return nil, err
@@ -158,7 +100,7 @@ func (e *exporter) exportUser(ctx context.Context, sum synapseclient.UserSummary
 		// Synapse answers a locked account's every client request M_USER_LOCKED, login-as tokens
 		// included: the profile and public keys are read with the admin's token, and what only
 		// the owner may read (push rules, room tags, key backup) is left out and said so.
-		u.ClientAPIAs = ClientAPIAsLockedAdmin
+		u.ClientAPIAs = exportfmt.ClientAPIAsLockedAdmin
 		e.log.Warn(fmt.Sprintf("%s is locked: its push rules, room tags and key backup are not exported (Synapse refuses a locked account's client API); unlock it and rerun the export to include them", uid))
 		c := e.cli.AdminAsUser()
 		if err := readProfile(ctx, c, u); err != nil {
@@ -171,7 +113,7 @@ func (e *exporter) exportUser(ctx context.Context, sum synapseclient.UserSummary
 		// Refused for this user only (a proxy, a policy): read the database for them.
 		e.log.Warn(fmt.Sprintf("login-as refused for %s, reading its client data from Synapse's database: %v", uid, err))
 		e.stats.dbUsers.Add(1)
-		u.ClientAPIAs = AsSynapseDB
+		u.ClientAPIAs = exportfmt.AsSynapseDB
 		if err := e.dbParts(ctx, u); err != nil {
 			return nil, err
 		}
@@ -183,9 +125,9 @@ func (e *exporter) exportUser(ctx context.Context, sum synapseclient.UserSummary
 		}
 		return nil, err
 	}
-	u.ClientAPIAs = AsLoginAs
+	u.ClientAPIAs = exportfmt.AsLoginAs
 	if uid == e.adminID {
-		u.ClientAPIAs = AsAdminToken
+		u.ClientAPIAs = exportfmt.AsAdminToken
 	}
 	err = e.clientParts(ctx, client, u)
 	done()
@@ -195,7 +137,7 @@ func (e *exporter) exportUser(ctx context.Context, sum synapseclient.UserSummary
 			return nil, fmt.Errorf("%s is locked, and Synapse refuses its client API even to a login-as token (%v): rerun with -synapse-db DSN to read its E2EE keys, key backup, push rules and tags from Synapse's database, or unlock the account for the export", uid, err)
 		}
 		e.log.Warn(fmt.Sprintf("%s is locked: reading its client data from Synapse's database", uid))
-		u.ClientAPIAs = AsSynapseDB
+		u.ClientAPIAs = exportfmt.AsSynapseDB
 		e.stats.dbUsers.Add(1)
 		err = e.dbParts(ctx, u)
 	}
@@ -229,7 +171,7 @@ func (e *exporter) clientFor(ctx context.Context, uid string) (*synapseclient.Us
 }
 
 // readProfile fills the profile; any account's client (the admin's too) may read it.
-func readProfile(ctx context.Context, c *synapseclient.UserClient, u *UserFile) error {
+func readProfile(ctx context.Context, c *synapseclient.UserClient, u *exportfmt.UserFile) error {
 	prof, err := c.Profile(ctx, u.UID)
 	switch {
 	case errors.Is(err, synapseclient.ErrNotFound):
@@ -244,7 +186,7 @@ func readProfile(ctx context.Context, c *synapseclient.UserClient, u *UserFile) 
 
 // readPublicKeys fills the device and cross-signing public keys from /keys/query, which any
 // account's client (the admin's too) may ask.
-func readPublicKeys(ctx context.Context, c *synapseclient.UserClient, u *UserFile) error {
+func readPublicKeys(ctx context.Context, c *synapseclient.UserClient, u *exportfmt.UserFile) error {
 	keys, err := c.QueryKeys(ctx, u.UID)
 	if err != nil {
 		return err
@@ -264,7 +206,7 @@ func readPublicKeys(ctx context.Context, c *synapseclient.UserClient, u *UserFil
 }
 
 // clientParts fills what only the client API gives: profile, push rules, tags, E2E keys and backup.
-func (e *exporter) clientParts(ctx context.Context, c *synapseclient.UserClient, u *UserFile) error {
+func (e *exporter) clientParts(ctx context.Context, c *synapseclient.UserClient, u *exportfmt.UserFile) error {
 	if err := readProfile(ctx, c, u); err != nil {
 		return err
 	}
@@ -282,7 +224,7 @@ func (e *exporter) clientParts(ctx context.Context, c *synapseclient.UserClient,
 		tagged[room] = true
 		for _, ev := range evs {
 			if ev.Type == "m.tag" {
-				u.setRoomData(room, "m.tag", ev.Content)
+				setRoomData(u, room, "m.tag", ev.Content)
 			}
 		}
 	}
@@ -300,7 +242,7 @@ func (e *exporter) clientParts(ctx context.Context, c *synapseclient.UserClient,
 			if err != nil {
 				return err
 			}
-			u.setRoomData(room, "m.tag", content)
+			setRoomData(u, room, "m.tag", content)
 		}
 	}
 	if err := readPublicKeys(ctx, c, u); err != nil {
@@ -315,7 +257,7 @@ func (e *exporter) clientParts(ctx context.Context, c *synapseclient.UserClient,
 		if err != nil {
 			return err
 		}
-		kb := &KeyBackup{Version: v.Version, Algorithm: v.Algorithm, AuthData: v.AuthData, ETag: v.ETag, Count: v.Count,
+		kb := &exportfmt.KeyBackup{Version: v.Version, Algorithm: v.Algorithm, AuthData: v.AuthData, ETag: v.ETag, Count: v.Count,
 			Rooms: map[string]map[string]json.RawMessage{}}
 		for room, sessions := range rk.Rooms {
 			if len(sessions) > 0 {
@@ -327,7 +269,7 @@ func (e *exporter) clientParts(ctx context.Context, c *synapseclient.UserClient,
 	return nil
 }
 
-func (u *UserFile) setRoomData(room, typ string, content json.RawMessage) {
+func setRoomData(u *exportfmt.UserFile, room, typ string, content json.RawMessage) {
 	m := u.AccountData.Rooms[room]
 	if m == nil {
 		m = map[string]json.RawMessage{}

@@ -16,7 +16,7 @@ import (
 	"github.com/transition-matrix/transition-matrix/conduit"
 	"github.com/transition-matrix/transition-matrix/conduit/conduittest"
 	"github.com/transition-matrix/transition-matrix/conduit/rocksdbkv"
-	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
 
@@ -33,7 +33,7 @@ func BenchmarkImport(b *testing.B) {
 	const users, devices, sessions = 1000, 5, 10
 	id := testIdentity()
 	dir := b.TempDir()
-	var files []*export.UserFile
+	var files []*exportfmt.UserFile
 	devs := map[string][]string{}
 	for i := range users {
 		u := synthUser(testServer, i, devices, sessions)

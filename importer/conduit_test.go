@@ -14,14 +14,14 @@ import (
 
 	"github.com/transition-matrix/transition-matrix/conduit"
 	"github.com/transition-matrix/transition-matrix/conduit/conduittest"
-	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/internal/jsontest"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
 
 // synthSetup writes an export of n synthetic users (see fakeExport) with media for users 0 and 3,
 // and a fresh Conduit database of the given version.
-func synthSetup(t *testing.T, n, version int) (cfg Config, dbDir string, users []*export.UserFile, media *fakeMedia) {
+func synthSetup(t *testing.T, n, version int) (cfg Config, dbDir string, users []*exportfmt.UserFile, media *fakeMedia) {
 	t.Helper()
 	id := testIdentity()
 	dir, devices := fakeExport(t, id, n)
@@ -135,7 +135,7 @@ func checkKeys(t *testing.T, db *conduit.DB, id *signing.Identity) {
 }
 
 // checkUser compares what Conduit reads for u with the user file (and the synthetic sessions).
-func checkUser(t *testing.T, db *conduit.DB, u *export.UserFile, _ *fakeSessions, _ int) {
+func checkUser(t *testing.T, db *conduit.DB, u *exportfmt.UserFile, _ *fakeSessions, _ int) {
 	t.Helper()
 	got, ok, err := db.User(u.UID)
 	if err != nil || !ok {
@@ -283,13 +283,13 @@ func TestImportRefusesDatabase(t *testing.T) {
 			return conduittest.HoldOpen(t, dir)
 		}, []string{"in use", "stop Conduit"}},
 		{"truncated export file", func(t *testing.T, _, exportDir string) func() {
-			p := filepath.Join(exportDir, "users", export.Encode(synthUser(testServer, 1, 0, 0).UID)+".json")
+			p := filepath.Join(exportDir, "users", exportfmt.Encode(synthUser(testServer, 1, 0, 0).UID)+".json")
 			data, _ := os.ReadFile(p)
 			os.WriteFile(p, data[:len(data)-100], 0o600)
 			return func() {}
 		}, []string{"users/%40user00001%3asynapse.test.json", "the manifest says", "truncated"}},
 		{"tampered export file", func(t *testing.T, _, exportDir string) func() {
-			p := filepath.Join(exportDir, "users", export.Encode(synthUser(testServer, 0, 0, 0).UID)+".json")
+			p := filepath.Join(exportDir, "users", exportfmt.Encode(synthUser(testServer, 0, 0, 0).UID)+".json")
 			data, _ := os.ReadFile(p)
 			os.WriteFile(p, bytes.Replace(data, []byte("User 0"), []byte("User X"), 1), 0o600)
 			return func() {}

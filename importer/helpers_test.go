@@ -12,13 +12,13 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 )
 
 // writeExport writes an export directory holding users and rooms the way shim export does (one
 // compact JSON file each, a manifest with their SHA-256 and size), encrypted to rcpt when set.
 // It lets tests and the benchmark build exports without a simulated Synapse.
-func writeExport(t testing.TB, dir, serverName string, keys map[string]export.PublicKey, users []*export.UserFile, rooms []*export.RoomFile, rcpt *age.X25519Recipient) *export.Manifest {
+func writeExport(t testing.TB, dir, serverName string, keys map[string]exportfmt.PublicKey, users []*exportfmt.UserFile, rooms []*exportfmt.RoomFile, rcpt *age.X25519Recipient) *exportfmt.Manifest {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Join(dir, "users"), 0o700); err != nil {
 		t.Fatal(err)
@@ -27,10 +27,10 @@ func writeExport(t testing.TB, dir, serverName string, keys map[string]export.Pu
 		t.Fatal(err)
 	}
 	finished := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	m := &export.Manifest{
-		Format: export.Format, FormatVersion: export.FormatVersion, ServerName: serverName, SynapseVersion: "1.67.0",
+	m := &exportfmt.Manifest{
+		Format: exportfmt.Format, FormatVersion: exportfmt.FormatVersion, ServerName: serverName, SynapseVersion: "1.67.0",
 		PublicKeys: keys, StartedAt: finished.Add(-time.Minute), FinishedAt: &finished, Complete: true,
-		Files: map[string]export.FileEntry{}, Skipped: []export.Skipped{}, Failed: []export.Skipped{},
+		Files: map[string]exportfmt.FileEntry{}, Skipped: []exportfmt.Skipped{}, Failed: []exportfmt.Skipped{},
 	}
 	for id := range keys {
 		if keys[id].ExpiredTS == nil {
@@ -63,12 +63,12 @@ func writeExport(t testing.TB, dir, serverName string, keys map[string]export.Pu
 			}
 			data = out.Bytes()
 		}
-		p := sub + "/" + export.Encode(id) + suffix
+		p := sub + "/" + exportfmt.Encode(id) + suffix
 		if err := os.WriteFile(filepath.Join(dir, p), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		sum := sha256.Sum256(data)
-		m.Files[p] = export.FileEntry{Kind: kind, ID: id, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data))}
+		m.Files[p] = exportfmt.FileEntry{Kind: kind, ID: id, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data))}
 	}
 	for _, u := range users {
 		put("user", u.UID, "users", u)
@@ -84,24 +84,24 @@ func writeExport(t testing.TB, dir, serverName string, keys map[string]export.Pu
 	return m
 }
 
-func writeManifest(t testing.TB, dir string, m *export.Manifest) {
+func writeManifest(t testing.TB, dir string, m *exportfmt.Manifest) {
 	t.Helper()
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, manifestName), data, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, exportfmt.ManifestName), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func readManifestFile(t testing.TB, dir string) *export.Manifest {
+func readManifestFile(t testing.TB, dir string) *exportfmt.Manifest {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, manifestName))
+	data, err := os.ReadFile(filepath.Join(dir, exportfmt.ManifestName))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &export.Manifest{}
+	m := &exportfmt.Manifest{}
 	if err := json.Unmarshal(data, m); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"filippo.io/age"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/transition-matrix/transition-matrix/signing"
 )
@@ -303,34 +304,26 @@ func (im *importer) forEachUser(ctx context.Context, withSessions bool, fn func(
 		plan *UserPlan
 		err  error
 	}
-	refs := make(chan FileRef)
 	results := make(chan result, im.cfg.Jobs)
-	var wg sync.WaitGroup
-	for range im.cfg.Jobs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ref := range refs {
+	go func() {
+		defer close(results)
+		var workers errgroup.Group
+		workers.SetLimit(im.cfg.Jobs)
+		for _, ref := range im.x.Users {
+			if ctx.Err() != nil {
+				break
+			}
+			workers.Go(func() error {
 				p, err := im.planOne(ctx, ref, withSessions)
 				select {
 				case results <- result{ref, p, err}:
 				case <-ctx.Done():
-					return
 				}
-			}
-		}()
-	}
-	go func() {
-		defer close(refs)
-		for _, ref := range im.x.Users {
-			select {
-			case refs <- ref:
-			case <-ctx.Done():
-				return
-			}
+				return nil
+			})
 		}
+		_ = workers.Wait() // each worker's error travels in its result
 	}()
-	go func() { wg.Wait(); close(results) }()
 	for r := range results {
 		if err := fn(r.ref, r.plan, r.err); err != nil {
 			cancel()

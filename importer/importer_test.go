@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
 
@@ -25,14 +25,14 @@ func testIdentity() *signing.Identity {
 		OldKeys: []signing.OldKey{{ID: old.ID, Public: old.PublicKey(), ExpiredTS: 1600000000000}}}
 }
 
-func publishedKeys(id *signing.Identity) map[string]export.PublicKey {
-	keys := map[string]export.PublicKey{}
+func publishedKeys(id *signing.Identity) map[string]exportfmt.PublicKey {
+	keys := map[string]exportfmt.PublicKey{}
 	for _, k := range id.Keys {
-		keys[string(k.ID)] = export.PublicKey{Key: signing.EncodeBase64(k.PublicKey())}
+		keys[string(k.ID)] = exportfmt.PublicKey{Key: signing.EncodeBase64(k.PublicKey())}
 	}
 	for _, k := range id.OldKeys {
 		ts := k.ExpiredTS
-		keys[string(k.ID)] = export.PublicKey{Key: signing.EncodeBase64(k.Public), ExpiredTS: &ts}
+		keys[string(k.ID)] = exportfmt.PublicKey{Key: signing.EncodeBase64(k.Public), ExpiredTS: &ts}
 	}
 	return keys
 }
@@ -42,7 +42,7 @@ func publishedKeys(id *signing.Identity) map[string]export.PublicKey {
 func fakeExport(t *testing.T, id *signing.Identity, n int) (string, map[string][]string) {
 	t.Helper()
 	dir := t.TempDir()
-	var users []*export.UserFile
+	var users []*exportfmt.UserFile
 	devices := map[string][]string{}
 	for i := range n {
 		u := synthUser(testServer, i, 2, 4)
@@ -172,7 +172,7 @@ func TestRunRefusesBeforeWriting(t *testing.T) {
 		want   string
 	}{
 		{"tampered user file", func(t *testing.T, dir string, cfg *Config) {
-			p := filepath.Join(dir, "users", export.Encode(synthUser(testServer, 3, 0, 0).UID)+".json")
+			p := filepath.Join(dir, "users", exportfmt.Encode(synthUser(testServer, 3, 0, 0).UID)+".json")
 			data, _ := os.ReadFile(p)
 			data[len(data)-5] ^= 0x20
 			os.WriteFile(p, data, 0o600)
@@ -181,10 +181,10 @@ func TestRunRefusesBeforeWriting(t *testing.T) {
 			u := synthUser(testServer, 0, 1, 0)
 			u.Devices = []json.RawMessage{json.RawMessage(`{"display_name":"no id"}`)}
 			m := readManifestFile(t, dir)
-			writeExport(t, dir, testServer, m.PublicKeys, []*export.UserFile{u}, nil, nil)
+			writeExport(t, dir, testServer, m.PublicKeys, []*exportfmt.UserFile{u}, nil, nil)
 			// writeExport rewrote the manifest with only user 0: drop the other files.
 			for i := 1; i < 4; i++ {
-				os.Remove(filepath.Join(dir, "users", export.Encode(synthUser(testServer, i, 0, 0).UID)+".json"))
+				os.Remove(filepath.Join(dir, "users", exportfmt.Encode(synthUser(testServer, i, 0, 0).UID)+".json"))
 			}
 		}, "has no device_id"},
 		{"another signing key", func(t *testing.T, dir string, cfg *Config) {
@@ -209,7 +209,7 @@ func TestRunRefusesBeforeWriting(t *testing.T) {
 			for p := range m.Files {
 				os.Remove(filepath.Join(dir, p))
 			}
-			writeExport(t, dir, testServer, m.PublicKeys, []*export.UserFile{u}, nil, nil)
+			writeExport(t, dir, testServer, m.PublicKeys, []*exportfmt.UserFile{u}, nil, nil)
 		}, "Conduit's own server user"},
 	}
 	for _, c := range cases {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
 
@@ -40,7 +40,7 @@ func (k *KeysPlan) Version() string { return signing.KeyID(k.KeyID).Version() }
 // planKeys checks the configured identity against the keys Synapse published when exported and
 // builds what Conduit stores: the configured signing key must be one Synapse published as
 // current, with the same public key; old keys come from the configuration and the manifest.
-func planKeys(id *signing.Identity, m *export.Manifest) (*KeysPlan, error) {
+func planKeys(id *signing.Identity, m *exportfmt.Manifest) (*KeysPlan, error) {
 	if id == nil || len(id.Keys) == 0 {
 		return nil, fmt.Errorf("the configuration has no signing key")
 	}
@@ -81,7 +81,7 @@ func planKeys(id *signing.Identity, m *export.Manifest) (*KeysPlan, error) {
 	return p, nil
 }
 
-func keyIDs(m map[string]export.PublicKey) string {
+func keyIDs(m map[string]exportfmt.PublicKey) string {
 	ids := sortedKeys(m)
 	if len(ids) == 0 {
 		return "none"

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/masdb"
 )
 
@@ -56,8 +56,8 @@ func TestMASSessionsCarryCompatTokensAndNameOAuthDevices(t *testing.T) {
 	// The plan: MAS's hash replaces the export's empty one (Synapse holds none on a MAS
 	// deployment), PHONE keeps its session, LAPTOP must sign in again.
 	dev := func(id string) json.RawMessage { return json.RawMessage(`{"device_id":"` + id + `"}`) }
-	u := &export.UserFile{UID: "@alice:hs.test", Devices: []json.RawMessage{dev("LAPTOP"), dev("PHONE")},
-		E2E: export.E2E{DeviceKeys: map[string]json.RawMessage{}}}
+	u := &exportfmt.UserFile{UID: "@alice:hs.test", Devices: []json.RawMessage{dev("LAPTOP"), dev("PHONE")},
+		E2E: exportfmt.E2E{DeviceKeys: map[string]json.RawMessage{}}}
 	p, err := planUser(u, s, 1800000000000)
 	if err != nil {
 		t.Fatal(err)

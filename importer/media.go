@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/transition-matrix/transition-matrix/mediastore"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
@@ -28,31 +29,24 @@ func (s SynapseMedia) LocalMedia(ctx context.Context, users []string) ([]MediaIt
 	}
 	lists := make([][]MediaItem, len(users))
 	errs := make([]error, len(users))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range jobs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				media, err := s.Admin.AllUserMedia(ctx, users[i])
-				if err != nil {
-					errs[i] = fmt.Errorf("media of %s: %w", users[i], err)
-					continue
-				}
-				for _, m := range media {
-					lists[i] = append(lists[i], MediaItem{MediaID: m.MediaID, ContentType: m.MediaType, UploadName: m.UploadName,
-						UserID: users[i], CreatedTS: m.CreatedTS, Size: m.MediaLength, Quarantined: m.QuarantinedBy != "",
-						Authenticated: bool(m.Authenticated), SHA256: m.SHA256})
-				}
-			}
-		}()
-	}
+	var workers errgroup.Group
+	workers.SetLimit(jobs)
 	for i := range users {
-		next <- i
+		workers.Go(func() error {
+			media, err := s.Admin.AllUserMedia(ctx, users[i])
+			if err != nil {
+				errs[i] = fmt.Errorf("media of %s: %w", users[i], err)
+				return nil
+			}
+			for _, m := range media {
+				lists[i] = append(lists[i], MediaItem{MediaID: m.MediaID, ContentType: m.MediaType, UploadName: m.UploadName,
+					UserID: users[i], CreatedTS: m.CreatedTS, Size: m.MediaLength, Quarantined: m.QuarantinedBy != "",
+					Authenticated: bool(m.Authenticated), SHA256: m.SHA256})
+			}
+			return nil
+		})
 	}
-	close(next)
-	wg.Wait()
+	_ = workers.Wait() // errors are kept per user, the first in user order is returned
 	var out []MediaItem
 	for i := range users {
 		if errs[i] != nil {

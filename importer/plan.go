@@ -7,7 +7,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 )
 
 // UnusableHash is the password hash given to users who have none in Synapse (SSO, appservice
@@ -135,7 +135,7 @@ type Token struct {
 
 // planUser turns a verified user file (and the user's sessions from Synapse's database, nil
 // without one) into what is written. nowMS decides which tokens have expired.
-func planUser(u *export.UserFile, s *Sessions, nowMS int64) (*UserPlan, error) {
+func planUser(u *exportfmt.UserFile, s *Sessions, nowMS int64) (*UserPlan, error) {
 	p := &UserPlan{UserID: u.UID}
 	hash := u.PasswordHash
 	if s != nil && s.PasswordHash != "" {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 )
 
 // TestPlanCarriesOthersSignatures: bob's signature on alice's master key (from Synapse's
@@ -13,7 +13,7 @@ import (
 // named in the notes, not invented.
 func TestPlanCarriesOthersSignatures(t *testing.T) {
 	master := `{"user_id":"@alice:hs.test","usage":["master"],"keys":{"ed25519:MPUB":"MPUB"},"signatures":{"@alice:hs.test":{"ed25519:ADEV":"own"}}}`
-	u := &export.UserFile{UID: "@alice:hs.test", Devices: []json.RawMessage{json.RawMessage(`{"device_id":"ADEV"}`)}}
+	u := &exportfmt.UserFile{UID: "@alice:hs.test", Devices: []json.RawMessage{json.RawMessage(`{"device_id":"ADEV"}`)}}
 	u.E2E.MasterKey = json.RawMessage(master)
 	s := &Sessions{Signatures: []KeySignature{
 		{Signer: "@bob:hs.test", KeyID: "ed25519:BUSK", Target: "MPUB", Signature: "by-bob"},

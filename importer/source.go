@@ -1,28 +1,23 @@
 package importer
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
-	"path"
 	"sort"
 	"strings"
 
 	"filippo.io/age"
 
-	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 )
 
 // Export is a verified export directory: its manifest and the files it lists, each checked
 // against the manifest's SHA-256 and size, decrypted and parsed once before anything is written.
 type Export struct {
-	Manifest *export.Manifest
+	Manifest *exportfmt.Manifest
 	// Users are the user files' paths, sorted by user ID.
 	Users []FileRef
 
@@ -33,13 +28,14 @@ type Export struct {
 // FileRef is one exported file and what the manifest says of it.
 type FileRef struct {
 	Path string
-	export.FileEntry
+	exportfmt.FileEntry
 }
 
 // ExportError is a refusal of the export directory, naming the file and what is wrong with it.
 type ExportError struct {
 	File   string // relative to the export directory; "" for the directory itself
 	Reason string
+	Err    error // the exportfmt error behind Reason, if any
 }
 
 func (e *ExportError) Error() string {
@@ -47,6 +43,13 @@ func (e *ExportError) Error() string {
 		return "export: " + e.Reason
 	}
 	return "export: " + e.File + ": " + e.Reason
+}
+
+func (e *ExportError) Unwrap() error { return e.Err }
+
+// refuseErr refuses file for err (from exportfmt), which errors.Is still finds.
+func refuseErr(file string, err error) error {
+	return &ExportError{File: file, Reason: err.Error(), Err: err}
 }
 
 func refuse(file, format string, args ...any) error {
@@ -80,31 +83,25 @@ func OpenExport(dir, serverName string, identities []age.Identity) (*Export, err
 // Close releases the directory.
 func (x *Export) Close() error { return x.root.Close() }
 
-const manifestName = "manifest.json"
-
 func (x *Export) verify(serverName string) error {
-	data, err := x.root.ReadFile(manifestName)
+	data, err := x.root.ReadFile(exportfmt.ManifestName)
 	if errors.Is(err, fs.ErrNotExist) {
-		return refuse(manifestName, "missing: this is not an export directory (run shim export first)")
+		return refuse(exportfmt.ManifestName, "missing: this is not an export directory (run shim export first)")
 	}
 	if err != nil {
-		return refuse(manifestName, "%v", err)
+		return refuse(exportfmt.ManifestName, "%v", err)
 	}
-	m := &export.Manifest{}
-	if err := json.Unmarshal(data, m); err != nil {
-		return refuse(manifestName, "not a valid manifest: %v", err)
+	m, err := exportfmt.ParseManifest(data)
+	if err != nil {
+		return refuseErr(exportfmt.ManifestName, err)
 	}
 	switch {
-	case m.Format != export.Format:
-		return refuse(manifestName, "format %q, want %q", m.Format, export.Format)
-	case m.FormatVersion != export.FormatVersion:
-		return refuse(manifestName, "format version %d; this shim reads version %d", m.FormatVersion, export.FormatVersion)
 	case m.ServerName != serverName:
-		return refuse(manifestName, "export of %q, but the configuration's server_name is %q", m.ServerName, serverName)
+		return refuse(exportfmt.ManifestName, "export of %q, but the configuration's server_name is %q", m.ServerName, serverName)
 	case !m.Complete || m.FinishedAt == nil:
-		return refuse(manifestName, "the export is not complete: rerun shim export with the same -out to finish it")
+		return refuse(exportfmt.ManifestName, "the export is not complete: rerun shim export with the same -out to finish it")
 	case len(m.Failed) > 0:
-		return refuse(manifestName, "%d items failed to export (first: %s %s: %s): rerun shim export", len(m.Failed), m.Failed[0].Kind, m.Failed[0].ID, m.Failed[0].Reason)
+		return refuse(exportfmt.ManifestName, "%d items failed to export (first: %s %s: %s): rerun shim export", len(m.Failed), m.Failed[0].Kind, m.Failed[0].ID, m.Failed[0].Reason)
 	}
 	if m.EncryptedTo != nil && len(x.identities) == 0 {
 		return refuse("", "the export is encrypted to %s: pass the age identity file that decrypts it (-age-identity)", *m.EncryptedTo)
@@ -112,14 +109,14 @@ func (x *Export) verify(serverName string) error {
 	x.Manifest = m
 
 	// Every file in users/ and rooms/ must be listed, and every listed file must be intact.
-	for _, dir := range []string{"users", "rooms"} {
+	for _, dir := range []string{exportfmt.UsersDir, exportfmt.RoomsDir} {
 		entries, err := fs.ReadDir(x.root.FS(), dir)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return refuse(dir, "%v", err)
 		}
 		for _, e := range entries {
 			p := dir + "/" + e.Name()
-			if strings.HasPrefix(e.Name(), ".tmp-") {
+			if strings.HasPrefix(e.Name(), exportfmt.TempPrefix) {
 				continue // a killed export's temporary file: never part of an export
 			}
 			if _, ok := m.Files[p]; !ok {
@@ -135,21 +132,21 @@ func (x *Export) verify(serverName string) error {
 	users, rooms := 0, 0
 	for _, p := range paths {
 		ent := m.Files[p]
-		if err := x.checkEntry(p, ent); err != nil {
-			return err
+		if err := exportfmt.CheckPath(p, ent, m.EncryptedTo != nil); err != nil {
+			return refuseErr(p, err)
 		}
 		data, err := x.read(p, ent)
 		if err != nil {
 			return err
 		}
 		switch ent.Kind {
-		case "user":
+		case exportfmt.KindUser:
 			if _, err := parseUser(p, ent, data, serverName); err != nil {
 				return err
 			}
 			x.Users = append(x.Users, FileRef{Path: p, FileEntry: ent})
 			users++
-		case "room":
+		case exportfmt.KindRoom:
 			var r struct {
 				RoomID string `json:"room_id"`
 			}
@@ -163,86 +160,24 @@ func (x *Export) verify(serverName string) error {
 		}
 	}
 	if users != m.Counts.UserFiles || rooms != m.Counts.RoomFiles {
-		return refuse(manifestName, "lists %d user and %d room files, its counts say %d and %d", users, rooms, m.Counts.UserFiles, m.Counts.RoomFiles)
+		return refuse(exportfmt.ManifestName, "lists %d user and %d room files, its counts say %d and %d", users, rooms, m.Counts.UserFiles, m.Counts.RoomFiles)
 	}
 	sort.Slice(x.Users, func(i, j int) bool { return x.Users[i].ID < x.Users[j].ID })
 	return nil
 }
 
-// checkEntry checks that a manifest entry names a file the exporter could have written.
-func (x *Export) checkEntry(p string, ent export.FileEntry) error {
-	dir, name := path.Split(p)
-	want := map[string]string{"user": "users/", "room": "rooms/"}[ent.Kind]
-	if want == "" {
-		return refuse(p, "unknown kind %q in the manifest", ent.Kind)
-	}
-	if dir != want {
-		return refuse(p, "a %s file outside %s", ent.Kind, want)
-	}
-	stem, ok := strings.CutSuffix(name, ".json")
-	if enc := x.Manifest.EncryptedTo != nil; enc {
-		stem, ok = strings.CutSuffix(name, ".json.age")
-	}
-	if !ok {
-		return refuse(p, "unexpected file name for this export (encrypted: %t)", x.Manifest.EncryptedTo != nil)
-	}
-	if !export.IsStemOf(stem, ent.ID) {
-		return refuse(p, "file name does not encode the manifest's ID %q", ent.ID)
-	}
-	if len(ent.SHA256) != sha256.Size*2 {
-		return refuse(p, "the manifest's sha256 %q is not a SHA-256", ent.SHA256)
-	}
-	return nil
-}
-
 // read returns a listed file's content (decrypted), after checking its size and SHA-256 against
 // the manifest.
-func (x *Export) read(p string, ent export.FileEntry) ([]byte, error) {
-	f, err := x.root.Open(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, refuse(p, "listed in the manifest but missing")
-	}
+func (x *Export) read(p string, ent exportfmt.FileEntry) ([]byte, error) {
+	data, err := exportfmt.ReadEntry(x.root.FS(), p, ent, x.identities...)
 	if err != nil {
-		return nil, refuse(p, "%v", err)
+		return nil, refuseErr(p, err)
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, refuse(p, "%v", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, refuse(p, "not a regular file")
-	}
-	if st.Size() != ent.Size {
-		return nil, refuse(p, "%d bytes, the manifest says %d (truncated or changed after the export)", st.Size(), ent.Size)
-	}
-	data := make([]byte, st.Size())
-	if _, err := io.ReadFull(f, data); err != nil {
-		return nil, refuse(p, "reading: %v", err)
-	}
-	if n, _ := f.Read(make([]byte, 1)); n > 0 {
-		return nil, refuse(p, "grew while being read")
-	}
-	sum := sha256.Sum256(data)
-	if got := hex.EncodeToString(sum[:]); got != ent.SHA256 {
-		return nil, refuse(p, "sha256 %s, the manifest says %s (the file was changed after the export)", got, ent.SHA256)
-	}
-	if !strings.HasSuffix(p, ".age") {
-		return data, nil
-	}
-	r, err := age.Decrypt(bytes.NewReader(data), x.identities...)
-	if err != nil {
-		return nil, refuse(p, "cannot decrypt with the given identity: %v", err)
-	}
-	plain, err := io.ReadAll(r)
-	if err != nil {
-		return nil, refuse(p, "decrypting: %v", err)
-	}
-	return plain, nil
+	return data, nil
 }
 
 // ReadUser reads, verifies again (the file may have changed since OpenExport) and parses a user file.
-func (x *Export) ReadUser(ref FileRef) (*export.UserFile, error) {
+func (x *Export) ReadUser(ref FileRef) (*exportfmt.UserFile, error) {
 	data, err := x.read(ref.Path, ref.FileEntry)
 	if err != nil {
 		return nil, err
@@ -251,8 +186,8 @@ func (x *Export) ReadUser(ref FileRef) (*export.UserFile, error) {
 }
 
 // parseUser decodes a user file and checks it is the user the manifest says, on this server.
-func parseUser(p string, ent export.FileEntry, data []byte, serverName string) (*export.UserFile, error) {
-	u := &export.UserFile{}
+func parseUser(p string, ent exportfmt.FileEntry, data []byte, serverName string) (*exportfmt.UserFile, error) {
+	u := &exportfmt.UserFile{}
 	if err := json.Unmarshal(data, u); err != nil {
 		return nil, refuse(p, "not a valid user file: %v", err)
 	}

@@ -9,17 +9,17 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 )
 
 const testServer = "synapse.test"
 
-func smallExport(t *testing.T, rcpt *age.X25519Recipient) (string, *export.Manifest) {
+func smallExport(t *testing.T, rcpt *age.X25519Recipient) (string, *exportfmt.Manifest) {
 	t.Helper()
 	dir := t.TempDir()
-	users := []*export.UserFile{synthUser(testServer, 1, 2, 3), synthUser(testServer, 2, 1, 0)}
-	rooms := []*export.RoomFile{{RoomID: "!a:" + testServer, RoomVersion: "10", StateFormat: export.StateFederation}}
-	m := writeExport(t, dir, testServer, map[string]export.PublicKey{"ed25519:a_key": {Key: "pub"}}, users, rooms, rcpt)
+	users := []*exportfmt.UserFile{synthUser(testServer, 1, 2, 3), synthUser(testServer, 2, 1, 0)}
+	rooms := []*exportfmt.RoomFile{{RoomID: "!a:" + testServer, RoomVersion: "10", StateFormat: exportfmt.StateFederation}}
+	m := writeExport(t, dir, testServer, map[string]exportfmt.PublicKey{"ed25519:a_key": {Key: "pub"}}, users, rooms, rcpt)
 	return dir, m
 }
 
@@ -75,49 +75,49 @@ func TestOpenExportEncrypted(t *testing.T) {
 // TestOpenExportRefuses damages an export in every way the importer must notice and checks that
 // the refusal names the file and what differs.
 func TestOpenExportRefuses(t *testing.T) {
-	user1 := "users/" + export.Encode("@user00001:"+testServer) + ".json"
-	room := "rooms/" + export.Encode("!a:"+testServer) + ".json"
+	user1 := "users/" + exportfmt.Encode("@user00001:"+testServer) + ".json"
+	room := "rooms/" + exportfmt.Encode("!a:"+testServer) + ".json"
 	cases := []struct {
 		name   string
-		damage func(t *testing.T, dir string, m *export.Manifest)
+		damage func(t *testing.T, dir string, m *exportfmt.Manifest)
 		server string
 		want   []string
 	}{
-		{"truncated file", func(t *testing.T, dir string, m *export.Manifest) {
+		{"truncated file", func(t *testing.T, dir string, m *exportfmt.Manifest) {
 			p := filepath.Join(dir, user1)
 			data, _ := os.ReadFile(p)
 			os.WriteFile(p, data[:len(data)/2], 0o600)
 		}, "", []string{user1, "bytes, the manifest says", "truncated"}},
-		{"tampered file", func(t *testing.T, dir string, m *export.Manifest) {
+		{"tampered file", func(t *testing.T, dir string, m *exportfmt.Manifest) {
 			p := filepath.Join(dir, user1)
 			data, _ := os.ReadFile(p)
 			data[10] ^= 1
 			os.WriteFile(p, data, 0o600)
 		}, "", []string{user1, "sha256", "manifest says {sha}"}},
-		{"missing file", func(t *testing.T, dir string, m *export.Manifest) {
+		{"missing file", func(t *testing.T, dir string, m *exportfmt.Manifest) {
 			os.Remove(filepath.Join(dir, room))
 		}, "", []string{room, "missing"}},
-		{"unlisted file", func(t *testing.T, dir string, m *export.Manifest) {
+		{"unlisted file", func(t *testing.T, dir string, m *exportfmt.Manifest) {
 			os.WriteFile(filepath.Join(dir, "users", "%40eve%3asynapse.test.json"), []byte("{}\n"), 0o600)
 		}, "", []string{"users/%40eve%3asynapse.test.json", "not listed in the manifest"}},
-		{"unknown format version", func(t *testing.T, dir string, m *export.Manifest) {
+		{"unknown format version", func(t *testing.T, dir string, m *exportfmt.Manifest) {
 			m.FormatVersion = 2
 			writeManifest(t, dir, m)
 		}, "", []string{"manifest.json", "format version 2"}},
 		{"other server", nil, "other.test", []string{"manifest.json", `export of "synapse.test"`, "other.test"}},
-		{"incomplete export", func(t *testing.T, dir string, m *export.Manifest) {
+		{"incomplete export", func(t *testing.T, dir string, m *exportfmt.Manifest) {
 			m.Complete, m.FinishedAt = false, nil
 			writeManifest(t, dir, m)
 		}, "", []string{"not complete"}},
-		{"no manifest", func(t *testing.T, dir string, m *export.Manifest) {
-			os.Remove(filepath.Join(dir, manifestName))
+		{"no manifest", func(t *testing.T, dir string, m *exportfmt.Manifest) {
+			os.Remove(filepath.Join(dir, exportfmt.ManifestName))
 		}, "", []string{"manifest.json", "not an export directory"}},
-		{"garbled manifest", func(t *testing.T, dir string, m *export.Manifest) {
-			os.WriteFile(filepath.Join(dir, manifestName), []byte("{\"format\":"), 0o600)
+		{"garbled manifest", func(t *testing.T, dir string, m *exportfmt.Manifest) {
+			os.WriteFile(filepath.Join(dir, exportfmt.ManifestName), []byte("{\"format\":"), 0o600)
 		}, "", []string{"manifest.json", "not a valid manifest"}},
-		{"file swapped for another user's", func(t *testing.T, dir string, m *export.Manifest) {
+		{"file swapped for another user's", func(t *testing.T, dir string, m *exportfmt.Manifest) {
 			// Both file and manifest entry rewritten consistently, but the file holds another user.
-			other := "users/" + export.Encode("@user00002:"+testServer) + ".json"
+			other := "users/" + exportfmt.Encode("@user00002:"+testServer) + ".json"
 			data, _ := os.ReadFile(filepath.Join(dir, other))
 			os.WriteFile(filepath.Join(dir, user1), data, 0o600)
 			e := m.Files[user1]
@@ -125,7 +125,7 @@ func TestOpenExportRefuses(t *testing.T) {
 			m.Files[user1] = e
 			writeManifest(t, dir, m)
 		}, "", []string{user1, `holds user "@user00002:synapse.test"`}},
-		{"path outside users/", func(t *testing.T, dir string, m *export.Manifest) {
+		{"path outside users/", func(t *testing.T, dir string, m *exportfmt.Manifest) {
 			m.Files["users/../../x.json"] = m.Files[user1]
 			writeManifest(t, dir, m)
 		}, "", []string{"outside users/"}},

@@ -4,21 +4,21 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 )
 
 // synthUser builds a user file the way shim export writes one, without a world: devices with
 // keys, cross-signing keys, a key backup of sessions sessions, account data and a pusher.
 // Device n's access token in the synthetic Synapse database is synthToken(uid, n).
-func synthUser(server string, i, devices, sessions int) *export.UserFile {
+func synthUser(server string, i, devices, sessions int) *exportfmt.UserFile {
 	uid := fmt.Sprintf("@user%05d:%s", i, server)
 	hash := fmt.Sprintf("$2b$04$%053d", i)
-	u := &export.UserFile{
+	u := &exportfmt.UserFile{
 		UID: uid, CreationTS: 1700000000000 + int64(i), PasswordHash: &hash,
 		Profile:     raw(map[string]any{"displayname": fmt.Sprintf("User %d", i), "avatar_url": fmt.Sprintf("mxc://%s/avatar%d", server, i)}),
 		Threepids:   nil,
 		ExternalIDs: nil,
-		AccountData: export.AccountData{
+		AccountData: exportfmt.AccountData{
 			Global: map[string]json.RawMessage{
 				"m.push_rules":      raw(map[string]any{"global": map[string]any{"override": []any{}, "content": []any{}, "room": []any{}, "sender": []any{}, "underride": []any{}}}),
 				"im.vector.setting": raw(map[string]any{"n": i}),
@@ -32,7 +32,7 @@ func synthUser(server string, i, devices, sessions int) *export.UserFile {
 			"device_display_name": "Phone", "kind": "http", "lang": "en", "profile_tag": "tag", "pushkey": fmt.Sprintf("pk%d", i),
 		})},
 		JoinedRooms: []string{},
-		E2E:         export.E2E{DeviceKeys: map[string]json.RawMessage{}},
+		E2E:         exportfmt.E2E{DeviceKeys: map[string]json.RawMessage{}},
 		ClientAPIAs: "login_as",
 	}
 	for d := 0; d < devices; d++ {
@@ -52,7 +52,7 @@ func synthUser(server string, i, devices, sessions int) *export.UserFile {
 	}
 	u.E2E.MasterKey, u.E2E.SelfSigningKey, u.E2E.UserSigningKey = cs("master"), cs("self_signing"), cs("user_signing")
 	if sessions > 0 {
-		kb := &export.KeyBackup{Version: fmt.Sprint(1 + i%3), Algorithm: "m.megolm_backup.v1.curve25519-aes-sha2",
+		kb := &exportfmt.KeyBackup{Version: fmt.Sprint(1 + i%3), Algorithm: "m.megolm_backup.v1.curve25519-aes-sha2",
 			AuthData: raw(map[string]any{"public_key": fmt.Sprintf("pub%d", i)}), ETag: "3", Count: int64(sessions),
 			Rooms: map[string]map[string]json.RawMessage{}}
 		for s := 0; s < sessions; s++ {

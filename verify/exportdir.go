@@ -1,30 +1,24 @@
 package verify
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 
 	"filippo.io/age"
 	"github.com/tidwall/gjson"
 
-	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
 
 // ExportDir reads an export written by `shim export`: its rooms (current state, local members,
 // forward extremities) and its users, each file checked against the manifest's SHA-256.
 type ExportDir struct {
-	Manifest *export.Manifest
+	Manifest *exportfmt.Manifest
 	root     *os.Root
 	ids      []age.Identity
 	rooms    map[string]string // room ID → path
@@ -38,19 +32,15 @@ func OpenExport(dir string, identities ...age.Identity) (*ExportDir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
-	data, err := root.ReadFile("manifest.json")
+	data, err := root.ReadFile(exportfmt.ManifestName)
 	if err != nil {
 		root.Close()
 		return nil, fmt.Errorf("export %s: no manifest (%w): is this a directory `shim export` wrote?", dir, err)
 	}
-	var m export.Manifest
-	if err := json.Unmarshal(data, &m); err != nil {
+	m, err := exportfmt.ParseManifest(data)
+	if err != nil {
 		root.Close()
-		return nil, fmt.Errorf("export %s: manifest.json is not valid: %w", dir, err)
-	}
-	if m.Format != export.Format || m.FormatVersion != export.FormatVersion {
-		root.Close()
-		return nil, fmt.Errorf("export %s: manifest has format %q version %d; verify reads %q version %d", dir, m.Format, m.FormatVersion, export.Format, export.FormatVersion)
+		return nil, fmt.Errorf("export %s: %s: %w", dir, exportfmt.ManifestName, err)
 	}
 	if !m.Complete {
 		root.Close()
@@ -60,12 +50,12 @@ func OpenExport(dir string, identities ...age.Identity) (*ExportDir, error) {
 		root.Close()
 		return nil, fmt.Errorf("export %s is encrypted to %s: give the age identity file that decrypts it", dir, *m.EncryptedTo)
 	}
-	e := &ExportDir{Manifest: &m, root: root, ids: identities, rooms: map[string]string{}, users: map[string]string{}}
+	e := &ExportDir{Manifest: m, root: root, ids: identities, rooms: map[string]string{}, users: map[string]string{}}
 	for path, f := range m.Files {
 		switch f.Kind {
-		case "room":
+		case exportfmt.KindRoom:
 			e.rooms[f.ID] = path
-		case "user":
+		case exportfmt.KindUser:
 			e.users[f.ID] = path
 		}
 	}
@@ -77,27 +67,15 @@ func (e *ExportDir) Close() error { return e.root.Close() }
 
 // read returns a file's JSON after checking it against the manifest and decrypting it.
 func (e *ExportDir) read(path string) ([]byte, error) {
-	entry := e.Manifest.Files[path]
-	data, err := e.root.ReadFile(filepath.FromSlash(path))
+	data, err := exportfmt.ReadEntry(e.root.FS(), path, e.Manifest.Files[path], e.ids...)
 	if err != nil {
 		return nil, fmt.Errorf("export file %s: %w", path, err)
 	}
-	sum := sha256.Sum256(data)
-	if hex.EncodeToString(sum[:]) != entry.SHA256 || int64(len(data)) != entry.Size {
-		return nil, fmt.Errorf("export file %s does not match the manifest's SHA-256 and size: changed or damaged since the export", path)
-	}
-	if !strings.HasSuffix(path, ".age") {
-		return data, nil
-	}
-	r, err := age.Decrypt(bytes.NewReader(data), e.ids...)
-	if err != nil {
-		return nil, fmt.Errorf("export file %s: decrypting: %w", path, err)
-	}
-	return io.ReadAll(r)
+	return data, nil
 }
 
 // RoomFile reads one room's file.
-func (e *ExportDir) RoomFile(roomID string) (*export.RoomFile, error) {
+func (e *ExportDir) RoomFile(roomID string) (*exportfmt.RoomFile, error) {
 	path, ok := e.rooms[roomID]
 	if !ok {
 		return nil, fmt.Errorf("the export has no room %s", roomID)
@@ -106,7 +84,7 @@ func (e *ExportDir) RoomFile(roomID string) (*export.RoomFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	var r export.RoomFile
+	var r exportfmt.RoomFile
 	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, fmt.Errorf("export file %s: %w", path, err)
 	}
@@ -133,7 +111,7 @@ func (e *ExportDir) Room(_ context.Context, roomID string) (Room, error) {
 }
 
 // roomFromExport turns a room file into what verify compares.
-func roomFromExport(f *export.RoomFile) (Room, error) {
+func roomFromExport(f *exportfmt.RoomFile) (Room, error) {
 	r := Room{RoomID: f.RoomID, RoomVersion: f.RoomVersion, Heads: f.ForwardExtremities}
 	for uid, m := range f.LocalMembers {
 		if m == "join" {
@@ -142,7 +120,7 @@ func roomFromExport(f *export.RoomFile) (Room, error) {
 	}
 	sort.Strings(r.JoinedLocalMembers)
 	switch f.StateFormat {
-	case export.StateClient:
+	case exportfmt.StateClient:
 		st, err := stateFromClientEvents(f.State)
 		if err != nil {
 			return r, err
@@ -166,7 +144,7 @@ func roomFromExport(f *export.RoomFile) (Room, error) {
 func (e *ExportDir) UserIDs(context.Context) ([]string, error) { return sortedKeys(e.users), nil }
 
 // User implements Users.
-func (e *ExportDir) User(_ context.Context, userID string) (*export.UserFile, error) {
+func (e *ExportDir) User(_ context.Context, userID string) (*exportfmt.UserFile, error) {
 	path, ok := e.users[userID]
 	if !ok {
 		return nil, fmt.Errorf("the export has no user %s", userID)
@@ -175,7 +153,7 @@ func (e *ExportDir) User(_ context.Context, userID string) (*export.UserFile, er
 	if err != nil {
 		return nil, err
 	}
-	var u export.UserFile
+	var u exportfmt.UserFile
 	if err := json.Unmarshal(data, &u); err != nil {
 		return nil, fmt.Errorf("export file %s: %w", path, err)
 	}

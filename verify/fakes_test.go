@@ -10,7 +10,7 @@ import (
 	"sync"
 
 	"github.com/transition-matrix/transition-matrix/cutover"
-	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 )
 
 // fakeRoom is a room as the fake target holds it.
@@ -135,11 +135,11 @@ func (f *fakeTarget) KeyBackup(_ context.Context, userID string) (*cutover.KeyBa
 type memSource struct {
 	rooms  map[string]Room
 	events map[string][]SourceEvent
-	users  map[string]*export.UserFile
+	users  map[string]*exportfmt.UserFile
 }
 
 func newMemSource() *memSource {
-	return &memSource{rooms: map[string]Room{}, events: map[string][]SourceEvent{}, users: map[string]*export.UserFile{}}
+	return &memSource{rooms: map[string]Room{}, events: map[string][]SourceEvent{}, users: map[string]*exportfmt.UserFile{}}
 }
 
 func (m *memSource) RoomIDs(context.Context) ([]string, error) { return sortedKeys(m.rooms), nil }
@@ -154,7 +154,7 @@ func (m *memSource) Events(_ context.Context, r Room) ([]SourceEvent, error) {
 	return slices.Clone(m.events[r.RoomID]), nil
 }
 func (m *memSource) UserIDs(context.Context) ([]string, error) { return sortedKeys(m.users), nil }
-func (m *memSource) User(_ context.Context, id string) (*export.UserFile, error) {
+func (m *memSource) User(_ context.Context, id string) (*exportfmt.UserFile, error) {
 	u, ok := m.users[id]
 	if !ok {
 		return nil, errors.New("no such user")

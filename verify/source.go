@@ -8,7 +8,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/transition-matrix/transition-matrix/eventcache"
-	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 )
 
 // StateKey names one piece of room state.
@@ -55,7 +55,7 @@ type Events interface {
 // Users lists the local users and reads what the import carries of each.
 type Users interface {
 	UserIDs(ctx context.Context) ([]string, error)
-	User(ctx context.Context, userID string) (*export.UserFile, error)
+	User(ctx context.Context, userID string) (*exportfmt.UserFile, error)
 }
 
 // Sessions reads the access tokens the target keeps per device; *conduit.DB (opened read-only,

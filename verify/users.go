@@ -14,7 +14,7 @@ import (
 	"github.com/tidwall/sjson"
 
 	"github.com/transition-matrix/transition-matrix/cutover"
-	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
 
@@ -60,7 +60,7 @@ func (v *verifier) checkUser(ctx context.Context, id string) UserReport {
 	c := &userCheck{rep: &rep, max: v.cfg.MaxListed}
 	steps := []struct {
 		into *string
-		run  func(context.Context, *export.UserFile, *userCheck) (string, error)
+		run  func(context.Context, *exportfmt.UserFile, *userCheck) (string, error)
 	}{
 		{&rep.Profile, v.checkProfile},
 		{&rep.Devices, v.checkDevices},
@@ -71,7 +71,7 @@ func (v *verifier) checkUser(ctx context.Context, id string) UserReport {
 	if v.cfg.Sessions != nil {
 		steps = append(steps, struct {
 			into *string
-			run  func(context.Context, *export.UserFile, *userCheck) (string, error)
+			run  func(context.Context, *exportfmt.UserFile, *userCheck) (string, error)
 		}{&rep.Sessions, v.checkSessions})
 	}
 	var errs []string
@@ -112,7 +112,7 @@ func worse(a, b string) string {
 }
 
 // checkProfile compares the display name and avatar.
-func (v *verifier) checkProfile(ctx context.Context, u *export.UserFile, c *userCheck) (string, error) {
+func (v *verifier) checkProfile(ctx context.Context, u *exportfmt.UserFile, c *userCheck) (string, error) {
 	var fields []string
 	for _, f := range []string{"displayname", "avatar_url"} {
 		if r := gjson.GetBytes(u.Profile, f); r.Exists() && r.Type != gjson.Null {
@@ -146,7 +146,7 @@ func (v *verifier) checkProfile(ctx context.Context, u *export.UserFile, c *user
 }
 
 // checkDevices compares device IDs and display names.
-func (v *verifier) checkDevices(ctx context.Context, u *export.UserFile, c *userCheck) (string, error) {
+func (v *verifier) checkDevices(ctx context.Context, u *exportfmt.UserFile, c *userCheck) (string, error) {
 	if len(u.Devices) == 0 {
 		return AspectNone, nil
 	}
@@ -179,7 +179,7 @@ func (v *verifier) checkDevices(ctx context.Context, u *export.UserFile, c *user
 
 // checkSessions reports the exported devices that have no access token in the target's database:
 // their users must log in on them again (no -synapse-db at import, or Synapse had no token).
-func (v *verifier) checkSessions(_ context.Context, u *export.UserFile, c *userCheck) (string, error) {
+func (v *verifier) checkSessions(_ context.Context, u *exportfmt.UserFile, c *userCheck) (string, error) {
 	if len(u.Devices) == 0 {
 		return AspectNone, nil
 	}
@@ -206,7 +206,7 @@ func deref(s *string) string {
 }
 
 // checkAccountData compares every global and room account data type the export holds.
-func (v *verifier) checkAccountData(ctx context.Context, u *export.UserFile, c *userCheck) (string, error) {
+func (v *verifier) checkAccountData(ctx context.Context, u *exportfmt.UserFile, c *userCheck) (string, error) {
 	items, missing, differs := 0, 0, 0
 	one := func(roomID, typ string, want json.RawMessage) error {
 		items++
@@ -262,7 +262,7 @@ func (v *verifier) checkAccountData(ctx context.Context, u *export.UserFile, c *
 
 // checkKeys compares device keys and cross-signing keys byte for byte in canonical JSON
 // (without "unsigned", which servers fill in as they answer).
-func (v *verifier) checkKeys(ctx context.Context, u *export.UserFile, c *userCheck) (string, error) {
+func (v *verifier) checkKeys(ctx context.Context, u *exportfmt.UserFile, c *userCheck) (string, error) {
 	type pair struct {
 		name      string
 		want, got json.RawMessage
@@ -360,7 +360,7 @@ func keysMatch(owner string, want, got json.RawMessage) (bool, error) {
 
 // checkKeyBackup checks that the current backup version is there with the same algorithm,
 // auth data and session count; the sessions themselves are not read.
-func (v *verifier) checkKeyBackup(ctx context.Context, u *export.UserFile, c *userCheck) (string, error) {
+func (v *verifier) checkKeyBackup(ctx context.Context, u *exportfmt.UserFile, c *userCheck) (string, error) {
 	want := u.E2E.KeyBackup
 	if want == nil {
 		return AspectNone, nil

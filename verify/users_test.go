@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/transition-matrix/transition-matrix/cutover"
-	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 )
 
 const pushRules = `{"global":{"override":[{"rule_id":".m.rule.master","default":true,"enabled":false,"actions":[],"conditions":[]},
@@ -14,22 +14,22 @@ const pushRules = `{"global":{"override":[{"rule_id":".m.rule.master","default":
 "content":[{"rule_id":"coffee","default":false,"enabled":true,"pattern":"coffee","actions":["notify"]}],"room":[],"sender":[],"underride":[]}}`
 
 // exportedUser is a user with one of everything verify compares.
-func exportedUser(id string) *export.UserFile {
+func exportedUser(id string) *exportfmt.UserFile {
 	raw := func(s string) json.RawMessage { return json.RawMessage(s) }
-	return &export.UserFile{
+	return &exportfmt.UserFile{
 		UID:     id,
 		Profile: raw(`{"displayname":"Alice","avatar_url":"mxc://example.org/a"}`),
 		Devices: []json.RawMessage{raw(`{"device_id":"AAA","display_name":"phone","last_seen_ip":"10.0.0.1"}`),
 			raw(`{"device_id":"BBB","display_name":null}`)},
-		AccountData: export.AccountData{
+		AccountData: exportfmt.AccountData{
 			Global: map[string]json.RawMessage{"m.direct": raw(`{"@bob:example.org":["!d:example.org"]}`), "m.push_rules": raw(pushRules)},
 			Rooms:  map[string]map[string]json.RawMessage{"!a:example.org": {"m.tag": raw(`{"tags":{"m.favourite":{"order":0.5}}}`)}},
 		},
-		E2E: export.E2E{
+		E2E: exportfmt.E2E{
 			DeviceKeys:     map[string]json.RawMessage{"AAA": raw(`{"user_id":"` + id + `","device_id":"AAA","keys":{"ed25519:AAA":"k"},"signatures":{}}`)},
 			MasterKey:      raw(`{"user_id":"` + id + `","usage":["master"],"keys":{"ed25519:m":"m"}}`),
 			SelfSigningKey: raw(`null`),
-			KeyBackup: &export.KeyBackup{Version: "3", Algorithm: "m.megolm_backup.v1.curve25519-aes-sha2",
+			KeyBackup: &exportfmt.KeyBackup{Version: "3", Algorithm: "m.megolm_backup.v1.curve25519-aes-sha2",
 				AuthData: raw(`{"public_key":"pk","signatures":{}}`), Count: 12, Rooms: map[string]map[string]json.RawMessage{"!a:example.org": {"s": raw(`{"session_data":"SECRET-SESSION"}`)}}},
 		},
 		PasswordHash: strp("$2b$12$SECRETHASHSECRETHASHSECRETHASHSECRETHASHSECRETHASH"),
@@ -38,7 +38,7 @@ func exportedUser(id string) *export.UserFile {
 
 // holdUser gives the fake target exactly what the export holds of u, reordered and with the
 // fields servers add.
-func holdUser(tgt *fakeTarget, u *export.UserFile) {
+func holdUser(tgt *fakeTarget, u *exportfmt.UserFile) {
 	id := u.UID
 	tgt.profiles[id] = json.RawMessage(`{"avatar_url":"mxc://example.org/a","displayname":"Alice"}`)
 	tgt.devices[id] = []cutover.Device{{DeviceID: "BBB"}, {DeviceID: "AAA", DisplayName: strp("phone")}}
@@ -139,8 +139,8 @@ func TestUserDifferences(t *testing.T) {
 
 func TestUserSkippedAndNothingToCompare(t *testing.T) {
 	src, tgt := newMemSource(), newFakeTarget()
-	src.users[bob] = &export.UserFile{UID: bob, Deactivated: true}
-	src.users[alice] = &export.UserFile{UID: alice, Profile: json.RawMessage(`{}`)}
+	src.users[bob] = &exportfmt.UserFile{UID: bob, Deactivated: true}
+	src.users[alice] = &exportfmt.UserFile{UID: alice, Profile: json.RawMessage(`{}`)}
 	rep := run(t, src, tgt)
 	if got := userReport(t, rep, bob); got.Status != UserSkipped {
 		t.Errorf("deactivated: %+v", got)

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 )
@@ -47,7 +47,7 @@ func TestExportCommand(t *testing.T) {
 	if strings.Contains(stdout+stderr, sim.AdminToken()) {
 		t.Error("the admin token was printed")
 	}
-	var m export.Manifest
+	var m exportfmt.Manifest
 	data, err := os.ReadFile(filepath.Join(out, "manifest.json"))
 	if err != nil {
 		t.Fatal(err)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/transition-matrix/transition-matrix/conduit"
 	"github.com/transition-matrix/transition-matrix/conduit/conduittest"
-	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/importer"
 	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
 	"github.com/transition-matrix/transition-matrix/mediastore/mediastoretest"
@@ -134,7 +134,7 @@ func TestImportCommandErrors(t *testing.T) {
 	if err := os.CopyFS(bad, os.DirFS(out)); err != nil {
 		t.Fatal(err)
 	}
-	var m export.Manifest
+	var m exportfmt.Manifest
 	data, _ := os.ReadFile(filepath.Join(out, "manifest.json"))
 	json.Unmarshal(data, &m)
 	var victim string

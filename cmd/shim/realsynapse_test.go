@@ -20,7 +20,7 @@ import (
 
 	"github.com/transition-matrix/transition-matrix/conduit"
 	"github.com/transition-matrix/transition-matrix/conduit/conduittest"
-	"github.com/transition-matrix/transition-matrix/export"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/internal/conduitlike"
 	"github.com/transition-matrix/transition-matrix/internal/conduitsim"
 	"github.com/transition-matrix/transition-matrix/internal/synapsetest"
@@ -217,7 +217,7 @@ func testRealCheck(t *testing.T, b *realBed) {
 
 // readJSON decodes one export file.
 func readJSON(dir, kind, id string, out any) error {
-	data, err := os.ReadFile(filepath.Join(dir, kind, export.Encode(id)+".json"))
+	data, err := os.ReadFile(filepath.Join(dir, kind, exportfmt.Encode(id)+".json"))
 	if err != nil {
 		return err
 	}
@@ -229,7 +229,7 @@ func compareExport(rec *synapsetest.Record, dir string) []string {
 	var diffs []string
 	add := func(format string, args ...any) { diffs = append(diffs, fmt.Sprintf(format, args...)) }
 	for _, u := range rec.Users {
-		var got export.UserFile
+		var got exportfmt.UserFile
 		if err := readJSON(dir, "users", u.UserID, &got); err != nil {
 			add("user %s: %v", u.UserID, err)
 			continue
@@ -346,7 +346,7 @@ func compareExport(rec *synapsetest.Record, dir string) []string {
 		}
 	}
 	for _, r := range rec.Rooms {
-		var got export.RoomFile
+		var got exportfmt.RoomFile
 		if err := readJSON(dir, "rooms", r.RoomID, &got); err != nil {
 			add("room %s: %v", r.RoomID, err)
 			continue
@@ -465,7 +465,7 @@ func testDroppedFactIsCaught(t *testing.T, b *realBed, dir string) {
 		name, file, want string
 		edit             func(m map[string]any)
 	}{
-		{"a device", "users/" + export.Encode(alice) + ".json", "device ALICEDEV2 missing", func(m map[string]any) {
+		{"a device", "users/" + exportfmt.Encode(alice) + ".json", "device ALICEDEV2 missing", func(m map[string]any) {
 			var kept []any
 			for _, d := range m["devices"].([]any) {
 				if d.(map[string]any)["device_id"] != "ALICEDEV2" {
@@ -474,10 +474,10 @@ func testDroppedFactIsCaught(t *testing.T, b *realBed, dir string) {
 			}
 			m["devices"] = kept
 		}},
-		{"the master key", "users/" + export.Encode(alice) + ".json", "master key: missing", func(m map[string]any) {
+		{"the master key", "users/" + exportfmt.Encode(alice) + ".json", "master key: missing", func(m map[string]any) {
 			delete(m["e2e"].(map[string]any), "master_key")
 		}},
-		{"a room's topic", "rooms/" + export.Encode(b.rec.Named["v10"]) + ".json", "m.room.topic", func(m map[string]any) {
+		{"a room's topic", "rooms/" + exportfmt.Encode(b.rec.Named["v10"]) + ".json", "m.room.topic", func(m map[string]any) {
 			var kept []any
 			for _, e := range m["state"].([]any) {
 				if e.(map[string]any)["type"] != "m.room.topic" {

@@ -40,6 +40,9 @@ type Options struct {
 	// requests from any other origin (the server's own name included, unless listed) get
 	// 403 "Federation denied with <origin>.".
 	FederationDomainWhitelist []string
+	// Latency, when set, delays every answer by this long, as a network and a busy Synapse would
+	// (the requests wait side by side, not in turn).
+	Latency time.Duration
 }
 
 // RateLimit allows Requests federation requests per origin in each Window; more get 429.
@@ -250,6 +253,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.count(rt.name)
+	if s.opts.Latency > 0 {
+		t := time.NewTimer(s.opts.Latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
 	s.faults.serve(rt.name, w, r, func(w http.ResponseWriter) { rt.handler(w, r, vars) })
 }
 

@@ -1,4 +1,4 @@
-package export
+package exportfmt
 
 import (
 	"crypto/sha256"
