@@ -96,17 +96,17 @@ type roomEventsRequest struct {
 
 // line is one line of the answer: an event, or the final line (End, or Error).
 type line struct {
-	ID         string          `json:"id,omitempty"`
-	Type       string          `json:"type,omitempty"`
-	StateKey   *string         `json:"state_key,omitempty"`
-	Depth      int64           `json:"depth,omitempty"`
-	Status     string          `json:"status,omitempty"`
-	PrevEvents []string        `json:"prev_events,omitempty"`
-	AuthEvents []string        `json:"auth_events,omitempty"`
-	JSON       json.RawMessage `json:"json,omitempty"`
-	End        bool            `json:"end,omitempty"`
-	Count      int             `json:"count,omitempty"`
-	Error      string          `json:"error,omitempty"`
+	ID         string            `json:"id,omitempty"`
+	Type       string            `json:"type,omitempty"`
+	StateKey   *string           `json:"state_key,omitempty"`
+	Depth      int64             `json:"depth,omitempty"`
+	Status     eventcache.Status `json:"status,omitempty"`
+	PrevEvents []string          `json:"prev_events,omitempty"`
+	AuthEvents []string          `json:"auth_events,omitempty"`
+	JSON       json.RawMessage   `json:"json,omitempty"`
+	End        bool              `json:"end,omitempty"`
+	Count      int               `json:"count,omitempty"`
+	Error      string            `json:"error,omitempty"`
 }
 
 // Handler serves GET /v1/ping and POST /v1/room-events (one JSON line per event, then an end line).

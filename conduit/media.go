@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/transition-matrix/transition-matrix/internal/atomicfile"
 )
 
 // Media is one local media item's metadata.
@@ -316,7 +318,7 @@ func (tx *Tx) placeFile(tmp, final string, sum [32]byte) error {
 	if existed && !slices.Contains(tx.createdFiles, final) {
 		if _, aside := tx.replacedFiles[final]; !aside {
 			aside := tmp + ".previous"
-			if err := os.Rename(final, aside); err != nil {
+			if err := atomicfile.Move(final, aside); err != nil {
 				return err
 			}
 			if tx.replacedFiles == nil {
@@ -325,12 +327,8 @@ func (tx *Tx) placeFile(tmp, final string, sum [32]byte) error {
 			tx.replacedFiles[final] = aside
 		}
 	}
-	if err := os.Rename(tmp, final); err != nil {
+	if err := atomicfile.Move(tmp, final); err != nil {
 		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	if !existed {
 		tx.createdFiles = append(tx.createdFiles, final)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"slices"
+
+	"github.com/transition-matrix/transition-matrix/internal/atomicfile"
 )
 
 // Changes counts what an Update wrote.
@@ -259,7 +261,7 @@ func (tx *Tx) removeCreatedFiles() {
 	}
 	tx.createdFiles = nil
 	for final, aside := range tx.replacedFiles {
-		_ = os.Rename(aside, final)
+		_ = atomicfile.Move(aside, final)
 	}
 	tx.replacedFiles = nil
 }

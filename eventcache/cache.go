@@ -26,9 +26,6 @@ import (
 // FormatVersion names the on-disk layout this build reads and writes.
 const FormatVersion = "transition-matrix/eventcache 1"
 
-// StatusVerified marks an event whose signatures and content hash were checked.
-const StatusVerified = "verified"
-
 var (
 	// ErrNotFound is returned by Get when the cache holds no servable event with that ID.
 	ErrNotFound = errors.New("eventcache: event not found")
@@ -54,9 +51,8 @@ type Event struct {
 	StateKey       *string // nil for non-state events
 	OriginServerTS int64
 	JSON           []byte // stored and returned verbatim, never re-encoded
-	// Status is StatusVerified or a caller-chosen marker (e.g. "redacted");
-	// only statuses in Options.ServeStatuses are served.
-	Status string
+	// Status is what the checks found; only statuses in Options.ServeStatuses are served.
+	Status Status
 }
 
 // Ref names an event in a room, for frontier updates.
@@ -98,15 +94,15 @@ type Stats struct {
 // Options tune Open; the zero value is ready to use.
 type Options struct {
 	// ServeStatuses are the statuses Get, GetMany, Backfill and MissingEvents
-	// return; default only StatusVerified.
-	ServeStatuses []string
+	// return; default every status that may be served (Status.Servable).
+	ServeStatuses []Status
 }
 
 // Cache is an open event cache. It is safe for concurrent use.
 type Cache struct {
 	eng     kv.Engine
 	path    string
-	serve   map[string]bool
+	serve   map[Status]bool
 	writeMu sync.Mutex
 	closeMu sync.RWMutex
 	closed  bool
@@ -133,9 +129,9 @@ func Open(path string, opts Options) (*Cache, error) {
 // OpenEngine wraps an already open engine (used for engine comparisons and
 // future backends); path is only used in messages and Stats.
 func OpenEngine(eng kv.Engine, path string, opts Options) (*Cache, error) {
-	c := &Cache{eng: eng, path: path, serve: map[string]bool{}}
+	c := &Cache{eng: eng, path: path, serve: map[Status]bool{}}
 	if len(opts.ServeStatuses) == 0 {
-		opts.ServeStatuses = []string{StatusVerified}
+		opts.ServeStatuses = servedStatuses
 	}
 	for _, s := range opts.ServeStatuses {
 		c.serve[s] = true

@@ -311,14 +311,14 @@ func TestRoomEventsScansOneRoomOldestFirstWithEveryStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	mk := func(id, room string, depth int64, status string) Event {
+	mk := func(id, room string, depth int64, status Status) Event {
 		return Event{ID: id, RoomID: room, RoomVersion: "10", Depth: depth, Type: "m.room.message", JSON: []byte(`{"id":"` + id + `"}`), Status: status}
 	}
 	if err := c.Put(mk("$b", "!r", 2, StatusVerified), mk("$a", "!r", 1, StatusVerified), mk("$c", "!r", 3, "rejected"), mk("$x", "!r2", 1, StatusVerified)); err != nil {
 		t.Fatal(err)
 	}
 	var ids []string
-	if err := c.RoomEvents("!r", func(e Event) bool { ids = append(ids, e.ID+":"+e.Status); return true }); err != nil {
+	if err := c.RoomEvents("!r", func(e Event) bool { ids = append(ids, e.ID+":"+string(e.Status)); return true }); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(ids, ","); got != "$a:verified,$b:verified,$c:rejected" {

@@ -103,7 +103,7 @@ func encodeEvent(e *Event) []byte {
 	b = appendString(b, e.RoomID)
 	b = appendString(b, e.RoomVersion)
 	b = appendString(b, e.Type)
-	b = appendString(b, e.Status)
+	b = appendString(b, string(e.Status))
 	if e.StateKey != nil {
 		b = append(b, 1)
 		b = appendString(b, *e.StateKey)
@@ -197,7 +197,7 @@ func decodeEvent(id string, v []byte, copyJSON bool) (Event, error) {
 	e.RoomID = d.str()
 	e.RoomVersion = d.str()
 	e.Type = d.str()
-	e.Status = d.str()
+	e.Status = Status(d.str())
 	if d.byte1() == 1 {
 		sk := d.str()
 		e.StateKey = &sk

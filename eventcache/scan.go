@@ -33,8 +33,8 @@ func (c *Cache) RoomEvents(room string, fn func(Event) bool) error {
 }
 
 // StatusCounts counts a room's stored events by status.
-func (c *Cache) StatusCounts(room string) (map[string]int64, error) {
-	out := map[string]int64{}
+func (c *Cache) StatusCounts(room string) (map[Status]int64, error) {
+	out := map[Status]int64{}
 	err := c.RoomEvents(room, func(e Event) bool {
 		out[e.Status]++
 		return true

@@ -1,6 +1,7 @@
 package eventcache
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 )
@@ -73,9 +74,9 @@ func TestBackfill(t *testing.T) {
 func TestBackfillStatuses(t *testing.T) {
 	c, path := openTemp(t, Options{})
 	diamond(t, c)
-	red := ev("!r", "$c", 4, "$b")
-	red.Status = "redacted"
-	if err := c.Put(red); err != nil {
+	rej := ev("!r", "$c", 4, "$b")
+	rej.Status = StatusRejected
+	if err := c.Put(rej); err != nil {
 		t.Fatal(err)
 	}
 	got, missing, err := c.Backfill("!r", []string{"$e"}, 10)
@@ -85,23 +86,41 @@ func TestBackfillStatuses(t *testing.T) {
 	eq(t, "events", ids(got), []string{"$e", "$d", "$b", "$a", "$create"})
 	eq(t, "missing", missing, []string{"$c"})
 	if _, err := c.Get("$c"); err != ErrNotFound {
-		t.Errorf("Get of unverified event: %v", err)
+		t.Errorf("Get of a rejected event: %v", err)
 	}
-	if e, err := c.GetAnyStatus("$c"); err != nil || e.Status != "redacted" {
+	if e, err := c.GetAnyStatus("$c"); err != nil || e.Status != StatusRejected {
 		t.Errorf("GetAnyStatus: %+v %v", e.Status, err)
 	}
 	if ok, _ := c.Has("$c"); !ok {
 		t.Error("Has($c) = false")
 	}
 	c.Close()
-	c2, err := Open(path, Options{ServeStatuses: []string{StatusVerified, "redacted"}})
+	c2, err := Open(path, Options{ServeStatuses: []Status{StatusVerified, StatusRejected}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c2.Close()
 	got, missing, _ = c2.Backfill("!r", []string{"$e"}, 3)
-	eq(t, "events when redacted is served", ids(got), []string{"$e", "$c", "$d"})
+	eq(t, "events when rejected is served", ids(got), []string{"$e", "$c", "$d"})
 	eq(t, "missing", missing, nil)
+}
+
+// TestDefaultServesServableStatuses: a cache opened with the zero Options serves exactly the
+// statuses that may be served (verified, redacted, pruned), never rejected ones.
+func TestDefaultServesServableStatuses(t *testing.T) {
+	c, _ := openTemp(t, Options{})
+	diamond(t, c)
+	for i, st := range []Status{StatusVerified, StatusRedacted, StatusPruned, StatusRejected} {
+		e := ev("!r", fmt.Sprintf("$s%d", i), 5, "$e")
+		e.Status = st
+		if err := c.Put(e); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.Get(e.ID)
+		if served := err == nil; served != st.Servable() || served == (st == StatusRejected) {
+			t.Errorf("status %s: Get err %v, Servable %v", st, err, st.Servable())
+		}
+	}
 }
 
 func TestMissingEvents(t *testing.T) {

@@ -6,13 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
-	"sync/atomic"
 
-	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/transition-matrix/transition-matrix/eventcache"
-	"github.com/transition-matrix/transition-matrix/federation"
+	"github.com/transition-matrix/transition-matrix/matrixspec"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 )
 
@@ -54,22 +52,15 @@ func (s *Source) Archive(ctx context.Context, rooms []RoomHeads, parallel int, o
 		parallel = 4
 	}
 	out := make([]RoomSummary, len(rooms))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(parallel, len(rooms)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(rooms) {
-					return
-				}
-				out[i] = s.ArchiveRoom(ctx, rooms[i].RoomID, rooms[i].Heads, onEvents)
-			}
-		}()
+	var g errgroup.Group
+	g.SetLimit(parallel)
+	for i, r := range rooms {
+		g.Go(func() error {
+			out[i] = s.ArchiveRoom(ctx, r.RoomID, r.Heads, onEvents)
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // a room's failure is in its summary
 	return out
 }
 
@@ -134,7 +125,7 @@ func (s *Source) archiveRoom(ctx context.Context, roomID string, heads []string,
 func (s *Source) recheckFailed(ctx context.Context, roomID, version string) error {
 	var failed []string
 	err := s.cache.RoomEvents(roomID, func(e eventcache.Event) bool {
-		if e.Status == StatusPruned || e.Status == StatusRejected {
+		if e.Status == eventcache.StatusPruned || e.Status == eventcache.StatusRejected {
 			failed = append(failed, e.ID)
 		}
 		return true
@@ -157,7 +148,7 @@ func (s *Source) recheckFailed(ctx context.Context, roomID, version string) erro
 // them with their unknown prev and auth events as the new frontier, in one atomic batch.
 func (s *Source) crawlStep(ctx context.Context, roomID, version string, ids []string) (int, error) {
 	var pdus []synapseclient.PDU
-	tx, err := s.up.Backfill(ctx, roomID, ids, federation.MaxBackfill)
+	tx, err := s.up.Backfill(ctx, roomID, ids, matrixspec.MaxBackfill)
 	if err != nil && !errors.Is(err, synapseclient.ErrNotFound) {
 		return 0, fmt.Errorf("backfill: %w", upstreamError(err))
 	}
@@ -171,7 +162,7 @@ func (s *Source) crawlStep(ctx context.Context, roomID, version string, ids []st
 	// A full page from several seeds stops at the newest 100 events: deeper seeds (auth events
 	// far back) come with later pages. Fetch seeds one by one only when the page was short or
 	// brought nothing new, so a crawl does not ask /event for what /backfill will bring anyway.
-	if len(pdus) >= federation.MaxBackfill {
+	if len(pdus) >= matrixspec.MaxBackfill {
 		n, err := s.commit(roomID, evs, nil, true)
 		if err != nil || n > 0 {
 			return n, err
@@ -192,14 +183,14 @@ func (s *Source) crawlStep(ctx context.Context, roomID, version string, ids []st
 			evs = append(evs, ev)
 			got[id] = true
 			single = append(single, id)
-		case errors.Is(err, federation.ErrNotFound), errors.Is(err, errWrongEvent):
+		case errors.Is(err, matrixspec.ErrNotFound), errors.Is(err, errWrongEvent):
 			missing = append(missing, id)
 		default:
 			return 0, fmt.Errorf("event %s: %w", id, err)
 		}
 	}
 	if len(pdus) == 0 && len(single) > 0 { // /backfill gave nothing: walk with get_missing_events
-		more, err := s.up.GetMissingEvents(ctx, roomID, synapseclient.MissingEventsRequest{LatestEvents: single, Limit: federation.MaxBackfill})
+		more, err := s.up.GetMissingEvents(ctx, roomID, synapseclient.MissingEventsRequest{LatestEvents: single, Limit: matrixspec.MaxBackfill})
 		if err != nil && !errors.Is(err, synapseclient.ErrNotFound) {
 			return 0, fmt.Errorf("get_missing_events: %w", upstreamError(err))
 		}
@@ -215,141 +206,6 @@ func (s *Source) crawlStep(ctx context.Context, roomID, version string, ids []st
 		}
 	}
 	return s.commit(roomID, evs, missing, true)
-}
-
-// checkAll verifies PDUs of a room; PDUs of other rooms are dropped, and events that fail their
-// hash or signature are fetched once more on their own before the verdict stands.
-func (s *Source) checkAll(ctx context.Context, roomID, version string, pdus []synapseclient.PDU) ([]eventcache.Event, error) {
-	out := make([]eventcache.Event, 0, len(pdus))
-	seen := map[string]bool{}
-	for _, p := range pdus {
-		ev, _, err := s.checker.check(ctx, roomID, version, p.Raw, "")
-		if errors.Is(err, errWrongEvent) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if seen[ev.ID] {
-			continue
-		}
-		seen[ev.ID] = true
-		switch ev.Status {
-		case StatusPruned: // the signature holds, so the ID is right: ask for the event on its own once
-			if again, err := s.fetchChecked(ctx, roomID, version, ev.ID); err == nil && better(again.Status, ev.Status) {
-				ev = again
-			}
-		case StatusRejected: // the ID was computed from bytes that fail their signature: trust only /event
-			again, err := s.fetchChecked(ctx, roomID, version, ev.ID)
-			if err != nil {
-				s.log.Warn("dropped an event that fails its signature", zap.String("room_id", roomID), zap.String("computed_id", ev.ID), zap.Error(err))
-				continue
-			}
-			ev = again
-		}
-		out = append(out, ev)
-	}
-	return out, nil
-}
-
-// fetchChecked fetches one event with /event and verifies it, without storing it.
-func (s *Source) fetchChecked(ctx context.Context, roomID, version, id string) (eventcache.Event, error) {
-	tx, err := s.up.Event(ctx, id)
-	if err != nil {
-		return eventcache.Event{}, upstreamError(err)
-	}
-	ev, _, err := s.checker.check(ctx, roomID, version, tx.PDUs[0].Raw, id)
-	return ev, err
-}
-
-// better reports whether status a is a better verdict than b.
-func better(a, b string) bool { return rank(a) > rank(b) }
-
-func rank(status string) int {
-	switch status {
-	case eventcache.StatusVerified:
-		return 3
-	case StatusRedacted:
-		return 2
-	case StatusPruned:
-		return 1
-	}
-	return 0
-}
-
-// commit stores checked events of a room atomically: those not yet stored (or stored with a worse
-// verdict), with frontier their unknown prev and auth events as the crawl's frontier, and the IDs
-// Synapse lacks in the room's archive record.
-func (s *Source) commit(roomID string, evs []eventcache.Event, missing []string, frontier bool) (int, error) {
-	ids := make([]string, len(evs))
-	for i := range evs {
-		ids[i] = evs[i].ID
-	}
-	have, _, err := s.cache.GetMany(ids)
-	if err != nil {
-		return 0, err
-	}
-	old := map[string]string{}
-	for _, h := range have {
-		old[h.ID] = h.Status
-	}
-	var batch eventcache.Batch
-	counts := map[string]int{}
-	for _, e := range evs {
-		if st, ok := old[e.ID]; ok && !better(e.Status, st) {
-			continue
-		}
-		if e.Status == StatusPruned || e.Status == StatusRejected { // served redacted by Synapse is normal
-			s.log.Warn("event failed verification", zap.String("event_id", e.ID), zap.String("room_id", roomID), zap.String("status", e.Status))
-		}
-		counts[e.Status]++
-		batch.Events = append(batch.Events, e)
-		for _, ref := range slices.Concat(e.PrevEvents, e.AuthEvents) {
-			if !frontier {
-				break
-			}
-			batch.FrontierAdd = append(batch.FrontierAdd, eventcache.Ref{RoomID: roomID, EventID: ref})
-		}
-	}
-	for _, id := range missing {
-		batch.FrontierRemove = append(batch.FrontierRemove, eventcache.Ref{RoomID: roomID, EventID: id})
-	}
-	s.metaMu.Lock()
-	defer s.metaMu.Unlock()
-	if len(missing) > 0 {
-		m, ok, err := s.cache.RoomMeta(roomID)
-		if err != nil {
-			return 0, err
-		}
-		if !ok {
-			m.RoomID = roomID
-		}
-		p, err := decodeProgress(m)
-		if err != nil {
-			return 0, err
-		}
-		for _, id := range missing {
-			if !slices.Contains(p.Missing, id) {
-				p.Missing = append(p.Missing, id)
-			}
-		}
-		slices.Sort(p.Missing)
-		if m.Progress, err = json.Marshal(p); err != nil {
-			return 0, err
-		}
-		batch.Rooms = append(batch.Rooms, m)
-	}
-	if len(batch.Events) == 0 && len(missing) == 0 {
-		// Nothing new: the frontier IDs were stored meanwhile (e.g. by the serve path).
-		return 0, nil
-	}
-	if err := s.cache.Apply(batch); err != nil {
-		return 0, err
-	}
-	for st, n := range counts {
-		s.metrics.EventsVerified(st, n)
-	}
-	return len(batch.Events), nil
 }
 
 // decodeProgress reads a room's archive record from its meta.
@@ -394,7 +250,7 @@ func (s *Source) summarise(sum *RoomSummary) error {
 	if err != nil {
 		return err
 	}
-	sum.Verified, sum.Redacted = counts[eventcache.StatusVerified], counts[StatusRedacted]
-	sum.Pruned, sum.Rejected = counts[StatusPruned], counts[StatusRejected]
+	sum.Verified, sum.Redacted = counts[eventcache.StatusVerified], counts[eventcache.StatusRedacted]
+	sum.Pruned, sum.Rejected = counts[eventcache.StatusPruned], counts[eventcache.StatusRejected]
 	return nil
 }

@@ -326,7 +326,7 @@ func BenchmarkBackfillProxiedVsDirect(b *testing.B) {
 				os.Remove(cache.Path())
 			}
 			var err error
-			cache, err = eventcache.Open(filepath.Join(dir, fmt.Sprintf("c%d.db", i)), eventcache.Options{ServeStatuses: ServeStatuses})
+			cache, err = eventcache.Open(filepath.Join(dir, fmt.Sprintf("c%d.db", i)), eventcache.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -503,17 +503,17 @@ func BenchmarkVerify(b *testing.B) {
 	keys := &countingKeys{next: newWithIdentity(id, StaticKeys{w.RemoteServerName: {w.RemoteKey.KeyID: w.RemoteKey.Public}})}
 	c := &checker{keys: keys}
 	ctx := context.Background()
-	statuses := map[string]int{}
+	statuses := map[eventcache.Status]int{}
 	for _, s := range evs {
 		ev, reason, err := c.check(ctx, s.room, s.version, s.raw, "")
-		if err != nil || (ev.Status != eventcache.StatusVerified && ev.Status != StatusRedacted) {
+		if err != nil || (ev.Status != eventcache.StatusVerified && ev.Status != eventcache.StatusRedacted) {
 			b.Fatalf("event of %s: status %q (%s), %v", s.room, ev.Status, reason, err)
 		}
 		statuses[ev.Status]++
 	}
 	sigs := float64(keys.n.Load()) / float64(len(evs))
 	b.Logf("%d events (%d verified, %d redacted), %.0f bytes and %.2f signatures each", len(evs),
-		statuses[eventcache.StatusVerified], statuses[StatusRedacted], float64(bytes)/float64(len(evs)), sigs)
+		statuses[eventcache.StatusVerified], statuses[eventcache.StatusRedacted], float64(bytes)/float64(len(evs)), sigs)
 
 	b.Run("check", func(b *testing.B) {
 		b.SetBytes(bytes / int64(len(evs)))
@@ -574,7 +574,7 @@ func BenchmarkArchive(b *testing.B) {
 			var cpu time.Duration
 			for b.Loop() {
 				b.StopTimer()
-				cache, err := eventcache.Open(filepath.Join(dir, fmt.Sprintf("j%d-%d.db", parallel, i)), eventcache.Options{ServeStatuses: ServeStatuses})
+				cache, err := eventcache.Open(filepath.Join(dir, fmt.Sprintf("j%d-%d.db", parallel, i)), eventcache.Options{})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -629,7 +629,7 @@ func BenchmarkBackfillFrom1MCache(b *testing.B) {
 		dir = b.TempDir()
 	}
 	path := filepath.Join(dir, fmt.Sprintf("shim-%d.db", n))
-	cache, err := eventcache.Open(path, eventcache.Options{ServeStatuses: ServeStatuses})
+	cache, err := eventcache.Open(path, eventcache.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

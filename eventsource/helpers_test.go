@@ -61,7 +61,7 @@ func newBedFor(t testing.TB, w *world.World, o bedOptions, cachePath string) *be
 		t.Fatal(err)
 	}
 	b.client = client
-	cache, err := eventcache.Open(cachePath, eventcache.Options{ServeStatuses: ServeStatuses})
+	cache, err := eventcache.Open(cachePath, eventcache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,3 +156,10 @@ func (b *bed) get(t testing.TB, path string) *http.Response {
 	t.Cleanup(func() { resp.Body.Close() })
 	return resp
 }
+
+// The federation server takes a Source as its event and join source (eventsource itself does not
+// import federation).
+var (
+	_ federation.EventSource = (*Source)(nil)
+	_ federation.JoinSource  = (*Source)(nil)
+)

@@ -17,7 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/transition-matrix/transition-matrix/eventcache"
-	"github.com/transition-matrix/transition-matrix/federation"
+	"github.com/transition-matrix/transition-matrix/matrixspec"
 	"github.com/transition-matrix/transition-matrix/signing"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 )
@@ -30,8 +30,6 @@ type RoomStateAPI interface {
 	ForwardExtremities(ctx context.Context, roomID string) ([]synapseclient.ForwardExtremity, error)
 	User(ctx context.Context, userID string) (*synapseclient.UserDetails, error)
 }
-
-var _ federation.JoinSource = (*Source)(nil)
 
 // maxPrevEvents caps a template's prev_events, as the spec and Conduit do.
 const maxPrevEvents = 20
@@ -114,7 +112,7 @@ func (m *joinMemo) get(roomID string, prev []string) (memoEntry, bool) {
 // verified, from the cache or Synapse.
 func (s *Source) currentState(ctx context.Context, roomID string) (*roomState, error) {
 	if s.cfg.Admin == nil {
-		return nil, fmt.Errorf("%w: joins need Synapse's admin API (synapse.admin_token)", federation.ErrUpstreamUnavailable)
+		return nil, fmt.Errorf("%w: joins need Synapse's admin API (synapse.admin_token)", matrixspec.ErrUpstreamUnavailable)
 	}
 	var ext []string
 	var stateIDs []string
@@ -138,7 +136,7 @@ func (s *Source) currentState(ctx context.Context, roomID string) (*roomState, e
 		for _, ev := range raw {
 			id := gjson.GetBytes(ev, "event_id").String()
 			if id == "" {
-				return nil, fmt.Errorf("%w: Synapse's room state holds an event without event_id", federation.ErrUpstreamUnavailable)
+				return nil, fmt.Errorf("%w: Synapse's room state holds an event without event_id", matrixspec.ErrUpstreamUnavailable)
 			}
 			stateIDs = append(stateIDs, id)
 			if gjson.GetBytes(ev, "type").String() == "m.room.create" {
@@ -153,14 +151,14 @@ func (s *Source) currentState(ctx context.Context, roomID string) (*roomState, e
 			break
 		}
 		if attempt == 3 {
-			return nil, fmt.Errorf("%w: the room's forward extremities kept moving while its state was read", federation.ErrUpstreamUnavailable)
+			return nil, fmt.Errorf("%w: the room's forward extremities kept moving while its state was read", matrixspec.ErrUpstreamUnavailable)
 		}
 	}
 	if len(stateIDs) == 0 || len(ext) == 0 {
-		return nil, fmt.Errorf("%w: Synapse has no current state for %s", federation.ErrHostNotInRoom, roomID)
+		return nil, fmt.Errorf("%w: Synapse has no current state for %s", matrixspec.ErrHostNotInRoom, roomID)
 	}
 	if create == "" {
-		return nil, fmt.Errorf("%w: the current state of %s has no m.room.create", federation.ErrNotFound, roomID)
+		return nil, fmt.Errorf("%w: the current state of %s has no m.room.create", matrixspec.ErrNotFound, roomID)
 	}
 	if err := s.rememberVersion(roomID, create); err != nil {
 		return nil, err
@@ -202,11 +200,11 @@ func (s *Source) loadState(ctx context.Context, roomID, version string, ids, nea
 	st := &roomState{version: version, events: make(map[gmsl.StateKeyTuple]eventcache.Event, len(evs))}
 	for _, e := range evs {
 		if e.StateKey == nil {
-			return nil, fmt.Errorf("%w: state event %s has no state_key", federation.ErrNotVerified, e.ID)
+			return nil, fmt.Errorf("%w: state event %s has no state_key", matrixspec.ErrNotVerified, e.ID)
 		}
 		k := gmsl.StateKeyTuple{EventType: e.Type, StateKey: *e.StateKey}
 		if other, dup := st.events[k]; dup {
-			return nil, fmt.Errorf("%w: state events %s and %s are both (%s, %s)", federation.ErrNotVerified, other.ID, e.ID, e.Type, *e.StateKey)
+			return nil, fmt.Errorf("%w: state events %s and %s are both (%s, %s)", matrixspec.ErrNotVerified, other.ID, e.ID, e.Type, *e.StateKey)
 		}
 		st.events[k] = e
 	}
@@ -242,11 +240,11 @@ func (s *Source) loadEvents(ctx context.Context, roomID string, ids, near []stri
 		return nil, err
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("%w: %d events of %s, e.g. %s", federation.ErrNotVerified, len(missing), roomID, missing[0])
+		return nil, fmt.Errorf("%w: %d events of %s, e.g. %s", matrixspec.ErrNotVerified, len(missing), roomID, missing[0])
 	}
 	for _, e := range found {
 		if e.RoomID != roomID {
-			return nil, fmt.Errorf("%w: %s is not an event of %s", federation.ErrNotFound, e.ID, roomID)
+			return nil, fmt.Errorf("%w: %s is not an event of %s", matrixspec.ErrNotFound, e.ID, roomID)
 		}
 	}
 	return found, nil
@@ -278,7 +276,7 @@ func (st *roomState) authProvider(needed gmsl.StateNeeded) (*gmsl.AuthEvents, er
 // created on the target since) may join.
 func (s *Source) checkNotDeactivated(ctx context.Context, userID string) error {
 	if s.cfg.Admin == nil {
-		return fmt.Errorf("%w: joins need Synapse's admin API (synapse.admin_token)", federation.ErrUpstreamUnavailable)
+		return fmt.Errorf("%w: joins need Synapse's admin API (synapse.admin_token)", matrixspec.ErrUpstreamUnavailable)
 	}
 	start := time.Now()
 	u, err := s.cfg.Admin.User(ctx, userID)
@@ -289,7 +287,7 @@ func (s *Source) checkNotDeactivated(ctx context.Context, userID string) error {
 	case err != nil:
 		return upstreamError(err)
 	case bool(u.Deactivated):
-		return federation.Forbidden("The user is deactivated")
+		return matrixspec.Forbidden("The user is deactivated")
 	}
 	return nil
 }
@@ -301,7 +299,7 @@ func (s *Source) checkNotDeactivated(ctx context.Context, userID string) error {
 // does not authorise joins through other rooms' memberships).
 func (s *Source) MakeJoin(ctx context.Context, roomID, userID string, versions []string) (string, json.RawMessage, error) {
 	if _, server, _ := strings.Cut(userID, ":"); server != s.cfg.Identity.ServerName {
-		return "", nil, federation.Forbidden("User not from origin")
+		return "", nil, matrixspec.Forbidden("User not from origin")
 	}
 	if err := s.checkNotDeactivated(ctx, userID); err != nil {
 		return "", nil, err
@@ -311,12 +309,12 @@ func (s *Source) MakeJoin(ctx context.Context, roomID, userID string, versions [
 		return "", nil, err
 	}
 	if !slices.Contains(versions, st.version) {
-		return "", nil, federation.IncompatibleRoomVersion(st.version)
+		return "", nil, matrixspec.IncompatibleRoomVersion(st.version)
 	}
 	ver, err := gmsl.GetRoomVersion(gmsl.RoomVersion(st.version))
 	if err != nil || ver.EventIDFormat() == gmsl.EventIDFormatV1 {
 		// Version 1 and 2 joins carry an event ID of the joining server; no Conduit offers them.
-		return "", nil, federation.IncompatibleRoomVersion(st.version)
+		return "", nil, matrixspec.IncompatibleRoomVersion(st.version)
 	}
 	prev := slices.Clone(st.prev)
 	slices.SortFunc(prev, func(a, b eventcache.Event) int {
@@ -362,7 +360,7 @@ func (s *Source) MakeJoin(ctx context.Context, roomID, userID string, versions [
 		return "", nil, fmt.Errorf("building the join template: %w", err)
 	}
 	if err := gmsl.Allowed(trial, authEvents, userIDForSender); err != nil {
-		return "", nil, federation.Forbidden("The auth rules do not allow " + userID + " to join: " + err.Error())
+		return "", nil, matrixspec.Forbidden("The auth rules do not allow " + userID + " to join: " + err.Error())
 	}
 	template := map[string]any{
 		"room_id": roomID, "sender": userID, "state_key": userID, "type": spec.MRoomMember,
@@ -405,7 +403,7 @@ func (s *Source) stateBefore(ctx context.Context, roomID, version string, prev [
 		}
 	}
 	if len(prev) != 1 {
-		return nil, federation.BadJSON("The shim cannot resolve the room state at these prev_events (not the room's current forward extremities): ask make_join again")
+		return nil, matrixspec.BadJSON("The shim cannot resolve the room state at these prev_events (not the room's current forward extremities): ask make_join again")
 	}
 	ids, _, err := s.StateIDs(ctx, roomID, prev[0])
 	if err != nil {
@@ -429,7 +427,7 @@ func (s *Source) stateBefore(ctx context.Context, roomID, version string, prev [
 // SendJoin verifies a join signed by the server itself (event ID, room, membership, sender,
 // signatures with the server's keys, content hash, auth events and auth rules against the state
 // before it), stores it with that state, and returns the state and its auth chain as stored.
-func (s *Source) SendJoin(ctx context.Context, roomID, eventID string, body []byte) ([]federation.PDU, []federation.PDU, error) {
+func (s *Source) SendJoin(ctx context.Context, roomID, eventID string, body []byte) ([]json.RawMessage, []json.RawMessage, error) {
 	version, ok := s.knownVersion(roomID)
 	if !ok {
 		st, err := s.currentState(ctx, roomID)
@@ -440,55 +438,55 @@ func (s *Source) SendJoin(ctx context.Context, roomID, eventID string, body []by
 	}
 	ver, err := gmsl.GetRoomVersion(gmsl.RoomVersion(version))
 	if err != nil || ver.EventIDFormat() == gmsl.EventIDFormatV1 {
-		return nil, nil, federation.IncompatibleRoomVersion(version)
+		return nil, nil, matrixspec.IncompatibleRoomVersion(version)
 	}
 	raw := body
 	if gjson.GetBytes(raw, "unsigned").Exists() {
 		if raw, err = sjson.DeleteBytes(raw, "unsigned"); err != nil {
-			return nil, nil, federation.BadJSON("The join cannot be read: " + err.Error())
+			return nil, nil, matrixspec.BadJSON("The join cannot be read: " + err.Error())
 		}
 	}
 	raw = slices.Clone(raw)
 	if gjson.GetBytes(raw, "room_id").String() != roomID {
-		return nil, nil, federation.BadJSON("The event's room_id does not match the room in the path")
+		return nil, nil, matrixspec.BadJSON("The event's room_id does not match the room in the path")
 	}
 	join, err := ver.NewEventFromUntrustedJSON(raw)
 	if err != nil {
-		return nil, nil, federation.BadJSON("The join is not a valid event of room version " + version + ": " + err.Error())
+		return nil, nil, matrixspec.BadJSON("The join is not a valid event of room version " + version + ": " + err.Error())
 	}
 	if id, err := signing.EventID(version, raw); err != nil || id != eventID {
-		return nil, nil, federation.BadJSON(fmt.Sprintf("The event ID in the path is %s, the event's is %s", eventID, id))
+		return nil, nil, matrixspec.BadJSON(fmt.Sprintf("The event ID in the path is %s, the event's is %s", eventID, id))
 	}
 	sender := string(join.SenderID())
 	switch {
 	case join.RoomID().String() != roomID:
-		return nil, nil, federation.BadJSON("The event's room_id does not match the room in the path")
+		return nil, nil, matrixspec.BadJSON("The event's room_id does not match the room in the path")
 	case join.Type() != spec.MRoomMember || join.StateKey() == nil:
-		return nil, nil, federation.BadJSON("The event is not an m.room.member event")
+		return nil, nil, matrixspec.BadJSON("The event is not an m.room.member event")
 	case *join.StateKey() != sender:
-		return nil, nil, federation.BadJSON("The join's state_key is not its sender")
+		return nil, nil, matrixspec.BadJSON("The join's state_key is not its sender")
 	case !strings.HasSuffix(sender, ":"+s.cfg.Identity.ServerName) || !strings.HasPrefix(sender, "@"):
-		return nil, nil, federation.Forbidden("User not from origin")
+		return nil, nil, matrixspec.Forbidden("User not from origin")
 	}
 	if m, err := join.Membership(); err != nil || m != spec.Join {
-		return nil, nil, federation.BadJSON("The event's membership is not join")
+		return nil, nil, matrixspec.BadJSON("The event's membership is not join")
 	}
 	jv := &jsonVerifier{keys: s.checker.keys}
 	if err := gmsl.VerifyEventSignatures(ctx, join, jv, userIDForSender); err != nil {
 		if jv.transient != nil {
 			return nil, nil, jv.transient
 		}
-		return nil, nil, federation.Forbidden("The join's signature does not verify with the server's keys: " + err.Error())
+		return nil, nil, matrixspec.Forbidden("The join's signature does not verify with the server's keys: " + err.Error())
 	}
 	if join.Redacted() {
-		return nil, nil, federation.Forbidden("The join's content does not match its content hash")
+		return nil, nil, matrixspec.Forbidden("The join's content does not match its content hash")
 	}
 	if state, chain, ok, err := s.acceptedBefore(roomID, eventID, raw); err != nil || ok {
 		return state, chain, err
 	}
 	prev := join.PrevEventIDs()
 	if len(prev) == 0 || len(prev) > maxPrevEvents {
-		return nil, nil, federation.BadJSON("The join must have 1 to 20 prev_events")
+		return nil, nil, matrixspec.BadJSON("The join must have 1 to 20 prev_events")
 	}
 	st, err := s.stateBefore(ctx, roomID, version, prev)
 	if err != nil {
@@ -506,7 +504,7 @@ func (s *Source) SendJoin(ctx context.Context, roomID, eventID string, body []by
 	if err != nil {
 		return nil, nil, err
 	}
-	chain := make([]federation.PDU, len(chainEvs))
+	chain := make([]json.RawMessage, len(chainEvs))
 	chainIDs := make([]string, len(chainEvs))
 	for i, e := range chainEvs {
 		chain[i], chainIDs[i] = e.JSON, e.ID
@@ -516,7 +514,7 @@ func (s *Source) SendJoin(ctx context.Context, roomID, eventID string, body []by
 		return nil, nil, err
 	}
 	if len(missing) > 0 {
-		return nil, nil, fmt.Errorf("%w: state event %s", federation.ErrNotVerified, missing[0])
+		return nil, nil, fmt.Errorf("%w: state event %s", matrixspec.ErrNotVerified, missing[0])
 	}
 	rec := eventcache.Join{ID: eventID, RoomID: roomID, Depth: join.Depth(), PrevEvents: prev, AuthEvents: join.AuthEventIDs(), JSON: raw}
 	if err := s.cache.Apply(eventcache.Batch{Joins: []eventcache.Join{rec},
@@ -526,7 +524,7 @@ func (s *Source) SendJoin(ctx context.Context, roomID, eventID string, body []by
 	s.log.Info("join accepted", zap.String("room_id", roomID), zap.String("event_id", eventID), zap.String("sender", sender),
 		zap.Int("state", len(state)), zap.Int("auth_chain", len(chain)))
 	s.rememberStateAtPrev(ctx, roomID, prev)
-	out := make([]federation.PDU, len(state))
+	out := make([]json.RawMessage, len(state))
 	for i := range state {
 		out[i] = state[i].JSON
 	}
@@ -535,7 +533,7 @@ func (s *Source) SendJoin(ctx context.Context, roomID, eventID string, body []by
 
 // acceptedBefore answers a join sent again (Conduit retries) with what was answered the first
 // time, from the cache alone.
-func (s *Source) acceptedBefore(roomID, eventID string, raw []byte) ([]federation.PDU, []federation.PDU, bool, error) {
+func (s *Source) acceptedBefore(roomID, eventID string, raw []byte) ([]json.RawMessage, []json.RawMessage, bool, error) {
 	j, ok, err := s.joinEvent(roomID, eventID)
 	if err != nil || !ok || string(j.JSON) != string(raw) {
 		return nil, nil, false, err
@@ -583,16 +581,16 @@ func checkJoinAuth(st *roomState, join gmsl.PDU) error {
 	}
 	for _, id := range got {
 		if !inState[id] {
-			return federation.BadJSON("The join's auth event " + id + " is not in the room state at its prev_events")
+			return matrixspec.BadJSON("The join's auth event " + id + " is not in the room state at its prev_events")
 		}
 	}
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
-		return federation.BadJSON(fmt.Sprintf("The join's auth_events are %v; the room state at its prev_events gives %v", got, want))
+		return matrixspec.BadJSON(fmt.Sprintf("The join's auth_events are %v; the room state at its prev_events gives %v", got, want))
 	}
 	if err := gmsl.Allowed(join, authEvents, userIDForSender); err != nil {
-		return federation.Forbidden("The auth rules do not allow this join: " + err.Error())
+		return matrixspec.Forbidden("The auth rules do not allow this join: " + err.Error())
 	}
 	return nil
 }

@@ -267,7 +267,7 @@ func TestRealSynapseVersion12Room(t *testing.T) {
 // realShim is the shim over a real Synapse with its own cache at path: the Source and its URL.
 func realShim(t *testing.T, client *synapseclient.Client, id *signing.Identity, path string) (*Source, string) {
 	t.Helper()
-	cache, err := eventcache.Open(path, eventcache.Options{ServeStatuses: ServeStatuses})
+	cache, err := eventcache.Open(path, eventcache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/transition-matrix/transition-matrix/eventcache"
 	"github.com/transition-matrix/transition-matrix/internal/conduitlike"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
@@ -141,7 +142,7 @@ func TestTamperedEventIsNeverServedIntact(t *testing.T) {
 	if content := pdu.Get("content"); content.Exists() && len(content.Map()) != 0 {
 		t.Fatalf("a tampered event was served with content: %s", pdu.Raw)
 	}
-	if st, err := b.cache.GetAnyStatus(victim.ID); err != nil || st.Status != StatusPruned {
+	if st, err := b.cache.GetAnyStatus(victim.ID); err != nil || st.Status != eventcache.StatusPruned {
 		t.Fatalf("cache status of the tampered event: %+v %v", st.Status, err)
 	}
 	// A state event whose tampering breaks its event ID and signature is not served at all.
@@ -189,7 +190,7 @@ func TestTamperedOnceIsFetchedAgainIntact(t *testing.T) {
 		t.Fatalf("%d of %d arrived", n, len(room.Events))
 	}
 	counts, err := b.cache.StatusCounts(room.ID)
-	if err != nil || counts[StatusPruned] != 0 || counts[StatusRejected] != 0 {
+	if err != nil || counts[eventcache.StatusPruned] != 0 || counts[eventcache.StatusRejected] != 0 {
 		t.Fatalf("after one tampered answer and a refetch: %v %v", counts, err)
 	}
 }

@@ -15,22 +15,6 @@ import (
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 )
 
-// Statuses of stored events beyond eventcache.StatusVerified.
-const (
-	// StatusRedacted: Synapse served the event already redacted (a redaction applied, or history
-	// Synapse hides from itself); its signatures hold, its content hash cannot. Served as received.
-	StatusRedacted = "redacted"
-	// StatusPruned: the content did not match its hash although it was not redacted (changed
-	// after signing); the shim stores and serves the redacted form, which its signatures cover,
-	// so a receiver keeps the event in the DAG but never sees the altered content.
-	StatusPruned = "pruned"
-	// StatusRejected: a signature is missing or wrong; kept for the archive's accounting, never served.
-	StatusRejected = "rejected"
-)
-
-// ServeStatuses are the statuses the shim serves.
-var ServeStatuses = []string{eventcache.StatusVerified, StatusRedacted, StatusPruned}
-
 // errWrongEvent is an answer that is not the event asked for (other room, other ID); it is never stored.
 var errWrongEvent = errors.New("upstream answered another event")
 
@@ -77,7 +61,7 @@ func (c *checker) check(ctx context.Context, roomID, roomVersion string, raw []b
 	}
 	pdu, err := ver.NewEventFromUntrustedJSON(raw)
 	if err != nil {
-		ev.Status = StatusRejected
+		ev.Status = eventcache.StatusRejected
 		return ev, "malformed: " + err.Error(), nil
 	}
 	jv := &jsonVerifier{keys: c.keys}
@@ -88,7 +72,7 @@ func (c *checker) check(ctx context.Context, roomID, roomVersion string, raw []b
 		if jv.transient != nil { // a key could not be fetched: try again later, store nothing
 			return eventcache.Event{}, "", jv.transient
 		}
-		ev.Status = StatusRejected
+		ev.Status = eventcache.StatusRejected
 		return ev, "signature: " + err.Error(), nil
 	}
 	if !pdu.Redacted() {
@@ -100,10 +84,10 @@ func (c *checker) check(ctx context.Context, roomID, roomVersion string, raw []b
 		return eventcache.Event{}, "", err
 	}
 	if sameContent(raw, redacted) {
-		ev.Status = StatusRedacted
+		ev.Status = eventcache.StatusRedacted
 		return ev, "", nil
 	}
-	ev.Status = StatusPruned
+	ev.Status = eventcache.StatusPruned
 	ev.JSON = redacted
 	return ev, "content does not match its hash; serving the redacted form", nil
 }

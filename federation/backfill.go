@@ -3,10 +3,9 @@ package federation
 import (
 	"net/http"
 	"strconv"
-)
 
-// MaxBackfill is the most events one /backfill answer holds, as in Synapse.
-const MaxBackfill = 100
+	"github.com/transition-matrix/transition-matrix/matrixspec"
+)
 
 // maxLimitParam is the largest limit accepted at all; larger ones are refused, not capped.
 const maxLimitParam = 1000
@@ -36,7 +35,7 @@ func (s *Server) backfill(r *http.Request, vars map[string]string) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	pdus, err := s.cfg.Source.Backfill(r.Context(), roomID, seeds, min(limit, MaxBackfill))
+	pdus, err := s.cfg.Source.Backfill(r.Context(), roomID, seeds, min(limit, matrixspec.MaxBackfill))
 	if err != nil {
 		return nil, err
 	}

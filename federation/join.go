@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/transition-matrix/transition-matrix/matrixspec"
 )
 
 // JoinSource builds join templates and accepts joins; an EventSource that also implements it
@@ -20,30 +22,12 @@ type JoinSource interface {
 	SendJoin(ctx context.Context, roomID, eventID string, pdu []byte) (state, authChain []PDU, err error)
 }
 
-// IncompatibleRoomVersion is the make_join answer for a room whose version the requester did
-// not offer (or the shim cannot build joins for): 400 M_INCOMPATIBLE_ROOM_VERSION.
-func IncompatibleRoomVersion(roomVersion string) error {
-	return &matrixError{Status: http.StatusBadRequest, ErrCode: "M_INCOMPATIBLE_ROOM_VERSION",
-		Message:     "Your homeserver does not support the features required to interact with this room",
-		RoomVersion: roomVersion}
-}
-
-// Forbidden is a 403 M_FORBIDDEN answer, e.g. a join the auth rules do not allow.
-func Forbidden(msg string) error { return errorf(http.StatusForbidden, "M_FORBIDDEN", msg) }
-
-// ClientError is an answer with a client error status passed on from Synapse, e.g. 400
-// M_INVALID_PARAM for a room ID Synapse refuses.
-func ClientError(status int, errcode, msg string) error { return errorf(status, errcode, msg) }
-
-// BadJSON is a 400 M_BAD_JSON answer for a request body that is not an acceptable event.
-func BadJSON(msg string) error { return errorf(http.StatusBadRequest, "M_BAD_JSON", msg) }
-
 // makeJoin answers a join event template for a user of the server itself.
 // https://spec.matrix.org/v1.16/server-server-api/#get_matrixfederationv1make_joinroomiduserid
 func (s *Server) makeJoin(r *http.Request, vars map[string]string) (any, error) {
 	js, ok := s.cfg.Source.(JoinSource)
 	if !ok {
-		return nil, errorf(http.StatusNotFound, "M_UNRECOGNIZED", "Unrecognized request")
+		return nil, matrixspec.New(http.StatusNotFound, "M_UNRECOGNIZED", "Unrecognized request")
 	}
 	roomID, userID := vars["roomId"], vars["userId"]
 	if err := checkRoomID(roomID); err != nil {
@@ -74,7 +58,7 @@ func (s *Server) checkOwnUser(userID string) error {
 		return badParam("Invalid user ID")
 	}
 	if server != s.cfg.Identity.ServerName {
-		return Forbidden("User not from origin")
+		return matrixspec.Forbidden("User not from origin")
 	}
 	return nil
 }
@@ -86,7 +70,7 @@ func (s *Server) sendJoin(v1 bool) handlerFunc {
 	return func(r *http.Request, vars map[string]string) (any, error) {
 		js, ok := s.cfg.Source.(JoinSource)
 		if !ok {
-			return nil, errorf(http.StatusNotFound, "M_UNRECOGNIZED", "Unrecognized request")
+			return nil, matrixspec.New(http.StatusNotFound, "M_UNRECOGNIZED", "Unrecognized request")
 		}
 		roomID, eventID := vars["roomId"], vars["eventId"]
 		if err := checkRoomID(roomID); err != nil {
@@ -100,7 +84,7 @@ func (s *Server) sendJoin(v1 bool) handlerFunc {
 			return nil, badParam("Cannot read the request body")
 		}
 		if !json.Valid(body) || !bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("{")) {
-			return nil, errorf(http.StatusBadRequest, "M_NOT_JSON", "The request body is not a JSON object")
+			return nil, matrixspec.New(http.StatusBadRequest, "M_NOT_JSON", "The request body is not a JSON object")
 		}
 		state, chain, err := js.SendJoin(r.Context(), roomID, eventID, body)
 		if err != nil {

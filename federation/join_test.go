@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/transition-matrix/transition-matrix/matrixspec"
 )
 
 // fakeJoins is a fakeSource that also builds and accepts joins.
@@ -87,11 +89,11 @@ func TestJoinErrorsBecomeMatrixErrors(t *testing.T) {
 		status  int
 		errcode string
 	}{
-		{IncompatibleRoomVersion("1"), 400, "M_INCOMPATIBLE_ROOM_VERSION"},
-		{fmt.Errorf("wrapped: %w", Forbidden("banned")), 403, "M_FORBIDDEN"},
-		{BadJSON("no"), 400, "M_BAD_JSON"},
-		{ErrNotFound, 404, "M_NOT_FOUND"},
-		{ErrUpstreamUnavailable, 502, "M_UNKNOWN"},
+		{matrixspec.IncompatibleRoomVersion("1"), 400, "M_INCOMPATIBLE_ROOM_VERSION"},
+		{fmt.Errorf("wrapped: %w", matrixspec.Forbidden("banned")), 403, "M_FORBIDDEN"},
+		{matrixspec.BadJSON("no"), 400, "M_BAD_JSON"},
+		{matrixspec.ErrNotFound, 404, "M_NOT_FOUND"},
+		{matrixspec.ErrUpstreamUnavailable, 502, "M_UNKNOWN"},
 	} {
 		f.makeJoin = func(context.Context, string, string, []string) (string, json.RawMessage, error) {
 			return "", nil, c.err
@@ -137,7 +139,7 @@ func TestSendJoinAnswersStateAndAuthChainWithoutEvent(t *testing.T) {
 		}
 	}
 	f.sendJoin = func(context.Context, string, string, []byte) ([]PDU, []PDU, error) {
-		return nil, nil, fmt.Errorf("check: %w", Forbidden("signature"))
+		return nil, nil, fmt.Errorf("check: %w", matrixspec.Forbidden("signature"))
 	}
 	if code, m, raw := s.do("PUT", "/_matrix/federation/v2/send_join/%21r%3Ahs.example/%24j", body); code != 403 || m["errcode"] != "M_FORBIDDEN" {
 		t.Fatalf("refused join: %d %s", code, raw)

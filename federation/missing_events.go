@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+
+	"github.com/transition-matrix/transition-matrix/matrixspec"
 )
 
 // maxMissingEvents caps get_missing_events answers.
@@ -32,7 +34,7 @@ func (s *Server) getMissingEvents(r *http.Request, vars map[string]string) (any,
 	var req missingEventsRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&req); err != nil {
-		return nil, errorf(http.StatusBadRequest, "M_BAD_JSON", "Request body is not a get_missing_events request: "+err.Error())
+		return nil, matrixspec.New(http.StatusBadRequest, "M_BAD_JSON", "Request body is not a get_missing_events request: "+err.Error())
 	}
 	if len(req.LatestEvents) == 0 {
 		return nil, missingParam("latest_events must name at least one event")

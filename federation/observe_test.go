@@ -20,6 +20,8 @@ import (
 
 	"github.com/transition-matrix/transition-matrix/metrics"
 	"github.com/transition-matrix/transition-matrix/signing"
+
+	"github.com/transition-matrix/transition-matrix/matrixspec"
 )
 
 // observed is one ObserveRequest call.
@@ -127,7 +129,7 @@ func TestAccessLogKeepsSecretsOut(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	src := serving()
 	src.event = func(context.Context, string) (PDU, error) {
-		return nil, fmt.Errorf("synapse said no: %w", ErrUpstreamUnavailable) // logged as "request failed"
+		return nil, fmt.Errorf("synapse said no: %w", matrixspec.ErrUpstreamUnavailable) // logged as "request failed"
 	}
 	s := newTestShim(t, src, func(c *Config) { c.Logger = zap.New(core); c.Now = ticking(2 * time.Millisecond) })
 

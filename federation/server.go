@@ -24,6 +24,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/transition-matrix/transition-matrix/signing"
+
+	"github.com/transition-matrix/transition-matrix/matrixspec"
 )
 
 // Config holds what the server needs; New fills the zero values with defaults.
@@ -130,11 +132,11 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, readers: make(chan struct{}, cfg.MaxBodyReaders)}
 	r := mux.NewRouter().UseEncodedPath().SkipClean(true) // no redirects: the signed URI is the one served
 	r.NotFoundHandler = s.wrap("unknown", false, func(*http.Request, map[string]string) (any, error) {
-		return nil, errorf(http.StatusNotFound, "M_UNRECOGNIZED", "Unrecognized request")
+		return nil, matrixspec.New(http.StatusNotFound, "M_UNRECOGNIZED", "Unrecognized request")
 	})
 	r.MethodNotAllowedHandler = s.wrap("unknown", false, func(r *http.Request, _ map[string]string) (any, error) {
-		e := errorf(http.StatusMethodNotAllowed, "M_UNRECOGNIZED", fmt.Sprintf("Method %s is not allowed here", r.Method))
-		e.allow = s.allowedMethods(r)
+		e := matrixspec.New(http.StatusMethodNotAllowed, "M_UNRECOGNIZED", fmt.Sprintf("Method %s is not allowed here", r.Method))
+		e.Allow = s.allowedMethods(r)
 		return nil, e
 	})
 	r.Handle("/_matrix/key/v2/server", s.wrap("key", false, s.serverKeys)).Methods(http.MethodGet)
@@ -201,7 +203,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, authenticated boo
 		// connection whose body does not arrive in time is closed.
 		http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)) // the wall clock: cfg.Now may be a test clock
 	}
-	refuse := func(e *matrixError) int {
+	refuse := func(e *matrixspec.Error) int {
 		if hasBody {
 			// Never wait for a body that will not be used: close the connection after the
 			// answer, and end the server's wait to discard what is left of the body at once.
@@ -211,7 +213,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, authenticated boo
 		return writeError(w, e)
 	}
 	if !s.allowed(r.RemoteAddr) {
-		return refuse(errorf(http.StatusForbidden, "M_FORBIDDEN", "Your address may not use this server")), ""
+		return refuse(matrixspec.New(http.StatusForbidden, "M_FORBIDDEN", "Your address may not use this server")), ""
 	}
 	if r.ContentLength > s.cfg.MaxBodyBytes {
 		return refuse(tooLarge(s.cfg.MaxBodyBytes)), ""
@@ -226,7 +228,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, authenticated boo
 		var body []byte
 		if hasBody {
 			if body, err = s.readBody(w, r); err != nil {
-				return refuse(toMatrixError(err)), ""
+				return refuse(matrixspec.For(err)), ""
 			}
 			hasBody = false
 		}
@@ -251,7 +253,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, authenticated boo
 	defer cancel()
 	resp, err := h(r.WithContext(ctx), vars)
 	if err != nil {
-		me := toMatrixError(err)
+		me := matrixspec.For(err)
 		if me.Status >= 500 {
 			s.cfg.Logger.Warn("request failed", zap.String("path", r.URL.EscapedPath()), zap.Error(err))
 		}
@@ -261,7 +263,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, authenticated boo
 	if raw, ok := resp.(rawJSON); ok {
 		body = raw
 	} else if body, err = json.Marshal(resp); err != nil {
-		return refuse(toMatrixError(err)), origin
+		return refuse(matrixspec.For(err)), origin
 	}
 	if hasBody {
 		w.Header().Set("Connection", "close")
@@ -290,7 +292,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	case errors.As(err, &tooBig):
 		return nil, tooLarge(s.cfg.MaxBodyBytes)
 	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout():
-		return nil, errorf(http.StatusRequestTimeout, "M_UNKNOWN", fmt.Sprintf("The request body did not arrive within %s", s.cfg.BodyReadTimeout))
+		return nil, matrixspec.New(http.StatusRequestTimeout, "M_UNKNOWN", fmt.Sprintf("The request body did not arrive within %s", s.cfg.BodyReadTimeout))
 	case err != nil:
 		return nil, badParam("Cannot read the request body: " + err.Error())
 	}
@@ -328,19 +330,19 @@ func readAtMost(r io.Reader, limit, announced int64) ([]byte, error) {
 	}
 }
 
-func tooLarge(max int64) *matrixError {
-	return errorf(http.StatusRequestEntityTooLarge, "M_TOO_LARGE", fmt.Sprintf("Request body over %d bytes", max))
+func tooLarge(max int64) *matrixspec.Error {
+	return matrixspec.New(http.StatusRequestEntityTooLarge, "M_TOO_LARGE", fmt.Sprintf("Request body over %d bytes", max))
 }
 
 // authError maps an X-Matrix failure to 401 M_UNAUTHORIZED (or 400 for a body that is not JSON).
-func authError(err error) *matrixError {
+func authError(err error) *matrixspec.Error {
 	switch {
 	case errors.Is(err, signing.ErrMalformedContent):
-		return errorf(http.StatusBadRequest, "M_NOT_JSON", err.Error())
+		return matrixspec.New(http.StatusBadRequest, "M_NOT_JSON", err.Error())
 	case errors.Is(err, signing.ErrNoAuthorization):
-		return errorf(http.StatusUnauthorized, "M_UNAUTHORIZED", "Missing X-Matrix Authorization header")
+		return matrixspec.New(http.StatusUnauthorized, "M_UNAUTHORIZED", "Missing X-Matrix Authorization header")
 	default:
-		return errorf(http.StatusUnauthorized, "M_UNAUTHORIZED", err.Error())
+		return matrixspec.New(http.StatusUnauthorized, "M_UNAUTHORIZED", err.Error())
 	}
 }
 
@@ -365,10 +367,10 @@ func (s *Server) allowed(remoteAddr string) bool {
 	return false
 }
 
-func writeError(w http.ResponseWriter, e *matrixError) int {
+func writeError(w http.ResponseWriter, e *matrixspec.Error) int {
 	body, _ := json.Marshal(e)
 	if e.Status == http.StatusMethodNotAllowed {
-		w.Header().Set("Allow", e.allow)
+		w.Header().Set("Allow", e.Allow)
 	}
 	writeJSON(w, e.Status, body)
 	return e.Status

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/transition-matrix/transition-matrix/signing"
+
+	"github.com/transition-matrix/transition-matrix/matrixspec"
 )
 
 // fakeSource is an EventSource whose answers the test sets with function fields.
@@ -134,7 +136,7 @@ func TestEndpointsAnswerSignedRequests(t *testing.T) {
 	if code != 200 || m["origin"] != "hs.example" || !strings.Contains(raw, `"pdus":[`+secretPDU+`,{"b" : 1}]`) {
 		t.Fatalf("backfill: %d %s", code, raw)
 	}
-	if fmt.Sprint(gotSeeds) != "[$a/b+c $d]" || gotLimit != MaxBackfill {
+	if fmt.Sprint(gotSeeds) != "[$a/b+c $d]" || gotLimit != matrixspec.MaxBackfill {
 		t.Fatalf("seeds %v limit %d: v must be unescaped and the limit capped at 100", gotSeeds, gotLimit)
 	}
 	if code, _, raw := s.do("GET", "/_matrix/federation/v1/event/%24abc%2Fdef", nil); code != 200 || !strings.Contains(raw, secretPDU) {
@@ -227,7 +229,7 @@ func TestHostileRequestsGetNoData(t *testing.T) {
 			src := serving()
 			src.backfill = func(_ context.Context, room string, _ []string, _ int) ([]PDU, error) {
 				if room != "!r:hs.example" {
-					return nil, ErrNotFound
+					return nil, matrixspec.ErrNotFound
 				}
 				return []PDU{PDU(secretPDU)}, nil
 			}
@@ -280,10 +282,10 @@ func TestSourceErrorsBecomeMatrixErrors(t *testing.T) {
 		status  int
 		errcode string
 	}{
-		{ErrNotFound, 404, "M_NOT_FOUND"},
-		{ErrHostNotInRoom, 403, "M_FORBIDDEN"},
-		{fmt.Errorf("synapse: %w", ErrUpstreamUnavailable), 502, "M_UNKNOWN"},
-		{fmt.Errorf("hash mismatch: %w", ErrNotVerified), 502, "M_UNKNOWN"},
+		{matrixspec.ErrNotFound, 404, "M_NOT_FOUND"},
+		{matrixspec.ErrHostNotInRoom, 403, "M_FORBIDDEN"},
+		{fmt.Errorf("synapse: %w", matrixspec.ErrUpstreamUnavailable), 502, "M_UNKNOWN"},
+		{fmt.Errorf("hash mismatch: %w", matrixspec.ErrNotVerified), 502, "M_UNKNOWN"},
 		{context.DeadlineExceeded, 504, "M_UNKNOWN"},
 		{io.ErrUnexpectedEOF, 500, "M_UNKNOWN"},
 	}

@@ -9,7 +9,7 @@ import (
 type PDU = json.RawMessage
 
 // EventSource answers the shim's questions about events and rooms, from the verified cache and,
-// when the cache lacks the answer, from Synapse. Errors are the package's Err* values.
+// when the cache lacks the answer, from Synapse. Errors are matrixspec's Err* values or answers.
 type EventSource interface {
 	// Event returns one verified event.
 	Event(ctx context.Context, eventID string) (PDU, error)

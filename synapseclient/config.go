@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/transition-matrix/transition-matrix/internal/backoff"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
 
@@ -197,10 +198,10 @@ func (cfg *Config) applyDefaults() {
 		cfg.HTTPClient = &http.Client{}
 	}
 	if cfg.Sleep == nil {
-		cfg.Sleep = sleepContext
+		cfg.Sleep = backoff.Sleep
 	}
 	if cfg.Jitter == nil {
-		cfg.Jitter = halfJitter
+		cfg.Jitter = backoff.HalfJitter
 	}
 }
 

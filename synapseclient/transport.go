@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/transition-matrix/transition-matrix/internal/backoff"
 )
 
 // transport is the HTTP layer the three clients share: per-host concurrency limit, per-attempt
@@ -59,38 +60,8 @@ func escape(s string) string {
 	return strings.ReplaceAll(url.QueryEscape(s), "+", "%20")
 }
 
-func sleepContext(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// halfJitter picks a delay uniformly in [d/2, d].
-func halfJitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	half := d / 2
-	return half + rand.N(d-half+1)
-}
-
 func (t *transport) backoff(retry int) time.Duration {
-	d := t.cfg.BaseBackoff
-	for i := 1; i < retry && d < t.cfg.MaxBackoff; i++ {
-		d *= 2
-	}
-	if d > t.cfg.MaxBackoff {
-		d = t.cfg.MaxBackoff
-	}
-	return t.cfg.Jitter(d)
+	return backoff.Policy{Base: t.cfg.BaseBackoff, Max: t.cfg.MaxBackoff, Jitter: t.cfg.Jitter}.Delay(retry)
 }
 
 // acquire takes a slot of host's concurrency limit, or fails when ctx ends first.

@@ -450,20 +450,7 @@ func TestPerAttemptTimeoutIsRetried(t *testing.T) {
 	}
 }
 
-func TestJitterSleepAndRetryAfterHelpers(t *testing.T) {
-	for range 100 {
-		if d := halfJitter(time.Second); d < 500*time.Millisecond || d > time.Second {
-			t.Fatalf("halfJitter(1s) = %s", d)
-		}
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	if err := sleepContext(ctx, time.Hour); !errors.Is(err, context.Canceled) {
-		t.Errorf("sleepContext on a cancelled ctx = %v", err)
-	}
-	if err := sleepContext(t.Context(), 0); err != nil {
-		t.Errorf("sleepContext(0) = %v", err)
-	}
+func TestParseRetryAfter(t *testing.T) {
 	if d := parseRetryAfter([]byte(`{"retry_after_ms":250}`), "9"); d != 250*time.Millisecond {
 		t.Errorf("body wins: %s", d)
 	}

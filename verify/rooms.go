@@ -7,7 +7,7 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/transition-matrix/transition-matrix/eventsource"
+	"github.com/transition-matrix/transition-matrix/eventcache"
 )
 
 // expectation is what the source's events say the target's timeline of a room should hold.
@@ -68,11 +68,11 @@ func expect(events []SourceEvent, heads []string) *expectation {
 		switch {
 		case !reached[e.ID]:
 			x.outliers++
-		case e.Status == eventsource.StatusRejected:
+		case e.Status == eventcache.StatusRejected:
 			x.unservable++
 		default:
 			x.expected[e.ID] = true
-			if e.Status == eventsource.StatusRedacted && !redacted[e.ID] {
+			if e.Status == eventcache.StatusRedacted && !redacted[e.ID] {
 				x.hideable[e.ID] = true
 			}
 		}

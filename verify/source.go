@@ -35,7 +35,7 @@ type SourceEvent struct {
 	Type       string
 	StateKey   *string
 	Depth      int64
-	Status     string // the cache's status: verified, redacted, pruned, rejected
+	Status     eventcache.Status // the cache's status: verified, redacted, pruned, rejected
 	PrevEvents []string
 	AuthEvents []string
 	Redacts    string // for m.room.redaction: the event it redacts

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/transition-matrix/transition-matrix/eventcache"
-	"github.com/transition-matrix/transition-matrix/eventsource"
 	"github.com/transition-matrix/transition-matrix/internal/synapsesim"
 	"github.com/transition-matrix/transition-matrix/internal/world"
 )
@@ -314,7 +313,7 @@ func (k *killSwitch) killedOn() string {
 
 func openCrashCache(t *testing.T, path string) *eventcache.Cache {
 	t.Helper()
-	c, err := eventcache.Open(path, eventcache.Options{ServeStatuses: eventsource.ServeStatuses})
+	c, err := eventcache.Open(path, eventcache.Options{})
 	if err != nil {
 		t.Fatalf("open %s: %v", path, err)
 	}

@@ -101,7 +101,7 @@ func openShim(cfg *config.Config, log *zap.Logger, m eventsource.Metrics) (*shim
 			admin = c.Admin() // make_join and send_join read the current state with it
 		}
 	}
-	cache, err := eventcache.Open(cfg.Path(cfg.Cache.Path), eventcache.Options{ServeStatuses: eventsource.ServeStatuses})
+	cache, err := eventcache.Open(cfg.Path(cfg.Cache.Path), eventcache.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("opening the event cache: %w", err)
 	}

@@ -185,7 +185,7 @@ func openExport(dir, identityFile string) (*verify.ExportDir, error) {
 // every room from Synapse again into a new cache in DIR instead.
 func openVerifyCache(ctx context.Context, env *Env, cfg *config.Config, scratch string, log *zap.Logger) (cache *eventcache.Cache, served *cacheshare.Client, cleanup func(), err error) {
 	path := cfg.Path(cfg.Cache.Path)
-	cache, err = eventcache.Open(path, eventcache.Options{ServeStatuses: eventsource.ServeStatuses})
+	cache, err = eventcache.Open(path, eventcache.Options{})
 	if err == nil {
 		return cache, nil, func() { cache.Close() }, nil
 	}
@@ -213,7 +213,7 @@ func openVerifyCache(ctx context.Context, env *Env, cfg *config.Config, scratch 
 	}
 	log.Warn("the event cache is held by another process: reading every room's events from Synapse again into a scratch cache; this takes as long as `shim archive`",
 		zap.String("cache", path), zap.String("scratch", dir))
-	cache, err = eventcache.Open(filepath.Join(dir, "cache.db"), eventcache.Options{ServeStatuses: eventsource.ServeStatuses})
+	cache, err = eventcache.Open(filepath.Join(dir, "cache.db"), eventcache.Options{})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, nil, nil, err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/transition-matrix/transition-matrix/federation"
 	"github.com/transition-matrix/transition-matrix/internal/world"
+	"github.com/transition-matrix/transition-matrix/matrixspec"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
 
@@ -31,7 +32,7 @@ func (s worldSource) pdu(e *world.Event) federation.PDU {
 func (s worldSource) Event(_ context.Context, id string) (federation.PDU, error) {
 	e := s.w.Event(id)
 	if e == nil {
-		return nil, federation.ErrNotFound
+		return nil, matrixspec.ErrNotFound
 	}
 	return s.pdu(e), nil
 }
@@ -40,7 +41,7 @@ func (s worldSource) Event(_ context.Context, id string) (federation.PDU, error)
 func (s worldSource) Backfill(_ context.Context, roomID string, seeds []string, limit int) ([]federation.PDU, error) {
 	r := s.w.Room(roomID)
 	if r == nil {
-		return nil, federation.ErrNotFound
+		return nil, matrixspec.ErrNotFound
 	}
 	seen := map[string]bool{}
 	var found []*world.Event

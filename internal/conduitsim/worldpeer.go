@@ -15,6 +15,7 @@ import (
 
 	"github.com/transition-matrix/transition-matrix/federation"
 	"github.com/transition-matrix/transition-matrix/internal/world"
+	"github.com/transition-matrix/transition-matrix/matrixspec"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
 
@@ -161,7 +162,7 @@ var _ federation.EventSource = worldSource{}
 func (s worldSource) Event(_ context.Context, id string) (federation.PDU, error) {
 	e := s.f.w.Event(id)
 	if e == nil {
-		return nil, federation.ErrNotFound
+		return nil, matrixspec.ErrNotFound
 	}
 	return s.f.pdu(e), nil
 }
@@ -171,7 +172,7 @@ func (s worldSource) Event(_ context.Context, id string) (federation.PDU, error)
 func (s worldSource) Backfill(_ context.Context, roomID string, seeds []string, limit int) ([]federation.PDU, error) {
 	r := s.f.w.Room(roomID)
 	if r == nil {
-		return nil, federation.ErrNotFound
+		return nil, matrixspec.ErrNotFound
 	}
 	seen := map[string]bool{}
 	var found []*world.Event
@@ -208,17 +209,17 @@ func (s worldSource) Backfill(_ context.Context, roomID string, seeds []string, 
 }
 
 func (worldSource) MissingEvents(context.Context, string, []string, []string, int, int64) ([]federation.PDU, error) {
-	return nil, federation.ErrNotFound
+	return nil, matrixspec.ErrNotFound
 }
 
 func (worldSource) StateIDs(context.Context, string, string) ([]string, []string, error) {
-	return nil, nil, federation.ErrNotFound
+	return nil, nil, matrixspec.ErrNotFound
 }
 
 func (worldSource) State(context.Context, string, string) ([]federation.PDU, []federation.PDU, error) {
-	return nil, nil, federation.ErrNotFound
+	return nil, nil, matrixspec.ErrNotFound
 }
 
 func (worldSource) EventAuth(context.Context, string, string) ([]federation.PDU, error) {
-	return nil, federation.ErrNotFound
+	return nil, matrixspec.ErrNotFound
 }

@@ -355,7 +355,7 @@ func (c *countingUpstream) GetMissingEvents(ctx context.Context, roomID string, 
 func TestDendriteRoomBackfilledWholeThroughTheShim(t *testing.T) {
 	f := setup(t)
 	room, id := f.room, f.s.Identity
-	cache, err := eventcache.Open(filepath.Join(t.TempDir(), "cache.db"), eventcache.Options{ServeStatuses: eventsource.ServeStatuses})
+	cache, err := eventcache.Open(filepath.Join(t.TempDir(), "cache.db"), eventcache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
