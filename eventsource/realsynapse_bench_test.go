@@ -96,7 +96,7 @@ func benchSynapseClient(b *testing.B, s *synapsetest.Server) *synapseclient.Clie
 func coldShim(b *testing.B, client *synapseclient.Client, s *synapsetest.Server, path string) (string, func()) {
 	b.Helper()
 	id := s.Identity()
-	cache, err := eventcache.Open(path, eventcache.Options{ServeStatuses: ServeStatuses})
+	cache, err := eventcache.Open(path, eventcache.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

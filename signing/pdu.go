@@ -197,7 +197,7 @@ func CheckPDU(roomVersion string, pdu []byte, keyOf PublicKeyFunc) (string, erro
 		map[string]func(*bytes.Buffer){"content": redactedContent})
 	signed := sc.signed.Bytes()
 	ref := sha256.Sum256(signed)
-	id := f.eventID
+	id := strings.Clone(f.eventID) // f's strings view the pooled buffer
 	switch rules.idFormat {
 	case gmsl.EventIDFormatV2:
 		id = "$" + base64.RawStdEncoding.EncodeToString(ref[:])

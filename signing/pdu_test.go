@@ -241,3 +241,28 @@ func needsRemoteIn(version, name string) bool {
 	}
 	return true
 }
+
+// TestCheckPDUIDOutlivesTheCall: the ID of a version 1 event (read from the event) stays intact
+// after later calls reuse CheckPDU's working memory.
+func TestCheckPDUIDOutlivesTheCall(t *testing.T) {
+	k := signing.Key{ID: "ed25519:a", Seed: make([]byte, ed25519.SeedSize)}
+	keys := pduKeys{"a.test": {"ed25519:a": k.PublicKey()}}
+	var ids []string
+	for i := range 20 {
+		ev := fmt.Sprintf(`{"event_id":"$e%d:a.test","room_id":"!r:a.test","sender":"@u:a.test","type":"m.room.message","depth":1,"origin_server_ts":1,"prev_events":[],"auth_events":[],"content":{"body":"%d"}}`, i, i)
+		signed, err := signing.SignEvent("1", "a.test", k, []byte(ev))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := signing.CheckPDU("1", signed, keys.lookup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	for i, id := range ids {
+		if want := fmt.Sprintf("$e%d:a.test", i); id != want {
+			t.Fatalf("event %d: ID %q after later calls, want %q", i, id, want)
+		}
+	}
+}
