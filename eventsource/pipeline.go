@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -181,8 +183,8 @@ func (s *Source) storeAndServe(ctx context.Context, roomID, version string, pdus
 func (s *Source) checkAll(ctx context.Context, roomID, version string, pdus []synapseclient.PDU) ([]eventcache.Event, error) {
 	out := make([]eventcache.Event, 0, len(pdus))
 	seen := map[string]bool{}
-	for _, p := range pdus {
-		ev, _, err := s.checker.check(ctx, roomID, version, p.Raw, "")
+	for _, c := range s.checkEach(ctx, roomID, version, pdus) {
+		ev, err := c.ev, c.err
 		if errors.Is(err, errWrongEvent) {
 			continue
 		}
@@ -209,6 +211,39 @@ func (s *Source) checkAll(ctx context.Context, roomID, version string, pdus []sy
 		out = append(out, ev)
 	}
 	return out, nil
+}
+
+// checked is one PDU's verdict from checkEach.
+type checked struct {
+	ev  eventcache.Event
+	err error
+}
+
+// checkEach runs the checker on every PDU, spread over the cores; the verdicts keep the PDUs' order.
+func (s *Source) checkEach(ctx context.Context, roomID, version string, pdus []synapseclient.PDU) []checked {
+	out := make([]checked, len(pdus))
+	workers := min(runtime.GOMAXPROCS(0), (len(pdus)+7)/8) // a few events are not worth a goroutine
+	if workers <= 1 {
+		for i, p := range pdus {
+			out[i].ev, _, out[i].err = s.checker.check(ctx, roomID, version, p.Raw, "")
+		}
+		return out
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(pdus) {
+					return
+				}
+				out[i].ev, _, out[i].err = s.checker.check(ctx, roomID, version, pdus[i].Raw, "")
+			}
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // fetchChecked fetches one event with /event and verifies it, without storing it.

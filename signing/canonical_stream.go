@@ -39,7 +39,15 @@ type streamCanon struct {
 	in  []byte
 	pos int
 	buf *bytes.Buffer
+	// strict refuses what an event check must not decide on its fast path: a number that is
+	// not an integer of at most 53 bits, and a key repeated in an object.
+	strict bool
+	// top receives the members of the outermost object in output order (sorted, offsets in buf).
+	top *[]member
 }
+
+// errNotStrict is a value strict mode refuses.
+var errNotStrict = errors.New("canonical json: not an integer of at most 53 bits, or a repeated key")
 
 // member is one object member as written to the output: its decoded key and where its
 // `"key":value` text starts and ends in the output buffer.
@@ -187,6 +195,9 @@ func (s *streamCanon) object(depth int) error {
 		s.pos++
 	}
 	if sorted {
+		if depth == 1 && s.top != nil {
+			*s.top = members
+		}
 		s.buf.WriteByte('}')
 		return nil
 	}
@@ -199,14 +210,23 @@ func (s *streamCanon) object(depth int) error {
 	}
 	slices.SortStableFunc(members, func(a, b member) int { return strings.Compare(a.key, b.key) })
 	s.buf.Truncate(region)
+	kept := members[:0]
 	for i, m := range members {
 		if i+1 < len(members) && members[i+1].key == m.key {
+			if s.strict {
+				return errNotStrict
+			}
 			continue
 		}
 		if s.buf.Len() > region {
 			s.buf.WriteByte(',')
 		}
+		start := s.buf.Len()
 		s.buf.Write(text[m.start:m.end])
+		kept = append(kept, member{key: m.key, start: start, end: s.buf.Len()})
+	}
+	if depth == 1 && s.top != nil {
+		*s.top = kept
 	}
 	s.buf.WriteByte('}')
 	return nil
@@ -286,6 +306,9 @@ func (s *streamCanon) number() error {
 		}
 	}
 	lit := s.in[start:s.pos]
+	if s.strict && (!integer || !int53(lit) || string(lit) == "-0") {
+		return errNotStrict
+	}
 	if integer {
 		// A JSON integer has no leading zeros or '+': its text is already canonical, but for -0.
 		if string(lit) == "-0" {
@@ -300,4 +323,19 @@ func (s *streamCanon) number() error {
 	}
 	s.buf.WriteString(out)
 	return nil
+}
+
+// int53 reports whether an integer literal is within ±(2^53-1), the range canonical JSON allows.
+func int53(lit []byte) bool {
+	d := lit
+	if len(d) > 0 && d[0] == '-' {
+		d = d[1:]
+	}
+	if len(d) < 16 {
+		return true
+	}
+	if len(d) > 16 {
+		return false
+	}
+	return string(d) <= "9007199254740991"
 }
