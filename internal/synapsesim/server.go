@@ -281,13 +281,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		body = b
 	default:
 		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(v); err != nil {
+		if err := writeValue(&buf, v); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		body = bytes.TrimRight(buf.Bytes(), "\n")
+		body = buf.Bytes()
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -315,6 +313,15 @@ type kv struct {
 // MarshalJSON writes the pairs in order.
 func (o obj) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
+	if err := o.writeTo(&buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// writeTo writes o to buf, nested objects (and lists of them) directly: encoding/json would
+// re-validate a nested object's bytes once per level above it.
+func (o obj) writeTo(buf *bytes.Buffer) error {
 	buf.WriteByte('{')
 	for i, p := range o {
 		if i > 0 {
@@ -323,16 +330,43 @@ func (o obj) MarshalJSON() ([]byte, error) {
 		k, _ := json.Marshal(p.k)
 		buf.Write(k)
 		buf.WriteByte(':')
-		var vb bytes.Buffer
-		enc := json.NewEncoder(&vb)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(p.v); err != nil {
-			return nil, fmt.Errorf("key %s: %w", p.k, err)
+		if err := writeValue(buf, p.v); err != nil {
+			return fmt.Errorf("key %s: %w", p.k, err)
 		}
-		buf.Write(bytes.TrimRight(vb.Bytes(), "\n"))
 	}
 	buf.WriteByte('}')
-	return buf.Bytes(), nil
+	return nil
+}
+
+func writeValue(buf *bytes.Buffer, v any) error {
+	switch v := v.(type) {
+	case obj:
+		return v.writeTo(buf) // nil too: encoding/json calls MarshalJSON on a nil obj, giving {}
+	case []obj:
+		if v == nil {
+			buf.WriteString("null")
+			return nil
+		}
+		buf.WriteByte('[')
+		for i, o := range v {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			if err := writeValue(buf, o); err != nil {
+				return err
+			}
+		}
+		buf.WriteByte(']')
+		return nil
+	}
+	var vb bytes.Buffer
+	enc := json.NewEncoder(&vb)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	buf.Write(bytes.TrimRight(vb.Bytes(), "\n"))
+	return nil
 }
 
 // nullable returns nil for "" so that it encodes as JSON null.
