@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/transition-matrix/transition-matrix/eventcache/internal/kv"
 )
@@ -106,6 +107,8 @@ type Cache struct {
 	writeMu sync.Mutex
 	closeMu sync.RWMutex
 	closed  bool
+	// lastDrop is when dropResident last ran (guarded by writeMu).
+	lastDrop time.Time
 }
 
 // Open opens or creates the cache file at path (mode 0600, parent directories
@@ -193,7 +196,26 @@ func (c *Cache) update(fn func(kv.Writer) error) error {
 	}
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	return c.eng.Update(fn)
+	if err := c.eng.Update(fn); err != nil {
+		return err
+	}
+	c.dropResident()
+	return nil
+}
+
+// dropResidentEvery is how often writes let the kernel drop the file's mapped pages from the
+// process's resident memory, so a long archive's RSS stays flat whatever the file's size.
+const dropResidentEvery = time.Second
+
+// dropResident gives the engine's advice (when it has one) at most every dropResidentEvery;
+// it is called with writeMu held. Failing advice costs memory, not data: it is ignored.
+func (c *Cache) dropResident() {
+	d, ok := c.eng.(interface{ DropResidentPages() error })
+	if !ok || time.Since(c.lastDrop) < dropResidentEvery {
+		return
+	}
+	c.lastDrop = time.Now()
+	_ = d.DropResidentPages()
 }
 
 // Put stores events in one atomic batch (replacing records with the same ID).

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -93,4 +94,66 @@ func TestMemoryAtScale(t *testing.T) {
 		t.Logf("CheckIntegrity: %v", time.Since(t0).Round(time.Second))
 		report("after check")
 	}
+}
+
+// TestWritesKeepMappedPagesOutOfRSS: after writes, the cache file's mapped pages do not stay in
+// the process's resident memory (Linux; read from /proc/self/smaps for the file's mapping).
+func TestWritesKeepMappedPagesOutOfRSS(t *testing.T) {
+	if _, err := os.Stat("/proc/self/smaps"); err != nil {
+		t.Skip("no /proc/self/smaps")
+	}
+	path := filepath.Join(t.TempDir(), "rss.db")
+	c, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 20 {
+		var evs []Event
+		for j := range 500 {
+			evs = append(evs, synthEvent("!r:a.test", i*500+j))
+		}
+		if err := c.Put(evs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Read every event once: the walk faults the whole file in.
+	if _, err := c.StatusCounts("!r:a.test"); err != nil {
+		t.Fatal(err)
+	}
+	c.lastDrop = time.Time{}
+	if err := c.Put(synthEvent("!r:a.test", 10000)); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rss := mappedRSS(t, path)
+	t.Logf("file %d KiB, resident of its mapping %d KiB", fi.Size()>>10, rss)
+	if rss*4 > fi.Size()>>10 {
+		t.Fatalf("%d KiB of the %d KiB file stay resident after a write", rss, fi.Size()>>10)
+	}
+}
+
+// mappedRSS is the resident memory (KiB) of this process's mappings of path.
+func mappedRSS(t *testing.T, path string) int64 {
+	data, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) >= 6 && strings.Contains(fields[0], "-") {
+			in = fields[len(fields)-1] == path
+			continue
+		}
+		if in && len(fields) >= 2 && fields[0] == "Rss:" {
+			n, _ := strconv.ParseInt(fields[1], 10, 64)
+			total += n
+		}
+	}
+	return total
 }
