@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/transition-matrix/transition-matrix/eventcache/internal/kv"
 )
@@ -107,8 +106,6 @@ type Cache struct {
 	writeMu sync.Mutex
 	closeMu sync.RWMutex
 	closed  bool
-	// lastDrop is when dropResident last ran (guarded by writeMu).
-	lastDrop time.Time
 }
 
 // Open opens or creates the cache file at path (mode 0600, parent directories
@@ -203,19 +200,14 @@ func (c *Cache) update(fn func(kv.Writer) error) error {
 	return nil
 }
 
-// dropResidentEvery is how often writes let the kernel drop the file's mapped pages from the
-// process's resident memory, so a long archive's RSS stays flat whatever the file's size.
-const dropResidentEvery = time.Second
-
-// dropResident gives the engine's advice (when it has one) at most every dropResidentEvery;
-// it is called with writeMu held. Failing advice costs memory, not data: it is ignored.
+// dropResident lets the kernel drop the file's mapped pages from the process's resident memory
+// after each write (when the engine can), so a long archive's RSS stays flat whatever the
+// file's size: a write walks and faults in pages all over the file. Failing advice costs
+// memory, not data: it is ignored.
 func (c *Cache) dropResident() {
-	d, ok := c.eng.(interface{ DropResidentPages() error })
-	if !ok || time.Since(c.lastDrop) < dropResidentEvery {
-		return
+	if d, ok := c.eng.(interface{ DropResidentPages() error }); ok {
+		_ = d.DropResidentPages()
 	}
-	c.lastDrop = time.Now()
-	_ = d.DropResidentPages()
 }
 
 // Put stores events in one atomic batch (replacing records with the same ID).

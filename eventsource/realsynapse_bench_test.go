@@ -105,7 +105,7 @@ func benchSynapseClient(b *testing.B, s *synapsetest.Server) *synapseclient.Clie
 }
 
 // coldShim is `shim serve` over s with an empty cache at path: its URL and a stop function.
-func coldShim(b *testing.B, client *synapseclient.Client, s *synapsetest.Server, path string) (string, func()) {
+func coldShim(b *testing.B, client *synapseclient.Client, s *synapsetest.Server, path string, noPrefetch bool) (string, func()) {
 	b.Helper()
 	id := s.Identity()
 	cache, err := eventcache.Open(path, eventcache.Options{})
@@ -113,7 +113,7 @@ func coldShim(b *testing.B, client *synapseclient.Client, s *synapsetest.Server,
 		b.Fatal(err)
 	}
 	src, err := New(Config{Identity: id, Cache: cache, Upstream: client.Federation(), Admin: client.Admin(),
-		Keys: &NotaryKeys{Client: client.Federation(), Identity: id}})
+		Keys: &NotaryKeys{Client: client.Federation(), Identity: id}, NoPrefetch: noPrefetch})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -130,7 +130,8 @@ func coldShim(b *testing.B, client *synapseclient.Client, s *synapsetest.Server,
 //
 //   - cold-backfill: the Conduit-like consumer backfills every room whole from Synapse directly,
 //     then through a shim with an empty cache, verifying every event both times (rounds
-//     alternate, so a change of load cannot favour one side); ratio cold/direct of the time.
+//     alternate, so a change of load cannot favour one side); ratio cold/direct of the time, and
+//     the same through a cold shim with the next-page prefetch off.
 //
 //   - archive-j4: Source.Archive (what `shim archive -j 4` runs) of every room into an empty
 //     cache, next to a plain client paging every room through Synapse's /backfill, 4 rooms at a
@@ -170,13 +171,16 @@ func BenchmarkRealSynapseColdPath(b *testing.B) {
 		return res, d
 	}
 	b.Run("cold-backfill", func(b *testing.B) {
-		var direct, cold time.Duration
+		var direct, cold, coldNoPrefetch time.Duration
 		events := 0
 		for i := 0; i < b.N; i++ {
-			url, stop := coldShim(b, client, s, filepath.Join(b.TempDir(), fmt.Sprintf("cold-%d.db", i)))
+			url, stop := coldShim(b, client, s, filepath.Join(b.TempDir(), fmt.Sprintf("cold-%d.db", i)), false)
+			urlNP, stopNP := coldShim(b, client, s, filepath.Join(b.TempDir(), fmt.Sprintf("cold-np-%d.db", i)), true)
 			for _, r := range heads {
 				rd, dd := backfill(b, s.BaseURL, r)
 				rc, dc := backfill(b, url, r)
+				_, dn := backfill(b, urlNP, r)
+				coldNoPrefetch += dn
 				nd, nc := len(rd.Timeline), len(rc.Timeline)
 				// Messages sent concurrently fork the DAG, and the consumer, like Conduit, walks back
 				// from the oldest event it has: two walks can end on different sides of a fork. Both
@@ -190,10 +194,13 @@ func BenchmarkRealSynapseColdPath(b *testing.B) {
 				direct += dd
 				cold += dc
 				events += nd
-				b.Logf("round %d, room %s: %d events, direct %s, cold shim %s (%.2f×)", i, r.RoomID, nd, dd.Round(time.Millisecond), dc.Round(time.Millisecond), dc.Seconds()/dd.Seconds())
+				b.Logf("round %d, room %s: %d events, direct %s, cold shim %s (%.2f×), without prefetch %s (%.2f×)", i, r.RoomID, nd,
+					dd.Round(time.Millisecond), dc.Round(time.Millisecond), dc.Seconds()/dd.Seconds(), dn.Round(time.Millisecond), dn.Seconds()/dd.Seconds())
 			}
 			stop()
+			stopNP()
 		}
+		b.ReportMetric(coldNoPrefetch.Seconds()/direct.Seconds(), "no-prefetch/direct")
 		b.ReportMetric(float64(events)/direct.Seconds(), "direct-events/s")
 		b.ReportMetric(float64(events)/cold.Seconds(), "cold-events/s")
 		b.ReportMetric(cold.Seconds()/direct.Seconds(), "cold/direct")
