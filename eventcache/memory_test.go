@@ -102,6 +102,8 @@ func TestWritesKeepMappedPagesOutOfRSS(t *testing.T) {
 	if _, err := os.Stat("/proc/self/smaps"); err != nil {
 		t.Skip("no /proc/self/smaps")
 	}
+	defer func(v int64) { dropFileResidentAbove = v }(dropFileResidentAbove)
+	dropFileResidentAbove = 0 // drop after every write: the test process holds little
 	path := filepath.Join(t.TempDir(), "rss.db")
 	c, err := Open(path, Options{})
 	if err != nil {

@@ -42,8 +42,9 @@ func (c *checker) check(ctx context.Context, roomID, roomVersion string, raw []b
 	// The fast path confirms an event from one canonical pass (signatures, content hash, event
 	// ID); what it cannot confirm (a failing signature, an unusual event, room version 12) takes
 	// the full check below, which also gives the reason.
+	keys := &failedLookups{next: c.keys}
 	keyOf := func(server string, keyID signing.KeyID) (ed25519.PublicKey, error) {
-		return c.keys.PublicKey(ctx, server, string(keyID))
+		return keys.PublicKey(ctx, server, string(keyID))
 	}
 	if info, err := signing.CheckPDU(roomVersion, raw, keyOf); err == nil || errors.Is(err, signing.ErrContentHash) {
 		if info.RoomID != roomID {
@@ -86,7 +87,7 @@ func (c *checker) check(ctx context.Context, roomID, roomVersion string, raw []b
 		ev.Status = eventcache.StatusRejected
 		return ev, "malformed: " + err.Error(), nil
 	}
-	jv := &jsonVerifier{keys: c.keys}
+	jv := &jsonVerifier{keys: keys}
 	if err := gmsl.VerifyEventSignatures(ctx, pdu, jv, userIDForSender); err != nil {
 		if ctx.Err() != nil {
 			return eventcache.Event{}, "", ctx.Err()
@@ -118,6 +119,27 @@ func redactedVerdict(ev eventcache.Event, roomVersion string, raw []byte) (event
 	ev.Status = eventcache.StatusPruned
 	ev.JSON = redacted
 	return ev, "content does not match its hash; serving the redacted form", nil
+}
+
+// failedLookups remembers the key lookups that failed during one event's check, so the full
+// check after the fast path does not ask Synapse's notary again for a key it just lacked.
+type failedLookups struct {
+	next   KeyFetcher
+	failed map[[2]string]error
+}
+
+func (f *failedLookups) PublicKey(ctx context.Context, server, keyID string) (ed25519.PublicKey, error) {
+	if err, ok := f.failed[[2]string{server, keyID}]; ok {
+		return nil, err
+	}
+	pub, err := f.next.PublicKey(ctx, server, keyID)
+	if err != nil {
+		if f.failed == nil {
+			f.failed = map[[2]string]error{}
+		}
+		f.failed[[2]string{server, keyID}] = err
+	}
+	return pub, err
 }
 
 // sameContent reports whether raw's content is already what redaction keeps.
