@@ -18,8 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/transition-matrix/transition-matrix/eventcache/internal/kv"
@@ -202,42 +200,14 @@ func (c *Cache) update(fn func(kv.Writer) error) error {
 	return nil
 }
 
-// dropFileResidentAbove is how much file-backed memory the process may hold resident before a
-// write lets the kernel drop the cache file's mapped pages (a variable for tests).
-var dropFileResidentAbove int64 = 64 << 20
-
 // dropResident lets the kernel drop the file's mapped pages from the process's resident memory
-// after a write (when the engine can) once the process's file-backed resident memory passes
-// dropFileResidentAbove, so a long archive's RSS stays flat whatever the file's size: writes
-// walk and fault in pages all over the file. Checking first keeps the madvise and the
-// re-faults after it rare. Failing advice costs memory, not data: it is ignored.
+// after a write (when the engine can; it does so only past kv.DropFileResidentAbove), so a long
+// archive's RSS stays flat whatever the file's size: writes walk and fault in pages all over
+// the file. Failing advice costs memory, not data: it is ignored.
 func (c *Cache) dropResident() {
-	d, ok := c.eng.(interface{ DropResidentPages() error })
-	if !ok {
-		return
+	if d, ok := c.eng.(interface{ DropResidentPages() error }); ok {
+		_ = d.DropResidentPages()
 	}
-	if file, ok := fileResident(); ok && file < dropFileResidentAbove {
-		return
-	}
-	_ = d.DropResidentPages()
-}
-
-// fileResident is the process's resident file-backed and shared memory in bytes, from
-// /proc/self/statm; ok is false where that file does not exist.
-func fileResident() (int64, bool) {
-	data, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0, false
-	}
-	f := strings.Fields(string(data))
-	if len(f) < 3 {
-		return 0, false
-	}
-	pages, err := strconv.ParseInt(f[2], 10, 64)
-	if err != nil {
-		return 0, false
-	}
-	return pages * int64(os.Getpagesize()), true
 }
 
 // Put stores events in one atomic batch (replacing records with the same ID).

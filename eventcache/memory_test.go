@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/transition-matrix/transition-matrix/eventcache/internal/kv"
 )
 
 // TestMemoryAtScale fills a cache with EVENTCACHE_SCALE_EVENTS events (e.g.
@@ -102,8 +104,8 @@ func TestWritesKeepMappedPagesOutOfRSS(t *testing.T) {
 	if _, err := os.Stat("/proc/self/smaps"); err != nil {
 		t.Skip("no /proc/self/smaps")
 	}
-	defer func(v int64) { dropFileResidentAbove = v }(dropFileResidentAbove)
-	dropFileResidentAbove = 0 // drop after every write: the test process holds little
+	defer func(v int64) { kv.DropFileResidentAbove = v }(kv.DropFileResidentAbove)
+	kv.DropFileResidentAbove = 0 // drop whenever due: the test process holds little
 	path := filepath.Join(t.TempDir(), "rss.db")
 	c, err := Open(path, Options{})
 	if err != nil {

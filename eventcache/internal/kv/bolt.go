@@ -104,7 +104,9 @@ type boltTx struct {
 func (t boltTx) readBytes(n int) {
 	if *t.read += n; *t.read >= scanDropBytes {
 		*t.read = 0
-		_ = dropMapped(t.b.Tx())
+		if fileResidentAbove(DropFileResidentAbove) {
+			_ = dropMapped(t.b.Tx())
+		}
 	}
 }
 
