@@ -193,7 +193,21 @@ func (c *Cache) update(fn func(kv.Writer) error) error {
 	}
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	return c.eng.Update(fn)
+	if err := c.eng.Update(fn); err != nil {
+		return err
+	}
+	c.dropResident()
+	return nil
+}
+
+// dropResident lets the kernel drop the file's mapped pages from the process's resident memory
+// after a write (when the engine can; it does so only past kv.DropFileResidentAbove), so a long
+// archive's RSS stays flat whatever the file's size: writes walk and fault in pages all over
+// the file. Failing advice costs memory, not data: it is ignored.
+func (c *Cache) dropResident() {
+	if d, ok := c.eng.(interface{ DropResidentPages() error }); ok {
+		_ = d.DropResidentPages()
+	}
 }
 
 // Put stores events in one atomic batch (replacing records with the same ID).

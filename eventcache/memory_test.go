@@ -7,8 +7,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/transition-matrix/transition-matrix/eventcache/internal/kv"
 )
 
 // TestMemoryAtScale fills a cache with EVENTCACHE_SCALE_EVENTS events (e.g.
@@ -93,4 +96,80 @@ func TestMemoryAtScale(t *testing.T) {
 		t.Logf("CheckIntegrity: %v", time.Since(t0).Round(time.Second))
 		report("after check")
 	}
+}
+
+// TestWritesKeepMappedPagesOutOfRSS: after a scan and after writes, the cache file's mapped
+// pages do not stay in the process's resident memory (Linux; /proc/self/smaps of the mapping).
+func TestWritesKeepMappedPagesOutOfRSS(t *testing.T) {
+	if _, err := os.Stat("/proc/self/smaps"); err != nil {
+		t.Skip("no /proc/self/smaps")
+	}
+	defer func(v int64) { kv.DropFileResidentAbove = v }(kv.DropFileResidentAbove)
+	kv.DropFileResidentAbove = 0 // drop whenever due: the test process holds little
+	path := filepath.Join(t.TempDir(), "rss.db")
+	c, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 40 {
+		var evs []Event
+		for j := range 500 {
+			evs = append(evs, synthEvent("!r:a.test", i*500+j))
+		}
+		if err := c.Put(evs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A scan reads every event; it drops what it faulted in as it goes (every 16 MiB read, 64 KiB counted per get).
+	if _, err := c.StatusCounts("!r:a.test"); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rss := mappedRSS(t, path); rss*3 > fi.Size()>>10 {
+		t.Fatalf("%d KiB of the %d KiB file stay resident after a scan", rss, fi.Size()>>10)
+	}
+	// Read every event through the index walk, then write: the write drops the pages.
+	for i := 0; i < 20000; i += 100 {
+		if _, _, err := c.GetMany([]string{synthID("!r:a.test", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Put(synthEvent("!r:a.test", 20000)); err != nil {
+		t.Fatal(err)
+	}
+	fi, err = os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rss := mappedRSS(t, path)
+	t.Logf("file %d KiB, resident of its mapping %d KiB", fi.Size()>>10, rss)
+	if rss*4 > fi.Size()>>10 {
+		t.Fatalf("%d KiB of the %d KiB file stay resident after a write", rss, fi.Size()>>10)
+	}
+}
+
+// mappedRSS is the resident memory (KiB) of this process's mappings of path.
+func mappedRSS(t *testing.T, path string) int64 {
+	data, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) >= 6 && strings.Contains(fields[0], "-") {
+			in = fields[len(fields)-1] == path
+			continue
+		}
+		if in && len(fields) >= 2 && fields[0] == "Rss:" {
+			n, _ := strconv.ParseInt(fields[1], 10, 64)
+			total += n
+		}
+	}
+	return total
 }

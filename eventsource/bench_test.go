@@ -532,6 +532,47 @@ func BenchmarkVerify(b *testing.B) {
 		b.ReportMetric(float64(b.N)/cpu.Seconds(), "events/cpu-s")
 		b.ReportMetric(sigs, "sigs/event")
 	})
+	// ratio: the acceptance figure. Batches of the full check and of raw Ed25519 alternate in one
+	// loop, each timed in process CPU time (GC included), so load cannot favour either side:
+	// ratio = signatures verified per CPU-second by the full check ÷ raw verifies per CPU-second.
+	b.Run("ratio", func(b *testing.B) {
+		priv := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+		msg := make([]byte, bytes/int64(len(evs)))
+		sig := ed25519.Sign(priv, msg)
+		pub := priv.Public().(ed25519.PublicKey)
+		const batch = 50
+		var checkCPU, rawCPU time.Duration
+		var checked, raw int
+		i := 0
+		for b.Loop() {
+			t0 := cpuTime()
+			for range batch {
+				s := evs[i%len(evs)]
+				i++
+				if _, _, err := c.check(ctx, s.room, s.version, s.raw, ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+			t1 := cpuTime()
+			for range batch {
+				if !ed25519.Verify(pub, msg, sig) {
+					b.Fatal("verify failed")
+				}
+			}
+			t2 := cpuTime()
+			checkCPU += t1 - t0
+			rawCPU += t2 - t1
+			checked += batch
+			raw += batch
+		}
+		checkRate := float64(checked) * sigs / checkCPU.Seconds()
+		rawRate := float64(raw) / rawCPU.Seconds()
+		b.ReportMetric(checkRate, "checked-sigs/cpu-s")
+		b.ReportMetric(rawRate, "raw-verifies/cpu-s")
+		b.ReportMetric(checkRate/rawRate, "ratio")
+		b.Logf("full check %.0f signatures/CPU-s (%.2f per event), raw Ed25519 %.0f verifies/CPU-s: ratio %.2f",
+			checkRate, sigs, rawRate, checkRate/rawRate)
+	})
 	b.Run("check-parallel", func(b *testing.B) {
 		b.SetBytes(bytes / int64(len(evs)))
 		var next atomic.Int64

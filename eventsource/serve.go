@@ -102,6 +102,7 @@ func (s *Source) Backfill(ctx context.Context, roomID string, seeds []string, li
 	if err := s.cache.HandoverOffer(roomID, idsOf(evs)); err != nil {
 		s.log.Warn("could not record the backfill answer", zap.String("room_id", roomID), zap.Error(err))
 	}
+	s.prefetchBelow(roomID, evs, limit)
 	return jsonOf(evs), nil
 }
 

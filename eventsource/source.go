@@ -43,6 +43,9 @@ type Config struct {
 	MaxRounds int
 	// FetchParallel caps concurrent single-event fetches; default 8.
 	FetchParallel int
+	// NoPrefetch turns off fetching the next /backfill page in the background while the
+	// requester handles this one.
+	NoPrefetch bool
 }
 
 // Source implements federation.EventSource over an event cache and Synapse.
@@ -59,6 +62,7 @@ type Source struct {
 	memo     joinMemo // the state each recent make_join template was built on
 	// handoverMu holds a *sync.Mutex per room: backfills of one room run one at a time.
 	handoverMu sync.Map
+	prefetch   prefetcher
 }
 
 // New checks cfg and builds a Source.

@@ -39,26 +39,34 @@ func (c *checker) check(ctx context.Context, roomID, roomVersion string, raw []b
 	} else {
 		raw = append([]byte(nil), raw...)
 	}
+	// The fast path confirms an event from one canonical pass (signatures, content hash, event
+	// ID); what it cannot confirm (a failing signature, an unusual event, room version 12) takes
+	// the full check below, which also gives the reason.
+	keys := &failedLookups{next: c.keys}
+	keyOf := func(server string, keyID signing.KeyID) (ed25519.PublicKey, error) {
+		return keys.PublicKey(ctx, server, string(keyID))
+	}
+	if info, err := signing.CheckPDU(roomVersion, raw, keyOf); err == nil || errors.Is(err, signing.ErrContentHash) {
+		if info.RoomID != roomID {
+			return eventcache.Event{}, "", fmt.Errorf("%w: event of room %q, asked for room %q", errWrongEvent, info.RoomID, roomID)
+		}
+		if wantID != "" && info.EventID != wantID {
+			return eventcache.Event{}, "", fmt.Errorf("%w: asked for %s, got %s", errWrongEvent, wantID, info.EventID)
+		}
+		ev := eventcache.Event{ID: info.EventID, RoomID: roomID, RoomVersion: roomVersion, Depth: info.Depth,
+			PrevEvents: info.PrevEvents, AuthEvents: info.AuthEvents, Type: info.Type, StateKey: info.StateKey,
+			OriginServerTS: info.OriginServerTS, JSON: raw, Status: eventcache.StatusVerified}
+		if err == nil {
+			return ev, "", nil
+		}
+		return redactedVerdict(ev, roomVersion, raw)
+	}
 	p, err := synapseclient.ParsePDU(raw)
 	if err != nil {
 		return eventcache.Event{}, "", err
 	}
 	if p.RoomID != roomID {
 		return eventcache.Event{}, "", fmt.Errorf("%w: event of room %q, asked for room %q", errWrongEvent, p.RoomID, roomID)
-	}
-	// The fast path confirms an intact event from one canonical pass; anything it cannot
-	// confirm (a failing hash or signature, an unusual event, room version 12) takes the full
-	// check below, which also gives the reason.
-	keyOf := func(server string, keyID signing.KeyID) (ed25519.PublicKey, error) {
-		return c.keys.PublicKey(ctx, server, string(keyID))
-	}
-	if id, err := signing.CheckPDU(roomVersion, raw, keyOf); err == nil {
-		if wantID != "" && id != wantID {
-			return eventcache.Event{}, "", fmt.Errorf("%w: asked for %s, got %s", errWrongEvent, wantID, id)
-		}
-		return eventcache.Event{ID: id, RoomID: roomID, RoomVersion: roomVersion, Depth: p.Depth,
-			PrevEvents: p.PrevEvents, AuthEvents: p.AuthEvents, Type: p.Type, StateKey: p.StateKey,
-			OriginServerTS: p.OriginServerTS, JSON: raw, Status: eventcache.StatusVerified}, "", nil
 	}
 	id, err := signing.EventID(roomVersion, raw)
 	if err != nil {
@@ -79,7 +87,7 @@ func (c *checker) check(ctx context.Context, roomID, roomVersion string, raw []b
 		ev.Status = eventcache.StatusRejected
 		return ev, "malformed: " + err.Error(), nil
 	}
-	jv := &jsonVerifier{keys: c.keys}
+	jv := &jsonVerifier{keys: keys}
 	if err := gmsl.VerifyEventSignatures(ctx, pdu, jv, userIDForSender); err != nil {
 		if ctx.Err() != nil {
 			return eventcache.Event{}, "", ctx.Err()
@@ -94,6 +102,12 @@ func (c *checker) check(ctx context.Context, roomID, roomVersion string, raw []b
 		ev.Status = eventcache.StatusVerified
 		return ev, "", nil
 	}
+	return redactedVerdict(ev, roomVersion, raw)
+}
+
+// redactedVerdict is the status of an event whose signatures hold and whose content hash does
+// not: redacted when Synapse served it redacted, else pruned (stored and served redacted).
+func redactedVerdict(ev eventcache.Event, roomVersion string, raw []byte) (eventcache.Event, string, error) {
 	redacted, err := signing.RedactEvent(roomVersion, raw)
 	if err != nil {
 		return eventcache.Event{}, "", err
@@ -105,6 +119,27 @@ func (c *checker) check(ctx context.Context, roomID, roomVersion string, raw []b
 	ev.Status = eventcache.StatusPruned
 	ev.JSON = redacted
 	return ev, "content does not match its hash; serving the redacted form", nil
+}
+
+// failedLookups remembers the key lookups that failed during one event's check, so the full
+// check after the fast path does not ask Synapse's notary again for a key it just lacked.
+type failedLookups struct {
+	next   KeyFetcher
+	failed map[[2]string]error
+}
+
+func (f *failedLookups) PublicKey(ctx context.Context, server, keyID string) (ed25519.PublicKey, error) {
+	if err, ok := f.failed[[2]string{server, keyID}]; ok {
+		return nil, err
+	}
+	pub, err := f.next.PublicKey(ctx, server, keyID)
+	if err != nil {
+		if f.failed == nil {
+			f.failed = map[[2]string]error{}
+		}
+		f.failed[[2]string{server, keyID}] = err
+	}
+	return pub, err
 }
 
 // sameContent reports whether raw's content is already what redaction keeps.

@@ -232,7 +232,8 @@ func (s *streamCanon) object(depth int) error {
 	return nil
 }
 
-// str reads a string literal at pos and returns its decoded value.
+// str reads a string literal at pos and returns its decoded value; without escapes the value
+// views the input, so it must not outlive the canonicalisation.
 func (s *streamCanon) str() (string, error) {
 	start := s.pos
 	s.pos++ // '"'
@@ -246,8 +247,8 @@ func (s *streamCanon) str() (string, error) {
 		case c == '"':
 			s.pos++
 			lit := s.in[start:s.pos]
-			if !escaped {
-				return string(lit[1 : len(lit)-1]), nil
+			if !escaped { // a view of the input, not a copy: callers use it only during the pass
+				return unsafeString(lit[1 : len(lit)-1]), nil
 			}
 			var out string
 			if err := json.Unmarshal(lit, &out); err != nil {

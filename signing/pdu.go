@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -21,6 +22,18 @@ import (
 // not cover, an unusual field, a content hash or signature that does not hold, a key it could not
 // get): the caller decides with the full check, which also says why an event fails.
 var ErrFullCheck = errors.New("the event needs the full check")
+
+// ErrContentHash means the event's signatures hold but its content does not match its hash:
+// Synapse served it redacted, or it changed after signing. CheckPDU still returns its fields.
+var ErrContentHash = errors.New("the content does not match its hash")
+
+// PDUInfo is what CheckPDU read from an event: its ID and the fields the cache indexes.
+type PDUInfo struct {
+	EventID, RoomID, Type, Sender string
+	StateKey                      *string
+	Depth, OriginServerTS         int64
+	PrevEvents, AuthEvents        []string // event IDs (the pairs of versions 1 and 2 reduced to their IDs)
+}
 
 // PublicKeyFunc returns the public key keyID of server, or an error when it is not known.
 type PublicKeyFunc func(server string, keyID KeyID) (ed25519.PublicKey, error)
@@ -108,12 +121,22 @@ var pduScratchPool = sync.Pool{New: func() any { return new(pduScratch) }}
 // event ID's in versions 1 and 2, the invitee's, a restricted join's authorising server) signed
 // its redacted form with at least one key keyOf knows and with none that fails. It canonicalises
 // the event once and derives the content-hash input, the redacted form (the reference hash and
-// the signed bytes) from that one pass. It returns an error wrapping ErrFullCheck for anything
-// it does not confirm; it never reports an event good that gomatrixserverlib's checks refuse.
-func CheckPDU(roomVersion string, pdu []byte, keyOf PublicKeyFunc) (string, error) {
+// the signed bytes) from that one pass. An event whose signatures hold but whose content hash
+// does not comes back with ErrContentHash; anything else it does not confirm with an error
+// wrapping ErrFullCheck. It never confirms what gomatrixserverlib's checks refuse.
+func CheckPDU(roomVersion string, pdu []byte, keyOf PublicKeyFunc) (PDUInfo, error) {
+	info, err := checkPDU(roomVersion, pdu, keyOf)
+	if err != nil && !errors.Is(err, ErrContentHash) {
+		return PDUInfo{}, err
+	}
+	return info, err
+}
+
+func checkPDU(roomVersion string, pdu []byte, keyOf PublicKeyFunc) (PDUInfo, error) {
+	var info PDUInfo
 	rules := fastRules()[roomVersion]
 	if rules == nil {
-		return "", fmt.Errorf("%w: room version %q", ErrFullCheck, roomVersion)
+		return info, fmt.Errorf("%w: room version %q", ErrFullCheck, roomVersion)
 	}
 	sc := pduScratchPool.Get().(*pduScratch)
 	defer pduScratchPool.Put(sc)
@@ -122,21 +145,21 @@ func CheckPDU(roomVersion string, pdu []byte, keyOf PublicKeyFunc) (string, erro
 	sc.signed.Reset()
 	sc.top = sc.top[:0]
 	if !utf8.Valid(pdu) {
-		return "", fmt.Errorf("%w: not UTF-8", ErrFullCheck)
+		return info, fmt.Errorf("%w: not UTF-8", ErrFullCheck)
 	}
 	s := &streamCanon{in: pdu, buf: &sc.canon, strict: true, top: &sc.top}
 	s.skipSpace()
 	if s.pos == len(pdu) || pdu[s.pos] != '{' {
-		return "", fmt.Errorf("%w: not a JSON object", ErrFullCheck)
+		return info, fmt.Errorf("%w: not a JSON object", ErrFullCheck)
 	}
 	if err := s.value(0); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrFullCheck, err)
+		return info, fmt.Errorf("%w: %v", ErrFullCheck, err)
 	}
 	if s.skipSpace(); s.pos != len(pdu) {
-		return "", fmt.Errorf("%w: trailing data", ErrFullCheck)
+		return info, fmt.Errorf("%w: trailing data", ErrFullCheck)
 	}
 	if sc.canon.Len() > maxPDUBytes {
-		return "", fmt.Errorf("%w: too large", ErrFullCheck)
+		return info, fmt.Errorf("%w: too large", ErrFullCheck)
 	}
 	canon := sc.canon.Bytes()
 	// Each top-level member's value, in canonical form (gjson reads it safely: it is valid JSON).
@@ -146,10 +169,10 @@ func CheckPDU(roomVersion string, pdu []byte, keyOf PublicKeyFunc) (string, erro
 		text := canon[m.start:m.end]
 		val := memberValue(text)
 		if len(m.key) > 0 && m.key[0] == '_' || pduDropped[m.key] || m.key == "event_id" && rules.idFormat != gmsl.EventIDFormatV1 {
-			return "", fmt.Errorf("%w: key %q", ErrFullCheck, m.key)
+			return info, fmt.Errorf("%w: key %q", ErrFullCheck, m.key)
 		}
 		if err := f.set(m.key, val, rules.idFormat); err != nil {
-			return "", err
+			return info, err
 		}
 		switch m.key {
 		case "content":
@@ -159,12 +182,13 @@ func CheckPDU(roomVersion string, pdu []byte, keyOf PublicKeyFunc) (string, erro
 		}
 	}
 	if err := f.valid(rules.idFormat); err != nil {
-		return "", err
+		return info, err
 	}
 	// Content hash: everything but signatures and hashes (unsigned is absent).
 	writeMembers(&sc.hashIn, canon, sc.top, func(k string) bool { return k != "signatures" && k != "hashes" }, nil)
-	if sum := sha256.Sum256(sc.hashIn.Bytes()); !bytes.Equal(sum[:], f.hash) {
-		return "", fmt.Errorf("%w: content hash", ErrFullCheck)
+	hashOK := false
+	if sum := sha256.Sum256(sc.hashIn.Bytes()); bytes.Equal(sum[:], f.hash) {
+		hashOK = true
 	}
 	// The redacted form without signatures: what the servers signed and what the reference hash covers.
 	keep, special := rules.content[f.typ]
@@ -206,15 +230,24 @@ func CheckPDU(roomVersion string, pdu []byte, keyOf PublicKeyFunc) (string, erro
 	}
 	servers, err := f.signers(rules, id, content)
 	if err != nil {
-		return "", err
+		return info, err
 	}
 	sigs := gjson.Parse(unsafeString(signatures))
 	for _, server := range servers {
 		if err := verifyServer(server, sigs.Get(gjson.Escape(server)), signed, keyOf); err != nil {
-			return "", err
+			return info, err
 		}
 	}
-	return id, nil
+	info = PDUInfo{EventID: id, RoomID: strings.Clone(f.roomID), Type: strings.Clone(f.typ), Sender: strings.Clone(f.sender),
+		Depth: f.depth, OriginServerTS: f.ts, PrevEvents: f.prev, AuthEvents: f.auth}
+	if f.stateKey != nil {
+		sk := strings.Clone(*f.stateKey)
+		info.StateKey = &sk
+	}
+	if !hashOK {
+		return info, ErrContentHash
+	}
+	return info, nil
 }
 
 // verifyServer checks server's signatures on signed: every key of it keyOf knows must verify, and
@@ -289,6 +322,8 @@ type pduFields struct {
 	roomID, sender, typ, eventID     string
 	stateKey                         *string
 	hash                             []byte
+	depth, ts                        int64
+	prev, auth                       []string // cloned: they outlive the call
 	hasPrev, hasAuth, hasTS, hasType bool
 	hasContent                       bool
 }
@@ -329,19 +364,24 @@ func (f *pduFields) set(key string, val []byte, idFormat gmsl.EventIDFormat) err
 		}
 		f.hasContent = true
 	case "depth":
-		if r.Type != gjson.Number {
+		n, err := strconv.ParseInt(r.Raw, 10, 64)
+		if r.Type != gjson.Number || err != nil {
 			return bad()
 		}
+		f.depth = n
 	case "origin_server_ts":
-		if r.Type != gjson.Number || r.Raw[0] == '-' {
+		n, err := strconv.ParseInt(r.Raw, 10, 64)
+		if r.Type != gjson.Number || err != nil || n < 0 {
 			return bad()
 		}
+		f.ts = n
 		f.hasTS = true
 	case "prev_events", "auth_events":
 		if !r.IsArray() {
 			return bad()
 		}
 		ok := true
+		ids := []string{}
 		r.ForEach(func(_, e gjson.Result) bool {
 			if idFormat == gmsl.EventIDFormatV1 {
 				a := e.Array()
@@ -350,9 +390,11 @@ func (f *pduFields) set(key string, val []byte, idFormat gmsl.EventIDFormat) err
 					h := a[1].Get("sha256")
 					_, err := decodeGmslBase64(h.Str)
 					ok = h.Type == gjson.String && err == nil
+					ids = append(ids, strings.Clone(a[0].Str))
 				}
 			} else {
 				ok = e.Type == gjson.String
+				ids = append(ids, strings.Clone(e.Str))
 			}
 			return ok
 		})
@@ -360,9 +402,9 @@ func (f *pduFields) set(key string, val []byte, idFormat gmsl.EventIDFormat) err
 			return bad()
 		}
 		if key == "prev_events" {
-			f.hasPrev = true
+			f.hasPrev, f.prev = true, ids
 		} else {
-			f.hasAuth = true
+			f.hasAuth, f.auth = true, ids
 		}
 	case "hashes":
 		h := r.Get("sha256")

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/transition-matrix/transition-matrix/internal/world"
 	"github.com/transition-matrix/transition-matrix/signing"
+	"github.com/transition-matrix/transition-matrix/synapseclient"
 )
 
 // pduKeys is a fixed key set: server → key ID → public key.
@@ -55,21 +57,21 @@ func (k pduKeys) VerifyJSONs(_ context.Context, reqs []gmsl.VerifyJSONRequest) (
 	return out, nil
 }
 
-// gmslVerdict is gomatrixserverlib's answer: the event's ID and whether it is intact (parsed,
-// content hash holds, every server that must sign did).
-func gmslVerdict(version string, raw []byte, keys pduKeys) (string, bool) {
+// gmslVerdict is gomatrixserverlib's answer: the event's ID, whether it parses with its
+// signatures holding, and whether its content hash fails (it is then taken redacted).
+func gmslVerdict(version string, raw []byte, keys pduKeys) (id string, signed, redacted bool) {
 	impl, err := gmsl.GetRoomVersion(gmsl.RoomVersion(version))
 	if err != nil {
-		return "", false
+		return "", false, false
 	}
 	pdu, err := impl.NewEventFromUntrustedJSON(raw)
-	if err != nil || pdu.Redacted() {
-		return "", false
+	if err != nil {
+		return "", false, false
 	}
 	err = gmsl.VerifyEventSignatures(context.Background(), pdu, keys, func(_ spec.RoomID, s spec.SenderID) (*spec.UserID, error) {
 		return spec.NewUserID(string(s), true)
 	})
-	return pdu.EventID(), err == nil
+	return pdu.EventID(), err == nil, pdu.Redacted()
 }
 
 func worldKeys(w *world.World) pduKeys {
@@ -80,21 +82,41 @@ func worldKeys(w *world.World) pduKeys {
 	return keys
 }
 
-// checkAgrees asserts CheckPDU never confirms what gomatrixserverlib refuses, and gives its ID.
+// checkAgrees asserts CheckPDU never confirms what gomatrixserverlib refuses, that it gives the
+// same event ID and the same fields as synapseclient's parser, and reports whether it confirmed
+// the event (intact, or signed with a failing content hash).
 func checkAgrees(t *testing.T, name, version string, raw []byte, keys pduKeys) (confirmed bool) {
 	t.Helper()
-	id, err := signing.CheckPDU(version, raw, keys.lookup)
-	wantID, ok := gmslVerdict(version, raw, keys)
-	if err != nil {
-		if !errors.Is(err, signing.ErrFullCheck) {
-			t.Errorf("%s: error not ErrFullCheck: %v", name, err)
-		}
+	info, err := signing.CheckPDU(version, raw, keys.lookup)
+	wantID, signed, redacted := gmslVerdict(version, raw, keys)
+	switch {
+	case errors.Is(err, signing.ErrFullCheck):
 		return false
+	case err != nil && !errors.Is(err, signing.ErrContentHash):
+		t.Errorf("%s: error neither ErrFullCheck nor ErrContentHash: %v", name, err)
+		return false
+	case !signed:
+		t.Errorf("%s: CheckPDU confirms (%v) an event gomatrixserverlib refuses: %s", name, err, raw)
+	case redacted != (err != nil):
+		t.Errorf("%s: content hash: CheckPDU %v, gomatrixserverlib redacted %v", name, err, redacted)
+	case info.EventID != wantID:
+		t.Errorf("%s: event ID %s, gomatrixserverlib %s", name, info.EventID, wantID)
 	}
-	if !ok {
-		t.Errorf("%s: CheckPDU confirms an event gomatrixserverlib refuses: %s", name, raw)
-	} else if id != wantID {
-		t.Errorf("%s: event ID %s, gomatrixserverlib %s", name, id, wantID)
+	p, perr := synapseclient.ParsePDU(raw)
+	if perr != nil {
+		t.Errorf("%s: synapseclient cannot parse a confirmed event: %v", name, perr)
+		return true
+	}
+	sk := func(s *string) string {
+		if s == nil {
+			return "<nil>"
+		}
+		return *s
+	}
+	if p.RoomID != info.RoomID || p.Type != info.Type || p.Sender != info.Sender || sk(p.StateKey) != sk(info.StateKey) ||
+		p.Depth != info.Depth || p.OriginServerTS != info.OriginServerTS ||
+		!slices.Equal(p.PrevEvents, info.PrevEvents) || !slices.Equal(p.AuthEvents, info.AuthEvents) {
+		t.Errorf("%s: fields differ from synapseclient.ParsePDU: %+v vs %+v", name, info, p)
 	}
 	return true
 }
@@ -120,13 +142,19 @@ func TestCheckPDUAgreesWithGomatrixserverlib(t *testing.T) {
 				fast++
 			} else {
 				full++
-				if _, ok := gmslVerdict(r.Version, raw, keys); ok && r.Version != "12" {
+				if _, ok, _ := gmslVerdict(r.Version, raw, keys); ok && r.Version != "12" {
 					t.Errorf("%s (v%s, %s): intact event left to the full check", e.ID, r.Version, e.Type)
 				}
 			}
 			for _, alt := range alterations(raw) {
-				if checkAgrees(t, e.ID+" "+alt.name, r.Version, alt.raw, keys) && alt.mustFail {
-					t.Errorf("%s: %s confirmed", e.ID, alt.name)
+				_, err := signing.CheckPDU(r.Version, alt.raw, keys.lookup)
+				if checkAgrees(t, e.ID+" "+alt.name, r.Version, alt.raw, keys) && alt.mustFail && err == nil {
+					t.Errorf("%s: %s confirmed intact", e.ID, alt.name)
+				}
+				if alt.name == "content changed" && !errors.Is(err, signing.ErrContentHash) {
+					if _, signed, _ := gmslVerdict(r.Version, alt.raw, keys); signed && r.Version != "12" {
+						t.Errorf("%s (v%s): changed content: %v, want ErrContentHash", e.ID, r.Version, err)
+					}
 				}
 			}
 		}
@@ -254,11 +282,11 @@ func TestCheckPDUIDOutlivesTheCall(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		id, err := signing.CheckPDU("1", signed, keys.lookup)
+		info, err := signing.CheckPDU("1", signed, keys.lookup)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, id)
+		ids = append(ids, info.EventID)
 	}
 	for i, id := range ids {
 		if want := fmt.Sprintf("$e%d:a.test", i); id != want {

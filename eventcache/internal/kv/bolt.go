@@ -14,6 +14,14 @@ import (
 
 var boltBucket = []byte("kv")
 
+// scanDropBytes is how much a transaction reads between two drops of the file's mapped pages
+// from the process's resident memory; a Get counts faultAround besides its value, since the
+// kernel maps up to 64 KiB of cached file around each page fault.
+const (
+	scanDropBytes = 16 << 20
+	faultAround   = 64 << 10
+)
+
 // Bolt is an Engine on one bbolt file: a copy-on-write B+tree, memory-mapped
 // read-only, with one fsync'd meta page switch per committed transaction.
 type Bolt struct {
@@ -74,19 +82,39 @@ func (b *Bolt) DiskBytes() (int64, error) {
 
 func (b *Bolt) View(fn func(Reader) error) error {
 	return b.db.View(func(tx *bolt.Tx) error {
-		return fn(boltTx{tx.Bucket(boltBucket)})
+		return fn(boltTx{tx.Bucket(boltBucket), new(int)})
 	})
 }
 
 func (b *Bolt) Update(fn func(Writer) error) error {
 	return b.db.Update(func(tx *bolt.Tx) error {
-		return fn(boltTx{tx.Bucket(boltBucket)})
+		return fn(boltTx{tx.Bucket(boltBucket), new(int)})
 	})
 }
 
-type boltTx struct{ b *bolt.Bucket }
+// boltTx is one transaction's bucket and the bytes it read since it last dropped the file's
+// mapped pages from resident memory.
+type boltTx struct {
+	b    *bolt.Bucket
+	read *int
+}
 
-func (t boltTx) Get(key []byte) ([]byte, error) { return t.b.Get(key), nil }
+// readBytes counts n bytes read; past scanDropBytes the mapped pages are dropped, so a long
+// read (a scan, many gets) faults the file in and out instead of holding it resident.
+func (t boltTx) readBytes(n int) {
+	if *t.read += n; *t.read >= scanDropBytes {
+		*t.read = 0
+		if fileResidentAbove(DropFileResidentAbove) {
+			_ = dropMapped(t.b.Tx())
+		}
+	}
+}
+
+func (t boltTx) Get(key []byte) ([]byte, error) {
+	v := t.b.Get(key)
+	t.readBytes(len(v) + faultAround)
+	return v, nil
+}
 
 func (t boltTx) Put(key, value []byte) error { return t.b.Put(key, value) }
 
@@ -98,6 +126,7 @@ func (t boltTx) Scan(prefix, start []byte, fn func(k, v []byte) (bool, error)) e
 	}
 	c := t.b.Cursor()
 	for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		t.readBytes(len(k) + len(v))
 		more, err := fn(k, v)
 		if err != nil || !more {
 			return err
