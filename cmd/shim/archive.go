@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"text/tabwriter"
@@ -13,7 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/transition-matrix/transition-matrix/eventsource"
-	"github.com/transition-matrix/transition-matrix/synapseclient"
 )
 
 // defaultArchiveParallel is how many rooms are crawled at once: enough to hide latency, few
@@ -45,7 +43,7 @@ func runArchive(ctx context.Context, env *Env, args []string) error {
 	}
 	defer parts.Close()
 
-	rooms, skipped, err := roomsToArchive(ctx, parts.client.Admin(), only)
+	rooms, skipped, err := eventsource.RoomsToArchive(ctx, parts.client.Admin(), only)
 	if err != nil {
 		return err
 	}
@@ -75,41 +73,6 @@ func runArchive(ctx context.Context, env *Env, args []string) error {
 			"(shim check lists keys Synapse publishes that the configuration lacks); rerun to fetch them again", rejected, cfg.Identity.ServerName)
 	}
 	return nil
-}
-
-// roomsToArchive lists the rooms with a joined local user and their forward extremities; the
-// others are returned as skipped.
-func roomsToArchive(ctx context.Context, admin *synapseclient.AdminClient, only []string) ([]eventsource.RoomHeads, []string, error) {
-	all, err := admin.AllRooms(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listing rooms: %w", err)
-	}
-	var rooms []eventsource.RoomHeads
-	var skipped []string
-	for _, r := range all {
-		if len(only) > 0 && !slices.Contains(only, r.RoomID) {
-			continue
-		}
-		if r.JoinedLocalMembers == 0 {
-			skipped = append(skipped, r.RoomID)
-			continue
-		}
-		fx, err := admin.ForwardExtremities(ctx, r.RoomID)
-		if err != nil {
-			return nil, nil, fmt.Errorf("forward extremities of %s: %w", r.RoomID, err)
-		}
-		heads := make([]string, len(fx))
-		for i, f := range fx {
-			heads[i] = f.EventID
-		}
-		rooms = append(rooms, eventsource.RoomHeads{RoomID: r.RoomID, Heads: heads})
-	}
-	for _, id := range only {
-		if !containsRoom(rooms, id) && !slices.Contains(skipped, id) {
-			return nil, nil, fmt.Errorf("room %s: Synapse does not know it", id)
-		}
-	}
-	return rooms, skipped, nil
 }
 
 func printArchiveSummary(w io.Writer, sums []eventsource.RoomSummary, skipped []string) error {
@@ -174,12 +137,3 @@ type stringList []string
 
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
-func containsRoom(rooms []eventsource.RoomHeads, id string) bool {
-	for _, r := range rooms {
-		if r.RoomID == id {
-			return true
-		}
-	}
-	return false
-}
