@@ -3,7 +3,6 @@ package verify
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -161,23 +160,6 @@ func (e *ExportDir) User(_ context.Context, userID string) (*exportfmt.UserFile,
 		return nil, fmt.Errorf("export file %s holds user %q, the manifest says %q", path, u.UID, userID)
 	}
 	return &u, nil
-}
-
-// ReadIdentities reads age identities from a file (as `age -i` takes them).
-func ReadIdentities(path string) ([]age.Identity, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	ids, err := age.ParseIdentities(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(ids) == 0 {
-		return nil, errors.New(path + ": no age identity in it")
-	}
-	return ids, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -11,11 +11,11 @@ import (
 	"strings"
 	"time"
 
-	"filippo.io/age"
 	"go.uber.org/zap"
 
 	"github.com/transition-matrix/transition-matrix/conduit"
 	"github.com/transition-matrix/transition-matrix/config"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/importer"
 	"github.com/transition-matrix/transition-matrix/masdb"
 	"github.com/transition-matrix/transition-matrix/mediastore"
@@ -117,7 +117,7 @@ run (wrong usage or a problem in the configuration; nothing was written).
 		Log:        log,
 	}
 	if *identity != "" {
-		ids, err := readAgeIdentities(*identity)
+		ids, err := exportfmt.ReadIdentities(*identity)
 		if err != nil {
 			return err
 		}
@@ -157,20 +157,6 @@ run (wrong usage or a problem in the configuration; nothing was written).
 		}
 	}
 	return runErr
-}
-
-// readAgeIdentities reads an age identity file (as age-keygen writes it).
-func readAgeIdentities(path string) ([]age.Identity, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("-age-identity: %w", err)
-	}
-	defer f.Close()
-	ids, err := age.ParseIdentities(f)
-	if err != nil {
-		return nil, fmt.Errorf("-age-identity %s: %w", path, err)
-	}
-	return ids, nil
 }
 
 func writeImportReport(path string, r *importer.Report) error {

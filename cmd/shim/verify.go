@@ -18,6 +18,7 @@ import (
 	"github.com/transition-matrix/transition-matrix/cutover"
 	"github.com/transition-matrix/transition-matrix/eventcache"
 	"github.com/transition-matrix/transition-matrix/eventsource"
+	"github.com/transition-matrix/transition-matrix/exportfmt"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 	"github.com/transition-matrix/transition-matrix/verify"
 )
@@ -172,7 +173,7 @@ func openExport(dir, identityFile string) (*verify.ExportDir, error) {
 	if identityFile == "" {
 		return verify.OpenExport(dir)
 	}
-	ids, err := verify.ReadIdentities(identityFile)
+	ids, err := exportfmt.ReadIdentities(identityFile)
 	if err != nil {
 		return nil, err
 	}
