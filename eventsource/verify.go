@@ -42,9 +42,8 @@ func (c *checker) check(ctx context.Context, roomID, roomVersion string, raw []b
 	// The fast path confirms an event from one canonical pass (signatures, content hash, event
 	// ID); what it cannot confirm (a failing signature, an unusual event, room version 12) takes
 	// the full check below, which also gives the reason.
-	keys := &failedLookups{next: c.keys}
 	keyOf := func(server string, keyID signing.KeyID) (ed25519.PublicKey, error) {
-		return keys.PublicKey(ctx, server, string(keyID))
+		return c.keys.PublicKey(ctx, server, string(keyID))
 	}
 	if info, err := signing.CheckPDU(roomVersion, raw, keyOf); err == nil || errors.Is(err, signing.ErrContentHash) {
 		if info.RoomID != roomID {
@@ -87,7 +86,9 @@ func (c *checker) check(ctx context.Context, roomID, roomVersion string, raw []b
 		ev.Status = eventcache.StatusRejected
 		return ev, "malformed: " + err.Error(), nil
 	}
-	jv := &jsonVerifier{keys: keys}
+	// The full check asks for a key again even when the fast path just lacked it: replaying the
+	// fast path's failure turned a lookup that a second ask answers into a rejected event.
+	jv := &jsonVerifier{keys: c.keys}
 	if err := gmsl.VerifyEventSignatures(ctx, pdu, jv, userIDForSender); err != nil {
 		if ctx.Err() != nil {
 			return eventcache.Event{}, "", ctx.Err()
@@ -119,27 +120,6 @@ func redactedVerdict(ev eventcache.Event, roomVersion string, raw []byte) (event
 	ev.Status = eventcache.StatusPruned
 	ev.JSON = redacted
 	return ev, "content does not match its hash; serving the redacted form", nil
-}
-
-// failedLookups remembers the key lookups that failed during one event's check, so the full
-// check after the fast path does not ask Synapse's notary again for a key it just lacked.
-type failedLookups struct {
-	next   KeyFetcher
-	failed map[[2]string]error
-}
-
-func (f *failedLookups) PublicKey(ctx context.Context, server, keyID string) (ed25519.PublicKey, error) {
-	if err, ok := f.failed[[2]string{server, keyID}]; ok {
-		return nil, err
-	}
-	pub, err := f.next.PublicKey(ctx, server, keyID)
-	if err != nil {
-		if f.failed == nil {
-			f.failed = map[[2]string]error{}
-		}
-		f.failed[[2]string{server, keyID}] = err
-	}
-	return pub, err
 }
 
 // sameContent reports whether raw's content is already what redaction keeps.
