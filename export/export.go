@@ -217,7 +217,6 @@ func (e *exporter) run(ctx context.Context) (*Summary, error) {
 		return e.summary(false), fmt.Errorf("export: %w", err)
 	}
 	pending := e.resumable(items)
-	schedule(pending)
 	e.report()
 
 	parent := ctx
@@ -464,3 +463,4 @@ func (e *exporter) summary(complete bool) *Summary {
 	}
 	return s
 }
+

@@ -78,19 +78,11 @@ func (e *exporter) exportRoom(ctx context.Context, sum synapseclient.RoomSummary
 func (e *exporter) federationState(ctx context.Context, r *exportfmt.RoomFile, clientState []json.RawMessage) error {
 	fed := e.cli.Federation()
 	pool := map[string]synapseclient.PDU{}
-	// checked maps the bytes of every PDU checked so far to its event ID: /state at each
-	// extremity repeats most of the state and auth chain, and checking (redaction, canonical
-	// JSON, two hashes) is the export's largest CPU cost.
-	checked := map[string]string{}
 	add := func(pdus []synapseclient.PDU, want map[string]bool) error {
 		for _, p := range pdus {
-			id, ok := checked[string(p.Raw)]
-			if !ok {
-				var err error
-				if id, err = checkPDU(r.RoomVersion, r.RoomID, p.Raw); err != nil {
-					return err
-				}
-				checked[string(p.Raw)] = id
+			id, err := checkPDU(r.RoomVersion, r.RoomID, p.Raw)
+			if err != nil {
+				return err
 			}
 			if want != nil && !want[id] {
 				return fmt.Errorf("room %s: Synapse answered event %s, which was not asked for", r.RoomID, id)
