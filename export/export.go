@@ -463,4 +463,3 @@ func (e *exporter) summary(complete bool) *Summary {
 	}
 	return s
 }
-
