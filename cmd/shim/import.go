@@ -119,7 +119,7 @@ run (wrong usage or a problem in the configuration; nothing was written).
 	if *identity != "" {
 		ids, err := exportfmt.ReadIdentities(*identity)
 		if err != nil {
-			return err
+			return fmt.Errorf("-age-identity: %w", err)
 		}
 		icfg.Identities = ids
 	}

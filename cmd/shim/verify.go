@@ -175,7 +175,7 @@ func openExport(dir, identityFile string) (*verify.ExportDir, error) {
 	}
 	ids, err := exportfmt.ReadIdentities(identityFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("-age-identity: %w", err)
 	}
 	return verify.OpenExport(dir, ids...)
 }
