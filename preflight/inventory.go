@@ -135,20 +135,25 @@ func (c *Checker) checkRooms(ctx context.Context, st *state) error {
 		}
 	}
 	st.r.Rooms = n
-	versions := make([]string, 0, len(n.ByVersion))
-	for v := range n.ByVersion {
+	st.r.add(Info, CodeRooms, "", "%d rooms (%s); %d with no local member", n.Total, versionCounts(n.ByVersion, "v%s: %d"), n.NoLocalMember)
+	return nil
+}
+
+// sortVersions orders room versions numerically, non-numeric ones last.
+// versionCounts lists the rooms per version, lowest version first, each as format gives it.
+func versionCounts(byVersion map[string]int, format string) string {
+	versions := make([]string, 0, len(byVersion))
+	for v := range byVersion {
 		versions = append(versions, v)
 	}
 	sortVersions(versions)
 	parts := make([]string, 0, len(versions))
 	for _, v := range versions {
-		parts = append(parts, fmt.Sprintf("v%s: %d", v, n.ByVersion[v]))
+		parts = append(parts, fmt.Sprintf(format, v, byVersion[v]))
 	}
-	st.r.add(Info, CodeRooms, "", "%d rooms (%s); %d with no local member", n.Total, strings.Join(parts, ", "), n.NoLocalMember)
-	return nil
+	return strings.Join(parts, ", ")
 }
 
-// sortVersions orders room versions numerically, non-numeric ones last.
 func sortVersions(vs []string) {
 	num := func(s string) (int, bool) {
 		n := 0

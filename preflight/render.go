@@ -68,16 +68,7 @@ func (r *Report) WriteText(w io.Writer, opt TextOptions) error {
 			u.Total, u.Active, u.Deactivated, plural(u.Admins, "admin"), plural(u.Guests, "guest"), u.WithoutPassword)
 	}
 	if n := r.Rooms; n != nil {
-		versions := make([]string, 0, len(n.ByVersion))
-		for v := range n.ByVersion {
-			versions = append(versions, v)
-		}
-		sortVersions(versions)
-		parts := make([]string, 0, len(versions))
-		for _, v := range versions {
-			parts = append(parts, fmt.Sprintf("v%s %d", v, n.ByVersion[v]))
-		}
-		fmt.Fprintf(tw, "Rooms\t%d: %s; %d with no local member\n", n.Total, strings.Join(parts, ", "), n.NoLocalMember)
+		fmt.Fprintf(tw, "Rooms\t%d: %s; %d with no local member\n", n.Total, versionCounts(n.ByVersion, "v%s %d"), n.NoLocalMember)
 		if n.EventsEstimate >= 0 {
 			fmt.Fprintf(tw, "Events\tabout %d in rooms with a local member (sum of the newest depths)\n", n.EventsEstimate)
 		}
