@@ -217,6 +217,7 @@ func (e *exporter) run(ctx context.Context) (*Summary, error) {
 		return e.summary(false), fmt.Errorf("export: %w", err)
 	}
 	pending := e.resumable(items)
+	schedule(pending)
 	e.report()
 
 	parent := ctx

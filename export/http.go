@@ -8,16 +8,22 @@ import (
 	"github.com/transition-matrix/transition-matrix/synapseclient"
 )
 
-// newClient is the Synapse client of the export: at least Jobs connections to Synapse, every
-// request counted.
+// newClient is the Synapse client of the export: at least Jobs connections to Synapse, kept open
+// between requests, every request counted.
 func (e *exporter) newClient() (*synapseclient.Client, error) {
 	scfg := e.cfg.Synapse
 	if scfg.MaxPerHost < e.cfg.Jobs {
 		scfg.MaxPerHost = e.cfg.Jobs
 	}
-	base := http.DefaultTransport
+	var base http.RoundTripper
 	if scfg.HTTPClient != nil && scfg.HTTPClient.Transport != nil {
 		base = scfg.HTTPClient.Transport
+	} else {
+		// http.DefaultTransport keeps 2 idle connections per host: with more workers, every
+		// other request would open a new connection.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = scfg.MaxPerHost
+		base = tr
 	}
 	hc := &http.Client{Transport: countingTransport{base, &e.stats.requests}}
 	if scfg.HTTPClient != nil {

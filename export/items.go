@@ -1,10 +1,12 @@
 package export
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 
 	"go.uber.org/zap"
 
@@ -202,4 +204,33 @@ func (e *exporter) resumable(items []item) []item {
 		pending = append(pending, it)
 	}
 	return pending
+}
+
+// schedule orders the items to export so that the workers stay busy: rooms spread evenly among
+// the users, largest state first. A large room costs CPU (every PDU of its state and auth chain
+// is checked) and holds a federation slot, a user costs a dozen short requests; mixed, the rooms'
+// CPU work overlaps the users' waits instead of following them, workers rarely queue for the
+// few federation slots, and no large room is left for the end with one worker on it.
+func schedule(items []item) {
+	var rooms, users []item
+	for _, it := range items {
+		if it.kind == exportfmt.KindRoom {
+			rooms = append(rooms, it)
+		} else {
+			users = append(users, it)
+		}
+	}
+	slices.SortStableFunc(rooms, func(a, b item) int { return cmp.Compare(b.room.StateEvents, a.room.StateEvents) })
+	n := len(items)
+	out := items[:0]
+	for r, u := 0, 0; r+u < n; {
+		// room r goes at position r*n/len(rooms); users fill the places between.
+		if r < len(rooms) && (u == len(users) || (r*n)/len(rooms) <= r+u) {
+			out = append(out, rooms[r])
+			r++
+		} else {
+			out = append(out, users[u])
+			u++
+		}
+	}
 }

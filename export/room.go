@@ -63,6 +63,15 @@ func (e *exporter) exportRoom(ctx context.Context, sum synapseclient.RoomSummary
 		}
 	}
 	fillMembers(r, e.serverName)
+	// The count comes from the state written here, not from Synapse's room statistics, which it
+	// updates in the background: a user just deactivated is still counted there until Synapse
+	// has parted them from the room.
+	r.JoinedLocalMembers = 0
+	for _, m := range r.LocalMembers {
+		if m == "join" {
+			r.JoinedLocalMembers++
+		}
+	}
 	aliases, err := e.cli.AdminAsUser().RoomAliases(ctx, rid)
 	if err != nil && !errors.Is(err, synapseclient.ErrForbidden) && !errors.Is(err, synapseclient.ErrNotFound) {
 		return nil, err
@@ -78,11 +87,19 @@ func (e *exporter) exportRoom(ctx context.Context, sum synapseclient.RoomSummary
 func (e *exporter) federationState(ctx context.Context, r *exportfmt.RoomFile, clientState []json.RawMessage) error {
 	fed := e.cli.Federation()
 	pool := map[string]synapseclient.PDU{}
+	// checked maps the bytes of every PDU checked so far to its event ID: /state at each
+	// extremity repeats most of the state and auth chain, and checking (redaction, canonical
+	// JSON, two hashes) is the export's largest CPU cost.
+	checked := map[string]string{}
 	add := func(pdus []synapseclient.PDU, want map[string]bool) error {
 		for _, p := range pdus {
-			id, err := checkPDU(r.RoomVersion, r.RoomID, p.Raw)
-			if err != nil {
-				return err
+			id, ok := checked[string(p.Raw)]
+			if !ok {
+				var err error
+				if id, err = checkPDU(r.RoomVersion, r.RoomID, p.Raw); err != nil {
+					return err
+				}
+				checked[string(p.Raw)] = id
 			}
 			if want != nil && !want[id] {
 				return fmt.Errorf("room %s: Synapse answered event %s, which was not asked for", r.RoomID, id)

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/transition-matrix/transition-matrix/internal/testproc"
 	"github.com/transition-matrix/transition-matrix/signing"
 )
 
@@ -466,6 +467,9 @@ func (sd *seeder) run(ctx context.Context, opts SeedOptions) error {
 		d.AccessToken = "" // deactivation deletes devices and tokens
 	}
 	dave.Devices = map[string]*Device{}
+	if err := sd.waitParted(ctx, dave); err != nil {
+		return err
+	}
 	if err := sd.do(ctx, "PUT", "/_synapse/admin/v2/users/"+PathEscape(erin.UserID), s.AdminToken, map[string]any{"locked": true}, nil); err != nil {
 		return err
 	}
@@ -476,6 +480,58 @@ func (sd *seeder) run(ctx context.Context, opts SeedOptions) error {
 	frank.ShadowBanned = true
 	sd.rec.Users[gina].Password = ""
 	return nil
+}
+
+// partingTimeout bounds the wait for Synapse's background parting of a deactivated user.
+const partingTimeout = 2 * time.Minute
+
+// waitParted waits until Synapse has parted a deactivated user from every room and its room
+// statistics count the members the Record does: deactivation answers before the background task
+// that sends the leaves has run, and an export started then still sees the user joined.
+func (sd *seeder) waitParted(ctx context.Context, u *User) error {
+	ctx, cancel := context.WithTimeout(ctx, partingTimeout)
+	defer cancel()
+	tick := time.NewTicker(testproc.PollEvery)
+	defer tick.Stop()
+	for {
+		pending, err := sd.partingPending(ctx, u)
+		if err != nil || pending == "" {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("synapsetest: %s: %s (%w)", u.UserID, pending, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// partingPending says what still shows u in a room, or "" once nothing does.
+func (sd *seeder) partingPending(ctx context.Context, u *User) (string, error) {
+	var joined struct {
+		JoinedRooms []string `json:"joined_rooms"`
+	}
+	if err := sd.do(ctx, "GET", "/_synapse/admin/v1/users/"+PathEscape(u.UserID)+"/joined_rooms", sd.s.AdminToken, nil, &joined); err != nil {
+		return "", err
+	}
+	if len(joined.JoinedRooms) > 0 {
+		return fmt.Sprintf("still joined to %d rooms after deactivation", len(joined.JoinedRooms)), nil
+	}
+	for id, r := range sd.rec.Rooms {
+		if _, ok := r.Members[u.UserID]; !ok {
+			continue
+		}
+		var details struct {
+			JoinedLocalMembers int `json:"joined_local_members"`
+		}
+		if err := sd.do(ctx, "GET", "/_synapse/admin/v1/rooms/"+PathEscape(id), sd.s.AdminToken, nil, &details); err != nil {
+			return "", err
+		}
+		if details.JoinedLocalMembers != r.LocalJoined {
+			return fmt.Sprintf("room %s: Synapse counts %d joined local members, the seed %d", id, details.JoinedLocalMembers, r.LocalJoined), nil
+		}
+	}
+	return "", nil
 }
 
 func (sd *seeder) createRoom(ctx context.Context, u *User, role string, body map[string]any) (string, error) {
