@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/transition-matrix/transition-matrix/signing"
 	"github.com/transition-matrix/transition-matrix/synapseclient"
@@ -38,9 +39,10 @@ type NotaryKeys struct {
 	Client   *synapseclient.FederationClient
 	Identity *signing.Identity // Synapse's own keys, to check the countersignature
 
-	mu    sync.Mutex
-	known map[string]map[string]ed25519.PublicKey
-	calls map[string]*notaryCall // one request per server at a time
+	mu      sync.Mutex
+	known   map[string]map[string]ed25519.PublicKey
+	calls   map[string]*notaryCall // one request per server at a time
+	waiting int                    // callers waiting on a request another caller started (tests)
 }
 
 type notaryCall struct {
@@ -48,7 +50,12 @@ type notaryCall struct {
 	err  error
 }
 
-// PublicKey implements KeyFetcher; a key not in the last answer for server asks again.
+// notaryTimeout bounds one shared key request: it outlives the caller that started it, so that
+// caller's deadline or cancellation cannot fail the others waiting on it.
+const notaryTimeout = 2 * time.Minute
+
+// PublicKey implements KeyFetcher; a key not in the last answer for server asks again. Callers
+// asking for the same server share one request, and each stops waiting when its own ctx ends.
 func (n *NotaryKeys) PublicKey(ctx context.Context, server, keyID string) (ed25519.PublicKey, error) {
 	for attempt := 0; attempt < 2; attempt++ {
 		n.mu.Lock()
@@ -61,32 +68,52 @@ func (n *NotaryKeys) PublicKey(ctx context.Context, server, keyID string) (ed255
 			break
 		}
 		c, running := n.calls[server]
-		if !running {
+		if running {
+			n.waiting++
+		} else {
 			if n.calls == nil {
 				n.calls = map[string]*notaryCall{}
 			}
 			c = &notaryCall{done: make(chan struct{})}
 			n.calls[server] = c
+			go n.run(context.WithoutCancel(ctx), server, c)
 		}
 		n.mu.Unlock()
-		if !running {
-			c.err = n.fetch(ctx, server)
-			n.mu.Lock()
-			delete(n.calls, server)
-			n.mu.Unlock()
-			close(c.done)
-		} else {
-			select {
-			case <-c.done:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
+		var err error
+		select {
+		case <-c.done:
+			err = c.err
+		case <-ctx.Done():
+			err = ctx.Err()
 		}
-		if c.err != nil {
-			return nil, c.err
+		if running {
+			n.mu.Lock()
+			n.waiting--
+			n.mu.Unlock()
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
 	return nil, fmt.Errorf("%w: %s %s (not published by the server nor known to Synapse)", ErrUnknownKey, server, keyID)
+}
+
+// run makes the shared request for server's keys and tells every caller waiting on c.
+func (n *NotaryKeys) run(ctx context.Context, server string, c *notaryCall) {
+	ctx, cancel := context.WithTimeout(ctx, notaryTimeout)
+	defer cancel()
+	c.err = n.fetch(ctx, server)
+	n.mu.Lock()
+	delete(n.calls, server)
+	n.mu.Unlock()
+	close(c.done)
+}
+
+// waiters is how many callers wait on a request another caller started.
+func (n *NotaryKeys) waiters() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.waiting
 }
 
 func (n *NotaryKeys) fetch(ctx context.Context, server string) error {
