@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -128,9 +129,46 @@ type ClientEvent struct {
 
 // Timeline pages /messages backwards from the end of the room until it is exhausted and returns
 // every event the user can see, newest first, each once (Dendrite 0.15.2 answers the oldest event
-// again on the page after the one that reached it), with the number of repeats dropped.
+// again on the page after the one that reached it), with the number of repeats dropped. It reads
+// the room twice, with pages of 100 and of 37 events, and merges the two: Dendrite now and then
+// leaves out an event at a page boundary, and the boundaries of the two reads differ.
 // https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3roomsroomidmessages
 func (u *User) Timeline(ctx context.Context, roomID string) (events []ClientEvent, repeats int, err error) {
+	first, repeats, err := u.timelineRead(ctx, roomID, 100)
+	if err != nil {
+		return nil, 0, err
+	}
+	second, _, err := u.timelineRead(ctx, roomID, 37)
+	if err != nil {
+		return nil, 0, err
+	}
+	return mergeTimelines(first, second), repeats, nil
+}
+
+// mergeTimelines returns a with every event of b it lacks, each placed after the event before it
+// in b.
+func mergeTimelines(a, b []ClientEvent) []ClientEvent {
+	have := map[string]bool{}
+	for _, e := range a {
+		have[e.EventID] = true
+	}
+	out := append([]ClientEvent(nil), a...)
+	for i, e := range b {
+		if have[e.EventID] {
+			continue
+		}
+		at := 0
+		if i > 0 {
+			at = slices.IndexFunc(out, func(x ClientEvent) bool { return x.EventID == b[i-1].EventID }) + 1
+		}
+		out = slices.Insert(out, at, e)
+		have[e.EventID] = true
+	}
+	return out
+}
+
+// timelineRead is one backwards read of the whole room, limit events a page.
+func (u *User) timelineRead(ctx context.Context, roomID string, limit int) (events []ClientEvent, repeats int, err error) {
 	var all []ClientEvent
 	seen := map[string]bool{}
 	from := ""
@@ -138,7 +176,7 @@ func (u *User) Timeline(ctx context.Context, roomID string) (events []ClientEven
 		if page > 10_000 {
 			return nil, 0, fmt.Errorf("/messages of %s: still paginating after %d pages", roomID, page)
 		}
-		q := url.Values{"dir": {"b"}, "limit": {"100"}}
+		q := url.Values{"dir": {"b"}, "limit": {strconv.Itoa(limit)}}
 		if from != "" {
 			q.Set("from", from)
 		}

@@ -187,3 +187,26 @@ func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestMergeTimelinesKeepsEveryEventInPlace: an event one read left out at a page boundary comes
+// back from the other read, after the event that precedes it there; nothing is listed twice.
+func TestMergeTimelinesKeepsEveryEventInPlace(t *testing.T) {
+	evs := func(ids ...string) []ClientEvent {
+		var out []ClientEvent
+		for _, id := range ids {
+			out = append(out, ClientEvent{EventID: id})
+		}
+		return out
+	}
+	got := mergeTimelines(evs("e", "d", "b", "a"), evs("e", "c", "b", "a", "z"))
+	var ids []string
+	for _, e := range got {
+		ids = append(ids, e.EventID)
+	}
+	if want := "e c d b a z"; strings.Join(ids, " ") != want {
+		t.Fatalf("merged %q, want %q", strings.Join(ids, " "), want)
+	}
+	if got := mergeTimelines(evs("b", "a"), evs("x", "b")); got[0].EventID != "x" || len(got) != 3 {
+		t.Fatalf("an event newest in the second read: %v", got)
+	}
+}
