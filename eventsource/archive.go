@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 
+	gmsl "github.com/matrix-org/gomatrixserverlib"
+	"github.com/tidwall/gjson"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/transition-matrix/transition-matrix/eventcache"
@@ -21,6 +23,10 @@ const frontierBatch = 20
 type RoomHeads struct {
 	RoomID string
 	Heads  []string
+	// Version is the room version Synapse's admin API lists; "" has the crawl find it from the
+	// room's events (a request per event until m.room.create). The m.room.create the crawl
+	// reaches must say the same.
+	Version string
 }
 
 // RoomSummary is the outcome of archiving one room.
@@ -56,7 +62,7 @@ func (s *Source) Archive(ctx context.Context, rooms []RoomHeads, parallel int, o
 	g.SetLimit(parallel)
 	for i, r := range rooms {
 		g.Go(func() error {
-			out[i] = s.ArchiveRoom(ctx, r.RoomID, r.Heads, onEvents)
+			out[i] = s.archiveSummary(ctx, r, onEvents)
 			return nil
 		})
 	}
@@ -68,8 +74,12 @@ func (s *Source) Archive(ctx context.Context, rooms []RoomHeads, parallel int, o
 // m.room.create, storing every event verified. The crawl frontier is stored with each step, so
 // a rerun after a crash or an interruption continues where it stopped.
 func (s *Source) ArchiveRoom(ctx context.Context, roomID string, heads []string, onEvents func(string, int)) RoomSummary {
-	sum := RoomSummary{RoomID: roomID}
-	err := s.archiveRoom(ctx, roomID, heads, onEvents)
+	return s.archiveSummary(ctx, RoomHeads{RoomID: roomID, Heads: heads}, onEvents)
+}
+
+func (s *Source) archiveSummary(ctx context.Context, r RoomHeads, onEvents func(string, int)) RoomSummary {
+	sum := RoomSummary{RoomID: r.RoomID}
+	err := s.archiveRoom(ctx, r, onEvents)
 	if err != nil {
 		sum.Err = err
 	}
@@ -79,11 +89,12 @@ func (s *Source) ArchiveRoom(ctx context.Context, roomID string, heads []string,
 	return sum
 }
 
-func (s *Source) archiveRoom(ctx context.Context, roomID string, heads []string, onEvents func(string, int)) error {
+func (s *Source) archiveRoom(ctx context.Context, r RoomHeads, onEvents func(string, int)) error {
 	if s.up == nil {
 		return errors.New("archiving needs Synapse")
 	}
-	version, err := s.roomVersion(ctx, roomID, heads)
+	roomID, heads := r.RoomID, r.Heads
+	version, err := s.archiveVersion(ctx, r)
 	if err != nil {
 		return fmt.Errorf("room version: %w", err)
 	}
@@ -118,6 +129,36 @@ func (s *Source) archiveRoom(ctx context.Context, roomID string, heads []string,
 		}
 	}
 	return s.markComplete(roomID)
+}
+
+// archiveVersion is the room's version: the cache's, else the one Synapse lists when this code
+// knows it, else found from the room's events.
+func (s *Source) archiveVersion(ctx context.Context, r RoomHeads) (string, error) {
+	if v, ok := s.knownVersion(r.RoomID); ok {
+		return v, nil
+	}
+	if _, err := gmsl.GetRoomVersion(gmsl.RoomVersion(r.Version)); r.Version != "" && err == nil {
+		return r.Version, s.rememberVersion(r.RoomID, r.Version)
+	}
+	return s.roomVersion(ctx, r.RoomID, r.Heads)
+}
+
+// checkCreateVersion fails when the room's m.room.create among evs names another room version
+// than the one it was verified with.
+func checkCreateVersion(roomID string, evs []eventcache.Event) error {
+	for _, e := range evs {
+		if e.Type != "m.room.create" || e.StateKey == nil || *e.StateKey != "" {
+			continue
+		}
+		said := "1"
+		if v := gjson.GetBytes(e.JSON, "content.room_version"); v.Exists() {
+			said = v.String()
+		}
+		if said != e.RoomVersion {
+			return fmt.Errorf("room %s: verified as room version %q, but its m.room.create says %q: remove the cache file and archive again", roomID, e.RoomVersion, said)
+		}
+	}
+	return nil
 }
 
 // recheckFailed asks Synapse again for the room's events stored pruned or rejected, so a

@@ -43,7 +43,7 @@ func RoomsToArchive(ctx context.Context, admin RoomLister, only []string) ([]Roo
 		for i, f := range fx {
 			heads[i] = f.EventID
 		}
-		rooms = append(rooms, RoomHeads{RoomID: r.RoomID, Heads: heads})
+		rooms = append(rooms, RoomHeads{RoomID: r.RoomID, Heads: heads, Version: r.Version})
 	}
 	for _, id := range only {
 		listed := slices.ContainsFunc(rooms, func(r RoomHeads) bool { return r.RoomID == id })

@@ -275,6 +275,9 @@ func rank(status eventcache.Status) int {
 // verdict), with frontier their unknown prev and auth events as the crawl's frontier, and the IDs
 // Synapse lacks in the room's archive record.
 func (s *Source) commit(roomID string, evs []eventcache.Event, missing []string, frontier bool) (int, error) {
+	if err := checkCreateVersion(roomID, evs); err != nil {
+		return 0, err
+	}
 	ids := make([]string, len(evs))
 	for i := range evs {
 		ids[i] = evs[i].ID
