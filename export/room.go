@@ -34,7 +34,7 @@ func (e *exporter) exportRoom(ctx context.Context, sum synapseclient.RoomSummary
 	}
 	r := &exportfmt.RoomFile{RoomID: rid, RoomVersion: details.Version, ForwardExtremities: []string{},
 		LocalMembers: map[string]string{}, RemoteMembers: map[string]string{}, FederatedWith: []string{},
-		Published: bool(details.Public), JoinedLocalMembers: details.JoinedLocalMembers, AuthChain: []json.RawMessage{}}
+		Published: bool(details.Public), AuthChain: []json.RawMessage{}}
 	for _, x := range exts {
 		r.ForwardExtremities = append(r.ForwardExtremities, x.EventID)
 	}
@@ -63,15 +63,6 @@ func (e *exporter) exportRoom(ctx context.Context, sum synapseclient.RoomSummary
 		}
 	}
 	fillMembers(r, e.serverName)
-	// The count comes from the state written here, not from Synapse's room statistics, which it
-	// updates in the background: a user just deactivated is still counted there until Synapse
-	// has parted them from the room.
-	r.JoinedLocalMembers = 0
-	for _, m := range r.LocalMembers {
-		if m == "join" {
-			r.JoinedLocalMembers++
-		}
-	}
 	aliases, err := e.cli.AdminAsUser().RoomAliases(ctx, rid)
 	if err != nil && !errors.Is(err, synapseclient.ErrForbidden) && !errors.Is(err, synapseclient.ErrNotFound) {
 		return nil, err
@@ -274,7 +265,9 @@ func sjsonDelete(obj []byte, paths ...string) (json.RawMessage, error) {
 	return obj, nil
 }
 
-// fillMembers derives memberships, federated servers and the canonical alias from the state.
+// fillMembers derives memberships, the joined local members (from the state, not from Synapse's
+// room statistics, which lag behind: a user just deactivated is counted there until Synapse has
+// parted them), federated servers and the canonical alias from the state.
 func fillMembers(r *exportfmt.RoomFile, serverName string) {
 	servers := map[string]bool{}
 	for uid, m := range r.RemoteMembers {
@@ -290,6 +283,9 @@ func fillMembers(r *exportfmt.RoomFile, serverName string) {
 			m := gjson.GetBytes(ev, "content.membership").String()
 			if serverOf(key) == serverName {
 				r.LocalMembers[key] = m
+				if m == "join" {
+					r.JoinedLocalMembers++
+				}
 			} else {
 				r.RemoteMembers[key] = m
 				if m == "join" {
